@@ -1,0 +1,116 @@
+"""DROID pose convention, in one place.
+
+A DROID state is 7-D: end-effector (flange) position xyz in metres in the robot base frame, orientation as scipy
+Euler "xyz" angles (extrinsic: R = Rz(c) @ Ry(b) @ Rx(a)) in radians, and the gripper position (0 = open, 1 = closed).
+
+An action is the V-JEPA 2-AC pose difference between consecutive states: Δxyz in the base frame, the Euler "xyz"
+angles of R_{t+1} @ R_t^T (rotation delta left-multiplied, base frame), and Δgripper. `apply_actions` is its
+inverse and is what the planner, the simulator and the robot bridge use to turn an action into a target.
+
+Every function takes torch tensors or NumPy arrays with any leading batch shape and returns the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+
+STATE_DIM = 7
+ACTION_DIM = 7
+# Below this |cos(pitch)| the Euler decomposition is at gimbal lock; like scipy, we then set the third angle to 0.
+_GIMBAL_EPS = 1e-7
+
+
+def _to_tensor(x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.asarray(x, dtype=np.float64)), True
+    if not torch.is_tensor(x):
+        raise TypeError(f"expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+    return x, False
+
+
+def _back(x: torch.Tensor, was_numpy: bool):
+    return x.numpy() if was_numpy else x
+
+
+def _check_last_dim(x: torch.Tensor, size: int, name: str) -> None:
+    if x.ndim == 0 or x.shape[-1] != size:
+        raise ValueError(f"{name} must have last dimension {size}, got shape {tuple(x.shape)}")
+
+
+def euler_xyz_to_matrix(euler: ArrayT) -> ArrayT:
+    """Rotation matrices [..., 3, 3] from scipy-style extrinsic Euler "xyz" angles [..., 3]."""
+    e, was_numpy = _to_tensor(euler)
+    _check_last_dim(e, 3, "euler")
+    ca, cb, cc = torch.cos(e).unbind(-1)
+    sa, sb, sc = torch.sin(e).unbind(-1)
+    rows = (
+        (cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa),
+        (sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa),
+        (-sb, cb * sa, cb * ca),
+    )
+    matrix = torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
+    return _back(matrix, was_numpy)
+
+
+def matrix_to_euler_xyz(matrix: ArrayT) -> ArrayT:
+    """Extrinsic Euler "xyz" angles [..., 3] of rotation matrices [..., 3, 3], in scipy's ranges."""
+    m, was_numpy = _to_tensor(matrix)
+    if m.ndim < 2 or m.shape[-2:] != (3, 3):
+        raise ValueError(f"matrix must have shape [..., 3, 3], got {tuple(m.shape)}")
+    cos_b = torch.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
+    b = torch.atan2(-m[..., 2, 0], cos_b)
+    regular = cos_b > _GIMBAL_EPS
+    a = torch.where(regular, torch.atan2(m[..., 2, 1], m[..., 2, 2]), torch.atan2(-m[..., 1, 2], m[..., 1, 1]))
+    c = torch.where(regular, torch.atan2(m[..., 1, 0], m[..., 0, 0]), torch.zeros_like(b))
+    return _back(torch.stack([a, b, c], dim=-1), was_numpy)
+
+
+def states_to_actions(states: ArrayT) -> ArrayT:
+    """V-JEPA 2-AC actions [..., T-1, 7] from consecutive DROID states [..., T, 7]."""
+    s, was_numpy = _to_tensor(states)
+    _check_last_dim(s, STATE_DIM, "states")
+    if s.ndim < 2 or s.shape[-2] < 2:
+        raise ValueError(f"states need at least 2 time steps along dim -2, got shape {tuple(s.shape)}")
+    rot = euler_xyz_to_matrix(s[..., 3:6])
+    delta_rot = rot[..., 1:, :, :] @ rot[..., :-1, :, :].transpose(-1, -2)
+    actions = torch.cat(
+        [s[..., 1:, :3] - s[..., :-1, :3], matrix_to_euler_xyz(delta_rot), s[..., 1:, 6:] - s[..., :-1, 6:]], dim=-1
+    )
+    return _back(actions, was_numpy)
+
+
+def apply_actions(states: ArrayT, actions: ArrayT, *, clip_gripper: bool = True) -> ArrayT:
+    """Next states [..., 7] from states [..., 7] and actions [..., 7] (the inverse of `states_to_actions`).
+
+    xyz' = xyz + Δxyz, R' = R_Δ @ R, gripper' = gripper + Δgripper clipped to [0, 1] unless `clip_gripper` is False.
+    """
+    s, was_numpy = _to_tensor(states)
+    a, _ = _to_tensor(actions)
+    _check_last_dim(s, STATE_DIM, "states")
+    _check_last_dim(a, ACTION_DIM, "actions")
+    a = a.to(dtype=s.dtype, device=s.device)
+    s, a = torch.broadcast_tensors(s, a)
+    rot = euler_xyz_to_matrix(a[..., 3:6]) @ euler_xyz_to_matrix(s[..., 3:6])
+    gripper = s[..., 6:] + a[..., 6:]
+    if clip_gripper:
+        gripper = gripper.clamp(0.0, 1.0)
+    nxt = torch.cat([s[..., :3] + a[..., :3], matrix_to_euler_xyz(rot), gripper], dim=-1)
+    return _back(nxt, was_numpy)
+
+
+def rollout_states(state: ArrayT, actions: ArrayT, *, clip_gripper: bool = True) -> ArrayT:
+    """States [..., H, 7] reached by applying actions [..., H, 7] one after another from state [..., 7]."""
+    s, was_numpy = _to_tensor(state)
+    a, _ = _to_tensor(actions)
+    if a.ndim < 2:
+        raise ValueError(f"actions must have shape [..., H, 7], got {tuple(a.shape)}")
+    out = []
+    for step in range(a.shape[-2]):
+        s = apply_actions(s, a[..., step, :], clip_gripper=clip_gripper)
+        out.append(s)
+    return _back(torch.stack(out, dim=-2), was_numpy)

@@ -1,0 +1,1 @@
+"""Robot-facing code: the robot interface, the ZMQ bridge and its backends."""

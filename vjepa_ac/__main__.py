@@ -1,0 +1,3 @@
+from vjepa_ac.cli import main
+
+raise SystemExit(main())
