@@ -16,6 +16,7 @@ from typing import Sequence
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "data.droid.cli",
     "worldmodel.cli",
+    "worldmodel.training.cli",
     "sim.cli",
     "planner.cli",
     "robot.cli",
