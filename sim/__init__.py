@@ -1,1 +1,34 @@
-"""sim"""
+"""MuJoCo Franka Panda tabletop simulator: a `robot.interface.Robot` backend, tasks with image goals, scripted
+experts and DROID-format data collection.
+
+Importing this package picks EGL for offscreen rendering on a headless Linux machine (before MuJoCo loads), unless
+`MUJOCO_GL` is already set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+_EXPORTS = {
+    "SceneConfig": "sim.scene",
+    "SimConfig": "sim.robot",
+    "SimRobot": "sim.robot",
+    "Task": "sim.tasks",
+    "TASK_NAMES": "sim.tasks",
+    "make_env": "sim.tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    # Lazy so that `import sim` (e.g. for its assets) stays cheap and does not load MuJoCo.
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -1,0 +1,64 @@
+"""Tasks: seeded initial conditions, goal images from the goal configuration, success checks."""
+
+import numpy as np
+import pytest
+
+from sim.tasks import TASK_NAMES, PickAndPlaceTask, grasp_yaw, gripper_rotation, make_env
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_same_seed_same_episode_and_other_seeds_differ(robot, name):
+    _, task = make_env(name, seed=3, robot=robot)
+    first = (robot.body_position("cube"), robot.joint_positions, task.goal_states())
+    _, task = make_env(name, seed=3, robot=robot)
+    np.testing.assert_allclose(robot.body_position("cube"), first[0], atol=1e-9)
+    np.testing.assert_allclose(robot.joint_positions, first[1], atol=1e-9)
+    np.testing.assert_allclose(task.goal_states(), first[2], atol=1e-9)
+    _, task = make_env(name, seed=4, robot=robot)
+    assert not np.allclose(task.goal_states(), first[2])
+    assert not task.success()  # no task starts solved
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_goal_images_come_from_the_goal_configuration(robot, name):
+    _, task = make_env(name, seed=0, robot=robot)
+    before = robot.get_observation()
+    images = task.goal_images()
+    assert len(images) == (3 if name == "pick_and_place" else 1)
+    for image in images:
+        assert image.shape == before.images["left"].shape and image.dtype == np.uint8
+        assert np.abs(image.astype(int) - before.images["left"]).mean() > 0.5  # the arm moved in the goal image
+    # Rendering goals leaves the simulation untouched.
+    np.testing.assert_array_equal(robot.get_observation().images["left"], before.images["left"])
+    info = task.info()
+    assert info["task"] == name and info["success"] is False and info["ee_goal_distance"] > 0
+
+
+def test_pick_and_place_success_needs_the_cube_resting_on_the_mat(robot):
+    _, task = make_env("pick_and_place", seed=1, robot=robot)
+    assert isinstance(task, PickAndPlaceTask)
+    target = task.target_pos
+    robot.set_object_pose("cube", np.array([target[0], target[1], 0.025]))
+    robot.settle(3)
+    assert task.success()
+    robot.set_object_pose("cube", np.array([target[0] + 0.2, target[1], 0.025]))
+    robot.settle(3)
+    assert not task.success()
+
+
+def test_grasp_yaw_aligns_the_fingers_with_cube_faces():
+    for cube_yaw in np.linspace(-3, 3, 13):
+        yaw = grasp_yaw(cube_yaw)
+        assert -np.pi / 4 <= yaw <= np.pi / 4
+        # The hand's y axis (the fingers' closing direction) is along a cube face normal.
+        rot = gripper_rotation(yaw)
+        finger_axis = rot @ np.array([np.sin(np.pi / 4), np.cos(np.pi / 4), 0.0])
+        angle = np.arctan2(finger_axis[1], finger_axis[0]) - cube_yaw
+        assert abs((angle + np.pi / 4) % (np.pi / 2) - np.pi / 4) < 1e-9
+
+
+def test_unknown_task_and_conflicting_options_are_clear_errors(robot):
+    with pytest.raises(ValueError, match="unknown task"):
+        make_env("stack", seed=0)
+    with pytest.raises(ValueError, match="cannot change"):
+        make_env("reach", seed=0, robot=robot, image_size=(32, 32))
