@@ -1,0 +1,102 @@
+"""The encoder + AC predictor pair the planner uses, loaded from one action-conditioned checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from worldmodel.checkpoints import (
+    CheckpointError,
+    encoder_from_checkpoint,
+    freeze,
+    predictor_from_checkpoint,
+    read_checkpoint,
+)
+from worldmodel.encoder import VisionTransformer
+from worldmodel.frames import Crop, encode_frames
+from worldmodel.predictor import ACPredictor
+
+
+@dataclass
+class WorldModel:
+    """A frozen encoder and its AC predictor, with what callers need to feed them consistently."""
+
+    encoder: VisionTransformer
+    predictor: ACPredictor
+    crop: Crop = "droid"
+    """Crop applied before resizing frames (Meta trained on the DROID crop; their planning notebook used square)."""
+
+    @property
+    def img_size(self) -> tuple[int, int]:
+        return self.encoder.config.img_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.predictor.tokens_per_frame
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the features the predictor reads and predicts."""
+        return self.predictor.config.embed_dim
+
+    @property
+    def num_levels(self) -> int:
+        """1, or 4 when the predictor works on V-JEPA 2.1's concatenated hierarchical features."""
+        return self.embed_dim // self.encoder.embed_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.predictor.parameters()).device
+
+    def encode(self, frames: np.ndarray | Tensor, *, chunk_size: int = 16, progress: bool = False) -> Tensor:
+        """Frames [B, T, H, W, 3] uint8 -> normalised features [B, T, tokens_per_frame, embed_dim]."""
+        return encode_frames(
+            self.encoder, frames, crop=self.crop, chunk_size=chunk_size, hierarchical=self.num_levels > 1,
+            progress=progress,
+        )
+
+
+def check_pair(encoder: VisionTransformer, predictor: ACPredictor) -> None:
+    """Raise if the predictor cannot read this encoder's features (width or tokens per frame differ)."""
+    widths = {encoder.embed_dim, encoder.embed_dim * encoder.config.num_levels}
+    if predictor.config.embed_dim not in widths:
+        raise CheckpointError(
+            f"predictor reads {predictor.config.embed_dim}-d features but the encoder gives "
+            f"{' or '.join(map(str, sorted(widths)))}"
+        )
+    if predictor.tokens_per_frame != encoder.config.tokens_per_frame:
+        raise CheckpointError(
+            f"predictor expects {predictor.tokens_per_frame} tokens per frame but the encoder gives "
+            f"{encoder.config.tokens_per_frame} at {encoder.config.img_size}; pass matching img_size"
+        )
+
+
+def load_world_model(
+    path: str | os.PathLike,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    encoder_arch: Mapping[str, Any] | None = None,
+    predictor_arch: Mapping[str, Any] | None = None,
+    crop: Crop = "droid",
+) -> WorldModel:
+    """Encoder + predictor from one AC checkpoint (Meta's `vjepa2-ac-vitg.pt` or ours), frozen, in eval mode.
+
+    `encoder_arch` / `predictor_arch` override config fields by Meta's names where a file carries no stored config
+    (e.g. `{"img_size": 64}` for small test models). The predictor's resolution defaults to the encoder's.
+    """
+    data = read_checkpoint(path)
+    encoder, _ = encoder_from_checkpoint(data, source=str(path), **dict(encoder_arch or {}))
+    predictor, _ = predictor_from_checkpoint(
+        data, source=str(path), img_size_hint=encoder.config.img_size, **dict(predictor_arch or {})
+    )
+    check_pair(encoder, predictor)
+    freeze(encoder, device, dtype)
+    freeze(predictor, device, dtype)
+    return WorldModel(encoder=encoder, predictor=predictor, crop=crop)
