@@ -114,3 +114,21 @@ def rollout_states(state: ArrayT, actions: ArrayT, *, clip_gripper: bool = True)
         s = apply_actions(s, a[..., step, :], clip_gripper=clip_gripper)
         out.append(s)
     return _back(torch.stack(out, dim=-2), was_numpy)
+
+
+def states_to_camera_frame(states: ArrayT, extrinsics: ArrayT) -> ArrayT:
+    """States [..., 7] re-expressed in the frame of a camera whose base-frame pose is `extrinsics` [..., 6].
+
+    The pose becomes T_cam^-1 @ T_ee (xyz' = R_cᵀ (xyz - t_c), R' = R_cᵀ R); the gripper value is unchanged. This is
+    the reference loader's optional `camera_frame` mode.
+    """
+    s, was_numpy = _to_tensor(states)
+    e, _ = _to_tensor(extrinsics)
+    _check_last_dim(s, STATE_DIM, "states")
+    _check_last_dim(e, 6, "extrinsics")
+    e = e.to(dtype=s.dtype, device=s.device)
+    s, e = torch.broadcast_tensors(s, torch.cat([e, torch.zeros_like(e[..., :1])], dim=-1))
+    cam_rot_t = euler_xyz_to_matrix(e[..., 3:6]).transpose(-1, -2)
+    xyz = (cam_rot_t @ (s[..., :3] - e[..., :3]).unsqueeze(-1)).squeeze(-1)
+    rot = matrix_to_euler_xyz(cam_rot_t @ euler_xyz_to_matrix(s[..., 3:6]))
+    return _back(torch.cat([xyz, rot, s[..., 6:]], dim=-1), was_numpy)

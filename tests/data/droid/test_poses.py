@@ -44,9 +44,10 @@ def test_apply_actions_inverts_states_to_actions_batched_torch():
     states = torch.from_numpy(_random_states(rng, 2 * 9)).reshape(2, 9, 7)
     actions = poses.states_to_actions(states)
     nxt = poses.apply_actions(states[:, :-1], actions)
-    rot_err = Rotation.from_euler("xyz", nxt[..., 3:6].reshape(-1, 3).numpy()) * Rotation.from_euler(
-        "xyz", states[:, 1:, 3:6].reshape(-1, 3).numpy()
-    ).inv()
+    rot_err = (
+        Rotation.from_euler("xyz", nxt[..., 3:6].reshape(-1, 3).numpy())
+        * Rotation.from_euler("xyz", states[:, 1:, 3:6].reshape(-1, 3).numpy()).inv()
+    )
     assert rot_err.magnitude().max() < 1e-9
     torch.testing.assert_close(nxt[..., :3], states[:, 1:, :3])
     torch.testing.assert_close(nxt[..., 6], states[:, 1:, 6])
@@ -62,3 +63,15 @@ def test_apply_actions_clips_gripper_and_checks_shapes():
         poses.apply_actions(state, np.zeros(6))
     with pytest.raises(ValueError, match="at least 2 time steps"):
         poses.states_to_actions(np.zeros((1, 7)))
+
+
+def test_states_to_camera_frame_matches_scipy():
+    rng = np.random.default_rng(3)
+    states = _random_states(rng, 20)
+    extrinsics = np.concatenate([rng.uniform(-1, 1, (20, 3)), Rotation.random(20, random_state=4).as_euler("xyz")], 1)
+    out = poses.states_to_camera_frame(states, extrinsics)
+    cam = Rotation.from_euler("xyz", extrinsics[:, 3:])
+    np.testing.assert_allclose(out[:, :3], cam.inv().apply(states[:, :3] - extrinsics[:, :3]), atol=1e-12)
+    expected = (cam.inv() * Rotation.from_euler("xyz", states[:, 3:6])).as_matrix()
+    np.testing.assert_allclose(poses.euler_xyz_to_matrix(out[:, 3:6]), expected, atol=1e-9)
+    np.testing.assert_array_equal(out[:, 6], states[:, 6])

@@ -1,0 +1,148 @@
+"""Finding episodes, opening them by reference, and episode index files.
+
+An episode reference is either a raw episode folder (or its `trajectory.h5`) or `<tfrecord shard>#<record number>`
+for an RLDS episode. An index file lists one reference per line; Meta's plain list (a CSV/text file whose first
+space-separated column is a trajectory folder) is read the same way. Blank lines and `#` comments are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.droid import layout
+from data.droid.episode import DroidEpisode, EpisodeError
+from data.droid.raw import RawEpisode
+
+RLDS_SEPARATOR = "#"
+
+
+def is_rlds_shard(path: str | Path) -> bool:
+    return ".tfrecord" in Path(path).name
+
+
+def split_rlds_reference(reference: str) -> tuple[Path, int] | None:
+    """(shard, record number) for `<shard>#<n>`, else None."""
+    head, sep, tail = str(reference).rpartition(RLDS_SEPARATOR)
+    if sep and tail.isdigit() and is_rlds_shard(head):
+        return Path(head), int(tail)
+    return None
+
+
+def open_episode(reference: str | Path, *, video_backend: str | None = None) -> DroidEpisode:
+    """Open a raw episode folder, its `trajectory.h5`, or an RLDS record `<shard>#<n>`; EpisodeError if impossible."""
+    rlds = split_rlds_reference(str(reference))
+    if rlds is not None:
+        from data.droid.rlds import open_rlds_episode
+
+        return open_rlds_episode(*rlds)
+    return RawEpisode(reference, video_backend=video_backend)
+
+
+def _walk(root: Path) -> Iterator[tuple[str, Path]]:
+    """("raw", episode folder) and ("rlds", shard) items under `root` in sorted order, in one pass over the tree
+    (hidden and partially written folders skipped; episode folders are not descended into)."""
+    if (root / layout.TRAJECTORY_FILE).is_file():
+        yield "raw", root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        if layout.TRAJECTORY_FILE in filenames:
+            dirnames[:] = []
+            yield "raw", Path(dirpath)
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if is_rlds_shard(name):
+                yield "rlds", Path(dirpath) / name
+
+
+def iter_episode_references(root: str | Path) -> Iterator[str]:
+    """References of every raw episode under `root` and of every record of the RLDS shards under it."""
+    root = Path(root)
+    items = [("rlds", root)] if root.is_file() and is_rlds_shard(root) else _walk(root)
+    for kind, path in items:
+        if kind == "raw":
+            yield str(path)
+            continue
+        from data.droid.rlds import count_records
+
+        for i in range(count_records(path)):
+            yield f"{path}{RLDS_SEPARATOR}{i}"
+
+
+@dataclass
+class EpisodeFilter:
+    """Which episodes to keep; every unset criterion accepts all. Episodes that fail to open are never kept."""
+
+    success_only: bool = False
+    labs: tuple[str, ...] = ()
+    min_steps: int = 0
+    cameras: tuple[str, ...] = ()  # roles (or serials) that must be present, with a video
+    extra: list[Callable[[DroidEpisode], bool]] = field(default_factory=list)
+
+    @property
+    def needs_opening(self) -> bool:
+        return bool(self.success_only or self.labs or self.min_steps or self.cameras or self.extra)
+
+    def accepts(self, episode: DroidEpisode) -> bool:
+        if self.success_only and episode.success is not True:
+            return False
+        if self.labs and episode.lab not in self.labs:
+            return False
+        if self.min_steps and episode.num_steps < self.min_steps:
+            return False
+        for role in self.cameras:
+            try:
+                if episode.num_frames(role) <= 0:
+                    return False
+            except EpisodeError:
+                return False
+        return all(check(episode) for check in self.extra)
+
+
+def write_index(path: str | Path, references: Iterable[str | Path]) -> int:
+    """Write one reference per line (atomically); returns the number written."""
+    path = Path(path)
+    lines = [str(r) for r in references]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    os.replace(tmp, path)
+    return len(lines)
+
+
+def read_index(path: str | Path) -> list[str]:
+    """References from an index file (ours or Meta's CSV list: first space-separated column of each line).
+
+    Relative entries are resolved against the index file's folder, so an index can travel with its data.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise EpisodeError(f"{path}: cannot read episode index ({exc})") from exc
+    references = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = line.split(" ")[0]
+        if not os.path.isabs(entry):
+            entry = str(path.parent / entry)
+        references.append(entry)
+    return references
+
+
+def resolve_episode_references(episodes: str | Path | Iterable[str | Path]) -> list[str]:
+    """A list of references from a list, an index file, or a root folder / shard to scan."""
+    if isinstance(episodes, (str, Path)):
+        source = Path(episodes)
+        if split_rlds_reference(str(episodes)) is not None:
+            return [str(episodes)]
+        if source.is_file() and not is_rlds_shard(source) and source.name != layout.TRAJECTORY_FILE:
+            return read_index(source)
+        if source.exists():
+            return list(iter_episode_references(source))
+        raise EpisodeError(f"{source}: no such episode index, folder or shard")
+    return [str(e) for e in episodes]
