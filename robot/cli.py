@@ -1,0 +1,134 @@
+"""`vjepa-ac bridge run|keygen|status|fake-franka-ros`: the robot-side bridge and its tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bridge",
+        help="robot-side bridge to a Franka arm (ZMQ link, watchdog, safety filter)",
+        description="Run the bridge that streams planner commands to a Franka arm, create its keys, or query it.",
+    )
+    sub = parser.add_subparsers(dest="bridge_command", metavar="ACTION", required=True)
+
+    run = sub.add_parser("run", help="run the bridge in the foreground until Ctrl-C",
+                         description="Bind the link sockets and drive the arm through the chosen backend.")
+    run.add_argument("--config", type=Path, help="bridge YAML (e.g. launch/panda.yaml); defaults otherwise")
+    run.add_argument("--backend", choices=["mujoco", "ros1", "ros2", "libfranka"],
+                     help="arm backend (overrides the config; default mujoco)")
+    run.add_argument("--robot", choices=["panda", "fr3"], help="joint limit table (overrides the config)")
+    run.add_argument("--mode", choices=["joint", "cartesian"], dest="control_mode",
+                     help="stream joint set-points (IK in the bridge) or Cartesian equilibrium poses")
+    run.add_argument("--host", help="address to bind (overrides link.host; non-loopback needs CurveZMQ keys)")
+    run.add_argument("--port-base", type=int,
+                     help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera)")
+    run.set_defaults(handler=_run)
+
+    keygen = sub.add_parser("keygen", help="create a CurveZMQ key pair",
+                            description="Write NAME.key (public: give it to the other side) and NAME.key_secret "
+                                        "(private, mode 0600). The bridge accepts clients whose NAME.key lies in "
+                                        "its link.authorized_keys folder; clients need the bridge's NAME.key.")
+    keygen.add_argument("directory", type=Path, help="folder to write the key files into")
+    keygen.add_argument("--name", default="bridge", help="file name stem (e.g. bridge, workstation)")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing key files")
+    keygen.set_defaults(handler=_keygen)
+
+    status = sub.add_parser("status", help="print a running bridge's state (one state message and its config)")
+    status.add_argument("--host", default="127.0.0.1", help="bridge address")
+    status.add_argument("--port-base", type=int, default=5555, help="the bridge's cmd port (state = +1, rpc = +2)")
+    status.add_argument("--client-key", help="this workstation's .key_secret file (CurveZMQ)")
+    status.add_argument("--bridge-key", help="the bridge's public .key file (CurveZMQ)")
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
+    status.set_defaults(handler=_status)
+
+    fake = sub.add_parser(
+        "fake-franka-ros",
+        help="a stand-in franka_ros node backed by the MuJoCo Panda (ROS 1)",
+        description="Publish franka_states / joint_states and obey the joint trajectory controller, the Cartesian "
+                    "impedance equilibrium pose and franka_gripper actions, like franka_control on a real arm. "
+                    "Needs Debian's python3-rospy; ROS_MASTER_URI must point at a running master.",
+    )
+    fake.add_argument("--arm-id", default="panda", help="prefix of the joint and frame names")
+    fake.add_argument("--rate", type=float, default=100.0, help="state publish rate in Hz")
+    fake.set_defaults(handler=_fake_franka_ros)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
+    from robot.backends import make_backend
+    from robot.bridge import Bridge
+    from robot.config import bridge_config_from_dict, load_bridge_config
+
+    overrides = {"backend": args.backend, "robot": args.robot, "control_mode": args.control_mode}
+    config = load_bridge_config(args.config, **overrides) if args.config else bridge_config_from_dict(
+        {k: v for k, v in overrides.items() if v is not None}
+    )
+    if args.host or args.port_base:
+        import dataclasses
+
+        link = config.link
+        if args.host:
+            link = dataclasses.replace(link, host=args.host)
+        if args.port_base:
+            base = args.port_base
+            link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
+        config = dataclasses.replace(config, link=link)
+    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)))
+    signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
+    bridge.start()
+    link = config.link
+    print(f"bridge running: backend {config.backend}, robot {config.robot}, {config.control_mode} mode, "
+          f"tcp://{link.host}:{link.cmd_port}-{link.camera_port}, CurveZMQ {'on' if link.curve else 'off'}",
+          flush=True)
+    try:
+        bridge.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bridge.close()
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from robot.keys import generate_keypair
+
+    try:
+        public, secret = generate_keypair(args.directory, args.name, overwrite=args.force)
+    except FileExistsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"public key: {public}\nsecret key: {secret}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from robot.client import BridgeClient, BridgeError, ClientConfig
+
+    base = args.port_base
+    client = BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
+                                       camera_port=base + 3, client_secret_key=args.client_key,
+                                       bridge_public_key=args.bridge_key, rpc_timeout_s=args.timeout))
+    try:
+        status = client.call("status")
+        config = client.call("config")
+    except BridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(json.dumps({"state": status, "config": config}, indent=2, default=str))
+    return 0
+
+
+def _fake_franka_ros(args: argparse.Namespace) -> int:
+    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
+    from robot.backends.ros1_standin import run_standin
+
+    run_standin(arm_id=args.arm_id, rate_hz=args.rate)
+    return 0
