@@ -1,0 +1,75 @@
+"""Cross-entropy method over action sequences, the V-JEPA 2-AC planner (spec vjepa2.md §5.2).
+
+Each iteration draws `samples` action sequences from a per-step Gaussian over (Δx, Δy, Δz, Δgripper), keeps them in
+bounds, scores them with the injected rollout + objective, and moves the Gaussian towards the `topk` lowest-energy
+sequences with momentum (separate momenta for the gripper). The plan is the final mean, not the best sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from planner.action_space import SearchSpace
+from planner.base import Objective, PlanResult, PlanTrace, RolloutFn, evaluate, finite_mean, lowest
+
+
+@dataclass
+class CEMConfig:
+    """CEM settings; defaults are the paper's (800 samples, 10 iterations, top 10, horizon 1, L1 ball 0.075)."""
+
+    samples: int = 800
+    iterations: int = 10
+    topk: int = 10
+    horizon: int = 1
+    momentum_mean: float = 0.15
+    """new_mean = (1 - m) * elite_mean + m * old_mean for Δxyz."""
+    momentum_std: float = 0.15
+    momentum_mean_gripper: float = 0.15
+    momentum_std_gripper: float = 0.15
+    space: SearchSpace = field(default_factory=SearchSpace)
+    seed: int = 0
+    """Seed of the sampling generator; the same seed gives the same plan for the same rollout."""
+    max_batch: int | None = None
+    """Evaluate at most this many candidates per rollout call; None = all. Bounds memory on large models: the ViT-g
+    predictor's key/value cache takes ~50 MB per candidate and imagined step in fp32."""
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "iterations", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 2 <= self.topk <= self.samples:
+            raise ValueError(f"topk must be in [2, samples={self.samples}] (the elite std needs 2), got {self.topk}")
+        for name in ("momentum_mean", "momentum_std", "momentum_mean_gripper", "momentum_std_gripper"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 or None, got {self.max_batch}")
+
+
+class CEMPlanner:
+    """Cross-entropy-method planner; `plan(rollout, objective)` returns a `PlanResult`."""
+
+    def __init__(self, config: CEMConfig | None = None) -> None:
+        self.config = config or CEMConfig()
+
+    def plan(self, rollout: RolloutFn, objective: Objective, *, seed: int | None = None) -> PlanResult:
+        cfg, space = self.config, self.config.space
+        trace = PlanTrace()
+        generator = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
+        mean, std = space.initial_distribution(cfg.horizon)
+        momentum_mean = torch.tensor([cfg.momentum_mean] * 3 + [cfg.momentum_mean_gripper])
+        momentum_std = torch.tensor([cfg.momentum_std] * 3 + [cfg.momentum_std_gripper])
+        for _ in range(cfg.iterations):
+            actions = space.to_actions(space.sample(mean, std, cfg.samples, generator))
+            with trace.rollout_time:
+                energies = evaluate(rollout, objective, actions, cfg.max_batch)
+            elite_idx = lowest(energies, cfg.topk)
+            elites = space.free_dims(actions[elite_idx])
+            mean = (1.0 - momentum_mean) * elites.mean(0) + momentum_mean * mean
+            # Unbiased std of the elites, as torch.std in the reference.
+            std = (1.0 - momentum_std) * elites.std(0) + momentum_std * std
+            elite_energies = energies[elite_idx]
+            trace.record((elite_energies[0], elite_energies.mean(), finite_mean(energies)), mean, std)
+        return trace.result(space.finalize(mean), actions[elite_idx], elite_energies, cfg.samples * cfg.iterations)

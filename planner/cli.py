@@ -1,0 +1,284 @@
+"""`vjepa-ac plan` (one-shot: print the next action) and `vjepa-ac run` (closed loop on the sim or a bridged arm)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _schedule(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step counts like 4,10,4, got {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive step counts like 4,10,4, got {text!r}")
+    return steps
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("world model")
+    group.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="AC checkpoint in Meta's layout (ours or vjepa2-ac-vitg.pt); default: the embedded sim model",
+    )
+    group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    group.add_argument(
+        "--crop", choices=("droid", "square", "none"), default=None,
+        help="crop before resizing frames: droid (training crop), square (Meta's planning notebook) or none "
+        "(default: the checkpoint's model card, else droid)",
+    )
+    group.add_argument(
+        "--precision", choices=_PRECISIONS, default="auto",
+        help="predictor precision: auto = bf16 autocast on CUDA, fp32 on CPU",
+    )
+    group.add_argument("--compile", action="store_true", help="torch.compile the predictor step (slow first call)")
+
+
+def _add_planner_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("planner (defaults: the paper's CEM)")
+    group.add_argument("--planner", choices=("cem", "mppi"), default="cem", help="sampling planner")
+    group.add_argument("--samples", type=_positive_int, default=800, help="candidate action sequences per iteration")
+    group.add_argument("--iterations", type=_positive_int, default=10, help="planner iterations per action")
+    group.add_argument("--elites", type=_positive_int, default=10, help="CEM elites kept per iteration")
+    group.add_argument("--horizon", type=_positive_int, default=1, help="planned steps (imagined rollout length)")
+    group.add_argument("--max-translation", type=float, default=0.075, help="bound on Δxyz per step, metres")
+    group.add_argument(
+        "--constraint", choices=("l1_ball", "box"), default="l1_ball",
+        help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook)",
+    )
+    group.add_argument("--close-gripper", type=int, default=None, help="force Δgripper = 1 from this horizon step on")
+    group.add_argument("--sum-energy", action="store_true", help="sum the energy over all imagined steps, not the last")
+    group.add_argument(
+        "--max-batch", type=_positive_int, default=None,
+        help="candidates per predictor call (default: all); bounds memory, e.g. 100 for the ViT-g predictor, whose "
+        "key/value cache takes ~50 MB per candidate and imagined step in fp32",
+    )
+    group.add_argument("--seed", type=int, default=0, help="sampling seed (the same seed gives the same plan)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    plan = subparsers.add_parser(
+        "plan",
+        help="one-shot planning: print the next action for an observation, a state and a goal image",
+        description="Encode the observation and goal images, plan with CEM (or MPPI) in latent space and print the "
+        "next 7-D DROID action (Δxyz, Δeuler, Δgripper) for integrating your own control loop.",
+    )
+    plan.add_argument("--obs", type=Path, required=True, help="current camera image (PNG/JPEG)")
+    plan.add_argument(
+        "--state", required=True,
+        help="current DROID state: 7 numbers x,y,z,roll,pitch,yaw,gripper (metres, radians, 0 open..1 closed)",
+    )
+    plan.add_argument("--goal", type=Path, required=True, help="goal image from the same camera and resolution")
+    plan.add_argument("--json", action="store_true", help="print actions, energies and timing as JSON")
+    _add_model_options(plan)
+    _add_planner_options(plan)
+    plan.set_defaults(handler=_run_plan)
+
+    run = subparsers.add_parser(
+        "run",
+        help="closed-loop control towards goal images on the MuJoCo sim or a bridged Franka",
+        description="Receding-horizon control: observe, encode, plan, send the first action, repeat until the goal "
+        "energy threshold or the step budget. Writes steps.jsonl (one line per control step), energies.png and "
+        "episode.mp4 (camera frames beside the goal image) to --out.",
+    )
+    run.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
+    run.add_argument(
+        "--task", default="reach",
+        help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
+    )
+    run.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
+    bridge = run.add_argument_group("bridge (--robot bridge)")
+    bridge.add_argument("--host", default="127.0.0.1", help="address of the machine running `vjepa-ac bridge run`")
+    bridge.add_argument(
+        "--port-base", type=int, default=5555, help="the bridge's cmd port (state, rpc, camera: +1..+3)"
+    )
+    bridge.add_argument("--client-key", default=None, help="this workstation's .key_secret file (CurveZMQ)")
+    bridge.add_argument("--bridge-key", default=None, help="the bridge's public .key file (CurveZMQ)")
+    run.add_argument("--goal", type=Path, nargs="+", default=None, help="goal image(s), one per sub-goal, in order")
+    run.add_argument("--camera", default=None, help="camera role to plan from (default: the model card's, else left)")
+    run.add_argument(
+        "--fps", type=float, default=None,
+        help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
+        "periods, the interval the predictor imagines (default: the model card's, else 4 as Meta's DROID training)",
+    )
+    run.add_argument(
+        "--steps", type=_positive_int, default=None,
+        help="control-step budget (default: the sum of --schedule, else the sim task's budget, else 50)",
+    )
+    run.add_argument("--schedule", type=_schedule, default=None, help="steps per sub-goal, e.g. 4,10,4")
+    run.add_argument("--switch-energy", type=float, default=None, help="advance to the next goal below this energy")
+    run.add_argument("--stop-energy", type=float, default=None, help="stop when the last goal's energy is below this")
+    run.add_argument("--context-frames", type=_positive_int, default=1, help="observed frames given to the predictor")
+    run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
+    run.add_argument("--no-video", action="store_true", help="skip the MP4")
+    _add_model_options(run)
+    _add_planner_options(run)
+    run.set_defaults(handler=_run_closed_loop)
+
+
+def _planner_config(args: argparse.Namespace):
+    from planner.action_space import SearchSpace
+    from planner.cem import CEMConfig
+    from planner.mppi import MPPIConfig
+
+    space = SearchSpace(
+        max_translation=args.max_translation,
+        translation_constraint=args.constraint,
+        close_gripper=args.close_gripper,
+    )
+    common = dict(
+        samples=args.samples, iterations=args.iterations, horizon=args.horizon, space=space, seed=args.seed,
+        max_batch=args.max_batch,
+    )
+    if args.planner == "mppi":
+        return MPPIConfig(**common, log_topk=args.elites)
+    return CEMConfig(**common, topk=args.elites)
+
+
+def _mpc_config(args: argparse.Namespace, **loop):
+    from planner.mpc import MPCConfig
+
+    return MPCConfig(
+        planner=_planner_config(args),
+        reduce="sum" if args.sum_energy else "last",
+        precision=args.precision,
+        compile=args.compile,
+        **loop,
+    )
+
+
+def _load_world_model(args: argparse.Namespace):
+    """(WorldModel, PlanningDefaults) for --checkpoint (default: the embedded model) and its model card."""
+    import torch
+
+    from vjepa_ac.closed_loop import load_planning_defaults, resolve_checkpoint
+    from worldmodel import load_world_model
+
+    path = resolve_checkpoint(args.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    defaults = load_planning_defaults(path)
+    crop = defaults.crop if args.crop is None else (None if args.crop == "none" else args.crop)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return load_world_model(path, device=device, crop=crop), defaults
+
+
+def read_image(path: Path):
+    """An RGB uint8 image from a PNG/JPEG file, or ValueError."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read an image from {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def parse_state(text: str):
+    import numpy as np
+
+    from planner.mpc import check_state
+
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"--state must be 7 numbers, got {text!r}") from None
+    return check_state(np.array(values))
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from planner.mpc import LatentPlanner, check_goal_images
+
+    try:
+        state = parse_state(args.state)
+        obs, goal = read_image(args.obs), read_image(args.goal)
+        check_goal_images([goal], obs.shape)
+        world_model, _ = _load_world_model(args)
+        controller = LatentPlanner(world_model, [goal], _mpc_config(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = controller.plan(controller.encode([obs]), state[None], seed=args.seed)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(" ".join(f"{v:.6f}" for v in result.first_action))
+    return 0
+
+
+def _make_robot(args: argparse.Namespace, defaults, camera: str):
+    """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
+    if args.robot == "sim":
+        from sim import make_env
+        from vjepa_ac.closed_loop import sim_config_options
+
+        # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
+        robot, task = make_env(args.task, seed=args.task_seed, goal_camera=camera, **sim_config_options(defaults.sim))
+        return robot, task.goal_images(), task.success, task.max_steps
+    from robot.client import BridgeClient, ClientConfig
+
+    base = args.port_base
+    config = ClientConfig(
+        host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
+        client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=(camera,),
+    )
+    return BridgeClient(config), None, None, None
+
+
+def _run_closed_loop(args: argparse.Namespace) -> int:
+    from planner.mpc import run_mpc
+    from planner.report import save_episode
+    from vjepa_ac.action_repeat import ActionRepeatRobot, control_periods_per_step
+
+    try:
+        world_model, defaults = _load_world_model(args)
+        camera = args.camera or defaults.camera
+        fps = args.fps or defaults.fps
+        if not fps > 0:
+            raise ValueError(f"--fps must be > 0, got {fps}")
+        config = _mpc_config(
+            args,
+            camera=camera,
+            max_steps=args.steps,
+            goal_schedule=args.schedule,
+            switch_energy=args.switch_energy,
+            stop_energy=args.stop_energy,
+            context_frames=args.context_frames,
+        )
+        robot, task_goals, success, task_periods = _make_robot(args, defaults, camera)
+        periods = control_periods_per_step(robot.control_hz, fps)
+        if config.max_steps is None and config.goal_schedule is None and task_periods is not None:
+            config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
+        goals = [read_image(p) for p in args.goal] if args.goal else task_goals
+        if goals is None:
+            raise ValueError("--robot bridge needs --goal images (take them with the same camera beforehand)")
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.out / "steps.jsonl"
+    log_path.unlink(missing_ok=True)
+    with ActionRepeatRobot(robot, periods) as controlled:
+        episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
+    outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)
+    plan_seconds = [r.plan_seconds for r in episode.steps]
+    print(f"outcome: {episode.outcome} after {len(episode.steps)} planned actions ({periods} control periods each)")
+    if plan_seconds:
+        print(f"planning: {sum(plan_seconds) / len(plan_seconds):.2f} s per action")
+    print(f"log: {log_path}")
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
+    return 0 if episode.goal_reached else 1

@@ -1,0 +1,353 @@
+"""Receding-horizon control over a `robot.interface.Robot`: observe, encode, plan, send the first action, repeat.
+
+The current camera frame is encoded once per control step; the planner then scores candidate action sequences by
+imagining their outcome with the AC predictor (`planner.rollout.WorldModelRollout`) and comparing it with the encoded
+goal image. Several goal images are visited in order (pick-and-place sub-goals), switching after a fixed number of
+steps per goal (the paper's 4/10/4 schedule) or when the observed frame gets close enough to the current goal.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from data.droid.poses import states_to_actions
+from planner.base import PlanResult
+from planner.cem import CEMConfig, CEMPlanner
+from planner.mppi import MPPIConfig, MPPIPlanner
+from planner.objectives import GoalObjective, Metric, Reduction, latent_distance
+from planner.report import JsonlWriter
+from planner.rollout import Precision, WorldModelRollout, candidate_memory_bytes
+from robot.interface import ActionStatus, Robot
+
+log = logging.getLogger(__name__)
+
+PlannerConfig = CEMConfig | MPPIConfig
+
+
+@dataclass
+class MPCConfig:
+    """Closed-loop settings. The planner defaults are the paper's CEM (800 x 10, top 10, horizon 1)."""
+
+    planner: PlannerConfig = field(default_factory=CEMConfig)
+    max_steps: int | None = None
+    """Control-step budget; None = the sum of `goal_schedule`, or 50 without a schedule."""
+    goal_schedule: tuple[int, ...] | None = None
+    """Steps spent on each goal image, e.g. (4, 10, 4); leftover budget stays on the last goal."""
+    switch_energy: float | None = None
+    """Move to the next goal once the observed frame's energy to the current goal is at most this."""
+    stop_energy: float | None = None
+    """Stop once the observed frame's energy to the last goal is at most this."""
+    camera: str = "left"
+    """Camera role whose frames are encoded."""
+    context_frames: int = 1
+    """Observed frames the predictor sees as context (1 = only the current frame, as the reference)."""
+    metric: Metric = "l1"
+    reduce: Reduction = "last"
+    precision: Precision = "auto"
+    compile: bool = False
+    max_rejections: int = 3
+    """Stop after this many consecutive actions refused by the robot."""
+
+    def __post_init__(self) -> None:
+        if self.goal_schedule is not None:
+            self.goal_schedule = tuple(int(n) for n in self.goal_schedule)
+            if not self.goal_schedule or min(self.goal_schedule) < 1:
+                raise ValueError(f"goal_schedule must hold positive step counts, got {self.goal_schedule}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.context_frames < 1:
+            raise ValueError(f"context_frames must be >= 1, got {self.context_frames}")
+        for name in ("switch_energy", "stop_energy"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+
+    @property
+    def step_budget(self) -> int:
+        if self.max_steps is not None:
+            return self.max_steps
+        return sum(self.goal_schedule) if self.goal_schedule else 50
+
+
+def make_planner(config: PlannerConfig) -> CEMPlanner | MPPIPlanner:
+    if isinstance(config, CEMConfig):
+        return CEMPlanner(config)
+    if isinstance(config, MPPIConfig):
+        return MPPIPlanner(config)
+    raise TypeError(f"planner config must be a CEMConfig or MPPIConfig, got {type(config).__name__}")
+
+
+def check_goal_images(
+    goal_images: Sequence[np.ndarray], frame_shape: tuple[int, ...] | None = None
+) -> list[np.ndarray]:
+    """The goal images as a list of uint8 [H, W, 3] arrays, or ValueError naming the problem.
+
+    With `frame_shape`, each goal must have the camera frame's size: the crop and resize before encoding depend on
+    it, so a goal of another size would be compared with a differently framed view.
+    """
+    goals = list(goal_images)
+    if not goals:
+        raise ValueError("no goal image given; planning needs at least one")
+    for i, goal in enumerate(goals):
+        goal = np.asarray(goal)
+        if goal.dtype != np.uint8 or goal.ndim != 3 or goal.shape[2] != 3:
+            raise ValueError(f"goal image {i} must be uint8 [H, W, 3] RGB, got {goal.dtype} {goal.shape}")
+        if frame_shape is not None and goal.shape != tuple(frame_shape):
+            raise ValueError(
+                f"goal image {i} is {goal.shape[1]}x{goal.shape[0]} but the camera frames are "
+                f"{frame_shape[1]}x{frame_shape[0]}; take goal images with the same camera and resolution"
+            )
+        goals[i] = goal
+    return goals
+
+
+def check_state(state: np.ndarray | Sequence[float]) -> np.ndarray:
+    """A DROID state as a float64 7-vector, or ValueError (wrong size, NaN / infinite values)."""
+    arr = np.asarray(state, dtype=np.float64)
+    if arr.shape != (7,):
+        raise ValueError(f"state must have 7 values (xyz, euler xyz, gripper), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"state has non-finite values: {arr.tolist()}")
+    return arr
+
+
+class LatentPlanner:
+    """A world model, a planner and encoded goals: plans one action from one or more observed frames.
+
+    `world_model` is a `worldmodel.WorldModel` (encoder + predictor + crop).
+    """
+
+    def __init__(self, world_model, goal_images: Sequence[np.ndarray], config: MPCConfig | None = None) -> None:
+        self.world_model = world_model
+        self.config = config or MPCConfig()
+        self.planner = make_planner(self._fit_batch(self.config.planner))
+        self.goal_images = check_goal_images(goal_images)
+        shapes = {g.shape for g in self.goal_images}
+        if len(shapes) > 1:
+            raise ValueError(f"goal images must share one size, got {sorted(shapes)}")
+        self.goal_latents = self.encode(self.goal_images)
+
+    def _fit_batch(self, planner: PlannerConfig) -> PlannerConfig:
+        """On CUDA without an explicit `max_batch`, chunk the candidates so their caches fill at most half of the free
+        memory (800 candidates of the ViT-g predictor would need ~40 GB in fp32)."""
+        device = self.world_model.device
+        if planner.max_batch is not None or device.type != "cuda":
+            return planner
+        predictor = self.world_model.predictor
+        dtype = torch.bfloat16 if self.config.precision != "float32" else next(predictor.parameters()).dtype
+        steps = self.config.context_frames + planner.horizon
+        per_candidate = candidate_memory_bytes(predictor, steps, dtype)
+        free, _ = torch.cuda.mem_get_info(device)
+        fitting = max(1, int(free // 2 // per_candidate))
+        if fitting >= planner.samples:
+            return planner
+        log.info("evaluating %d candidates per predictor call to fit GPU memory", fitting)
+        return dataclasses.replace(planner, max_batch=fitting)
+
+    @property
+    def num_goals(self) -> int:
+        return len(self.goal_images)
+
+    def encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalized latents [K, N, D] of K RGB frames, each encoded on its own."""
+        return self.world_model.encode(np.stack(images)[None])[0]
+
+    def goal_energy(self, latent: torch.Tensor, goal_index: int) -> float:
+        """Energy between an observed latent [N, D] and a goal (the same metric as the planner's)."""
+        goal = self.goal_latents[goal_index].to(latent.device)
+        return float(latent_distance(latent, goal, self.config.metric))
+
+    def plan(
+        self,
+        latents: torch.Tensor,
+        states: np.ndarray,
+        actions: np.ndarray | None = None,
+        *,
+        goal_index: int = 0,
+        seed: int | None = None,
+    ) -> PlanResult:
+        """Plan from context latents [K, N, D], their states [K, 7] and the K-1 actions between them."""
+        states = np.stack([check_state(s) for s in np.asarray(states).reshape(-1, 7)])
+        cfg = self.config
+        rollout = WorldModelRollout(
+            self.world_model.predictor,
+            latents,
+            torch.from_numpy(states),
+            None if actions is None else torch.as_tensor(np.asarray(actions), dtype=torch.float32),
+            num_levels=self.world_model.num_levels,
+            precision=cfg.precision,
+            compile=cfg.compile,
+        )
+        objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
+        return self.planner.plan(rollout, objective, seed=seed)
+
+
+@dataclass
+class StepRecord:
+    """What happened at one control step (one JSONL line)."""
+
+    step: int
+    goal_index: int
+    observed_energy: float
+    """Energy between the observed frame and the current goal (no prediction involved)."""
+    planned_energy: float
+    """Best imagined energy of the plan's last iteration."""
+    iteration_energies: list[list[float]]
+    """Per planner iteration: best, elite-mean, all-sample-mean energy."""
+    action: list[float]
+    status: str
+    applied: list[float] | None
+    reason: str
+    state: list[float]
+    plan_seconds: float
+    encode_seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EpisodeLog:
+    """A closed-loop run: per-step records, the frames seen, and why it ended."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    """Camera frames: the first observation, then one after every executed action."""
+    frame_goals: list[int] = field(default_factory=list)
+    """Goal index in force at each of `frames`."""
+    goal_images: list[np.ndarray] = field(default_factory=list)
+    outcome: str = ""
+    goal_reached: bool = False
+    seconds: float = 0.0
+
+
+def _goal_by_schedule(step: int, schedule: tuple[int, ...]) -> int:
+    bounds = np.cumsum(schedule)
+    return int(min(np.searchsorted(bounds, step, side="right"), len(schedule) - 1))
+
+
+def run_mpc(
+    robot: Robot,
+    world_model,
+    goal_images: Sequence[np.ndarray],
+    config: MPCConfig | None = None,
+    *,
+    log_path: str | Path | None = None,
+    done: Callable[[], bool] | None = None,
+    progress: bool = True,
+) -> EpisodeLog:
+    """Drive `robot` towards the goal images; returns the `EpisodeLog`.
+
+    Args:
+        robot: a connected or connectable `Robot` (sim or bridge); it is held (not stopped) when the loop ends.
+        world_model: a `worldmodel.WorldModel`.
+        goal_images: one RGB image per sub-goal, same camera and size as the robot's `config.camera` frames.
+        log_path: append one JSON line per control step here (written as it happens, so a crash keeps the log).
+        done: optional external success check (e.g. a simulator task), polled after every action.
+    """
+    config = config or MPCConfig()
+    start = time.perf_counter()
+    goals = check_goal_images(goal_images)
+    controller = LatentPlanner(world_model, goals, config)
+    episode = EpisodeLog(goal_images=goals)
+    writer = JsonlWriter(log_path) if log_path is not None else None
+    history: collections.deque = collections.deque(maxlen=config.context_frames)
+    rejections, goal_index = 0, 0
+    robot.connect()
+    try:
+        observation = robot.get_observation()
+        frame = _camera_frame(observation, config.camera)
+        check_goal_images(goals, frame.shape)
+        bar = tqdm(range(config.step_budget), desc="mpc", unit="step", disable=not progress)
+        for step in bar:
+            state = check_state(observation.state)
+            encode_start = time.perf_counter()
+            latent = controller.encode([frame])[0]
+            encode_seconds = time.perf_counter() - encode_start
+            if config.goal_schedule is not None:
+                goal_index = _goal_by_schedule(step, config.goal_schedule)
+            energy = controller.goal_energy(latent, goal_index)
+            while (
+                config.goal_schedule is None
+                and config.switch_energy is not None
+                and energy <= config.switch_energy
+                and goal_index < controller.num_goals - 1
+            ):
+                goal_index += 1
+                energy = controller.goal_energy(latent, goal_index)
+            episode.frames.append(frame)
+            episode.frame_goals.append(goal_index)
+            final_goal = goal_index == controller.num_goals - 1
+            if final_goal and config.stop_energy is not None and energy <= config.stop_energy:
+                episode.outcome, episode.goal_reached = "goal energy reached", True
+                break
+            history.append((latent, state))
+            context_states = np.stack([h[1] for h in history])
+            # Between context frames, the actions are the observed pose differences (the training definition), not
+            # the commands sent, which the arm may have clamped or not fully reached.
+            result = controller.plan(
+                torch.stack([h[0] for h in history]),
+                context_states,
+                states_to_actions(context_states) if len(history) > 1 else None,
+                goal_index=goal_index,
+                seed=config.planner.seed + step,
+            )
+            action = result.first_action
+            outcome = robot.send_action(action)
+            record = StepRecord(
+                step=step,
+                goal_index=goal_index,
+                observed_energy=energy,
+                planned_energy=result.energy,
+                iteration_energies=result.energies.tolist(),
+                action=action.tolist(),
+                status=outcome.status.value,
+                applied=None if outcome.applied is None else np.asarray(outcome.applied, dtype=float).tolist(),
+                reason=outcome.reason,
+                state=state.tolist(),
+                plan_seconds=result.seconds,
+                encode_seconds=encode_seconds,
+            )
+            episode.steps.append(record)
+            if writer is not None:
+                writer.write(record.to_dict())
+            bar.set_postfix(goal=goal_index, energy=f"{energy:.4f}", plan_s=f"{result.seconds:.2f}")
+            rejections = rejections + 1 if outcome.status is ActionStatus.REJECTED else 0
+            if rejections >= config.max_rejections:
+                episode.outcome = f"robot rejected {rejections} actions in a row: {outcome.reason}"
+                break
+            observation = robot.get_observation()
+            frame = _camera_frame(observation, config.camera)
+            if done is not None and done():
+                episode.frames.append(frame)
+                episode.frame_goals.append(goal_index)
+                episode.outcome, episode.goal_reached = "task reports success", True
+                break
+        else:
+            episode.frames.append(frame)
+            episode.frame_goals.append(goal_index)
+            episode.outcome = f"step budget of {config.step_budget} used"
+    finally:
+        robot.hold()
+        if writer is not None:
+            writer.close()
+    episode.seconds = time.perf_counter() - start
+    log.info("mpc finished after %d steps: %s", len(episode.steps), episode.outcome)
+    return episode
+
+
+def _camera_frame(observation, camera: str) -> np.ndarray:
+    if camera not in observation.images:
+        raise ValueError(f"camera {camera!r} not in the observation; available: {sorted(observation.images)}")
+    return observation.images[camera]

@@ -1,0 +1,126 @@
+import av
+import numpy as np
+import pytest
+import torch
+
+from planner.cem import CEMConfig
+from planner.mpc import LatentPlanner, MPCConfig, run_mpc
+from planner.mppi import MPPIConfig
+from planner.report import read_jsonl, save_episode
+from planner.rollout import candidate_memory_bytes
+
+from .conftest import PointRobot
+
+
+def _config(**kw) -> MPCConfig:
+    return MPCConfig(planner=CEMConfig(samples=24, iterations=2, topk=4), **kw)
+
+
+def test_schedule_log_and_bounds(tiny_world_model, tmp_path):
+    robot = PointRobot()
+    goals = [robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0]), robot.image_at([0.4, -0.1, 0.3, 3.1, 0, 0, 0])]
+    episode = run_mpc(robot, tiny_world_model, goals, _config(goal_schedule=(2, 3)), log_path=tmp_path / "steps.jsonl")
+    assert [r.goal_index for r in episode.steps] == [0, 0, 1, 1, 1]
+    assert episode.outcome == "step budget of 5 used" and not episode.goal_reached
+    assert len(episode.frames) == 6 and episode.frame_goals == [0, 0, 1, 1, 1, 1]
+    assert robot.holds == 1 and len(robot.sent) == 5
+    for action in robot.sent:
+        assert np.all(np.isfinite(action)) and np.abs(action[:3]).sum() <= 0.075 + 1e-6
+        assert np.all(action[3:6] == 0) and abs(action[6]) <= 0.75
+    lines = read_jsonl(tmp_path / "steps.jsonl")
+    assert [line["step"] for line in lines] == list(range(5))
+    assert set(lines[0]) >= {"observed_energy", "planned_energy", "action", "status", "state", "plan_seconds"}
+    assert len(lines[0]["iteration_energies"]) == 2
+
+    outputs = save_episode(episode, tmp_path)
+    assert outputs["energies"].stat().st_size > 0
+    with av.open(str(outputs["video"])) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (48, 128, 3)
+
+
+def test_stops_when_goal_energy_reached(tiny_world_model):
+    robot = PointRobot()
+    start_image = robot.image_at(robot.state)
+    episode = run_mpc(robot, tiny_world_model, [start_image], _config(stop_energy=1e-6, max_steps=4))
+    assert episode.goal_reached and episode.outcome == "goal energy reached"
+    assert robot.sent == [] and episode.steps == []
+
+
+def test_switches_goal_on_energy_threshold(tiny_world_model):
+    robot = PointRobot()
+    goals = [robot.image_at(robot.state), robot.image_at([0.6, 0.2, 0.3, 3.1, 0, 0, 0])]
+    episode = run_mpc(robot, tiny_world_model, goals, _config(switch_energy=1e-6, max_steps=2))
+    assert [r.goal_index for r in episode.steps] == [1, 1]
+
+
+def test_context_history_and_external_done(tiny_world_model, monkeypatch):
+    robot = PointRobot()
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    done_after = iter([False, False, True])
+    calls = []
+    plan = LatentPlanner.plan
+
+    def spy(self, latents, states, actions=None, **kw):
+        calls.append((latents.shape[0], np.array(states), None if actions is None else np.array(actions)))
+        return plan(self, latents, states, actions, **kw)
+
+    monkeypatch.setattr(LatentPlanner, "plan", spy)
+    config = _config(context_frames=2, max_steps=6)
+    episode = run_mpc(robot, tiny_world_model, [goal], config, done=lambda: next(done_after))
+    assert len(episode.steps) == 3 and episode.outcome == "task reports success"
+    assert [c[0] for c in calls] == [1, 2, 2]
+    # The context action is the observed pose change, which here equals the action the robot executed.
+    np.testing.assert_allclose(calls[1][2][0], robot.sent[0], atol=1e-9)
+    np.testing.assert_allclose(calls[2][1][0], episode.steps[1].state)
+
+
+def test_rejected_actions_end_the_episode(tiny_world_model):
+    robot = PointRobot(reject=True)
+    episode = run_mpc(robot, tiny_world_model, [robot.image_at(robot.state)], _config(max_steps=10))
+    assert len(episode.steps) == 3 and "rejected 3 actions" in episode.outcome
+    assert episode.steps[0].status == "rejected" and episode.steps[0].applied is None
+
+
+def test_bad_inputs_fail_clearly_and_hold(tiny_world_model):
+    robot = PointRobot(nan_after=1)
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    with pytest.raises(ValueError, match="non-finite"):
+        run_mpc(robot, tiny_world_model, [goal], _config(max_steps=3))
+    assert robot.holds == 1 and len(robot.sent) == 1
+    with pytest.raises(ValueError, match="no goal image"):
+        run_mpc(PointRobot(), tiny_world_model, [], _config())
+    with pytest.raises(ValueError, match="goal image 0 is 80x60 but the camera frames are 64x48"):
+        run_mpc(PointRobot(), tiny_world_model, [np.zeros((60, 80, 3), np.uint8)], _config())
+    with pytest.raises(ValueError, match="uint8"):
+        LatentPlanner(tiny_world_model, [np.zeros((48, 64, 3), np.float32)], _config())
+    with pytest.raises(ValueError, match="goal_schedule"):
+        MPCConfig(goal_schedule=(2, 0))
+
+
+def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
+    """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
+
+    class OnCuda:
+        device = torch.device("cuda")
+        predictor = tiny_world_model.predictor
+        num_levels = 1
+        encode = staticmethod(tiny_world_model.encode)
+
+    per_candidate = candidate_memory_bytes(tiny_world_model.predictor, 1 + 1, torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 10 * per_candidate, 10**12))
+    goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    planner = LatentPlanner(OnCuda(), [goal], _config())
+    assert planner.planner.config.max_batch == 10
+    assert LatentPlanner(tiny_world_model, [goal], _config()).planner.config.max_batch is None
+
+
+@pytest.mark.parametrize("planner", [CEMConfig(samples=16, iterations=2, topk=4), MPPIConfig(samples=16, iterations=2)])
+def test_closed_loop_is_deterministic(tiny_world_model, planner):
+    runs = []
+    for _ in range(2):
+        robot = PointRobot()
+        goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+        run_mpc(robot, tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=3), progress=False)
+        runs.append(np.stack(robot.sent))
+    np.testing.assert_array_equal(runs[0], runs[1])
