@@ -180,7 +180,11 @@ class VisionTransformer(nn.Module):
             positions = grid_positions(frames, rows, cols, spatial_scale=scale, device=device)
             if len(self._rope_cache) >= _ROPE_TABLE_CACHE_SIZE:
                 self._rope_cache.pop(next(iter(self._rope_cache)))
-            self._rope_cache[key] = rope_tables(positions, self.head_dim, interleaved=self.config.rope_interleaved)
+            # Outside inference mode: a table cached during inference must also serve later autograd passes.
+            with torch.inference_mode(False):
+                self._rope_cache[key] = rope_tables(
+                    positions.clone(), self.head_dim, interleaved=self.config.rope_interleaved
+                )
         return self._rope_cache[key]
 
     def output_dim(self, hierarchical: bool = False) -> int:

@@ -154,8 +154,10 @@ class ACPredictor(nn.Module):
             t = torch.arange(steps, dtype=torch.float32, device=device).repeat_interleave(per_step)
             positions = torch.cat([t[:, None], spatial.repeat(steps, 1)], dim=-1)
             head_dim = self.config.predictor_embed_dim // self.config.num_heads
-            # V-JEPA 2-AC's tiled tables: the released predictor was trained with them.
-            self._rope_cache[key] = cached = rope_tables(positions, head_dim, interleaved=False)
+            # V-JEPA 2-AC's tiled tables: the released predictor was trained with them. Built outside inference
+            # mode so that a table first made while planning still serves a later training forward.
+            with torch.inference_mode(False):
+                self._rope_cache[key] = cached = rope_tables(positions.clone(), head_dim, interleaved=False)
         start, stop = first_step * per_step, needed
         return cached[0][start:stop], cached[1][start:stop]
 
@@ -172,7 +174,8 @@ class ACPredictor(nn.Module):
             visible = step_of_token[:, None] >= step_of_token[None, :]
             if len(self._mask_cache) >= _MASK_CACHE_SIZE:
                 self._mask_cache.pop(next(iter(self._mask_cache)))
-            mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
+            with torch.inference_mode(False):  # cached across planning and training calls, see `_rope`
+                mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, float("-inf"))
             self._mask_cache[key] = mask
         return self._mask_cache[key]
 

@@ -264,3 +264,15 @@ def test_full_size_predictor_step_equals_forward():
         stepped, cache = _rollout_by_steps(predictor, x, actions, states)
     assert cache.keys[0].shape == (1, 16, 2 * 258, 64)
     assert (stepped - full).abs().max() <= 1e-4
+
+
+def test_tables_cached_while_planning_serve_a_later_training_step():
+    # Planning may run under inference_mode first; the RoPE tables and masks it caches must still work with autograd.
+    torch.manual_seed(0)
+    predictor = build_predictor("vit_ac_tiny")
+    x = torch.randn(1, 2 * predictor.tokens_per_frame, 64)
+    actions, states = torch.randn(1, 2, 7), torch.randn(1, 2, 7)
+    with torch.inference_mode():
+        predictor(x, actions, states)
+    predictor(x, actions, states).abs().mean().backward()
+    assert predictor.predictor_embed.weight.grad is not None
