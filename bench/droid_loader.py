@@ -6,7 +6,7 @@ folder, then times, in the same run:
     OpenCV backends, 0 and N DataLoader workers;
   - naive: the same clip sampling, but every clip decodes its whole video and picks 8 frames (what a loader without
     seeking does), 0 and N workers.
-Run: .venv/bin/python bench/droid_loader.py [--episodes 3 --steps 90 --workers 2 --clips 24]
+Run: .venv/bin/python -m bench.droid_loader [--episodes 3 --steps 90 --workers 2 --clips 24]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ jerk-limited interpolation) -> the first set-point handed to the MuJoCo backend 
 Baseline, same run: the transport floor, one msgpack message over a plain pyzmq PUSH/PULL pair on loopback with a
 busy-polling receiver (no security, no checks, no IK). The ratio says what the bridge's safety work costs.
 
-    python bench/link.py [--commands 200]
+    python -m bench.link [--commands 200]
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ import msgpack
 import numpy as np
 import zmq
 from tqdm import tqdm
-
-# `python bench/link.py` puts bench/ first on sys.path, where bench/sim.py would shadow the `sim` package.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from robot.backends.mujoco import MujocoBackend
 from robot.bridge import Bridge

@@ -8,7 +8,7 @@ those packages are absent this script provides inert stand-ins so the reference 
 Without a reference checkout the script times our code alone and says so.
 
     git clone https://github.com/facebookresearch/vjepa2 /tmp/vjepa2 && git -C /tmp/vjepa2 checkout c2963a47
-    python bench/model_speed.py --reference-src /tmp/vjepa2
+    python -m bench.model_speed --reference-src /tmp/vjepa2
 """
 
 from __future__ import annotations

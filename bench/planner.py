@@ -13,29 +13,24 @@ fp32 and bf16, whether bf16 autocast on CPU leaves the chosen action unchanged, 
 (batched torch vs a per-sample scipy loop like the reference's `compute_new_pose`), and the analytic FLOPs of a plan
 with the full 305M-parameter ViT-g predictor.
 
-Usage: python bench/planner.py [--quick] [--repeats N] [--compile]
+Usage: python -m bench.planner [--quick] [--repeats N] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-# Run as `python bench/planner.py`, this folder heads sys.path and this file would shadow the `planner` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.spatial.transform import Rotation  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
-
-from planner.cem import CEMConfig, CEMPlanner  # noqa: E402
-from planner.objectives import GoalObjective  # noqa: E402
-from planner.rollout import NaiveRollout, WorldModelRollout, imagine_states  # noqa: E402
-from worldmodel import PredictorConfig, build_predictor, normalize_reps  # noqa: E402
+from planner.cem import CEMConfig, CEMPlanner
+from planner.objectives import GoalObjective
+from planner.rollout import NaiveRollout, WorldModelRollout, imagine_states
+from worldmodel import PredictorConfig, build_predictor, normalize_reps
 
 STATE = torch.tensor([0.58, 0.0, 0.25, -3.07, 0.03, -1.91, 1.0])  # the spec's planner-timing pose
 

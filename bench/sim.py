@@ -2,27 +2,22 @@
 frames/s at 256x256 and 1280x720, with our fast render settings against MuJoCo's defaults (the baseline: 4x
 multisampling, shadows, reflections). Prints one row per measurement and the fast/default ratios.
 
-Run: MUJOCO_GL=egl .venv/bin/python bench/sim.py [--seconds 2]
+Run: MUJOCO_GL=egl .venv/bin/python -m bench.sim [--seconds 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# Run as `python bench/sim.py`, this file's folder comes first on sys.path and its name would shadow the `sim` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import sim  # noqa: E402,F401  (headless GL backend before MuJoCo loads)
+import sim  # noqa: F401  (headless GL backend before MuJoCo loads)
 
 # isort: split
-import mujoco  # noqa: E402
+import mujoco
 
-from sim.robot import SimConfig, SimRobot  # noqa: E402
+from sim.robot import SimConfig, SimRobot
 
 
 def _rate(fn, seconds: float) -> float:

@@ -5,7 +5,7 @@ on generated raw-DROID episodes. The models are scaled down for a CPU but keep t
 predictor (encoder ~3.3x the predictor's parameters, 8-frame clips, rollout 2). The one-off cost of filling the cache
 is timed too, so the break-even point can be read off.
 
-    python bench/train.py [--steps 5] [--batch-size 4] [--threads 2]
+    python -m bench.train [--steps 5] [--batch-size 4] [--threads 2]
 """
 
 from __future__ import annotations
