@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Rebuild the embedded default world model (vjepa_ac/default_model/vjepa-ac-sim-tiny.pt) from nothing:
+#   random tiny encoder -> `vjepa-ac sim collect` -> `vjepa-ac encode` -> `vjepa-ac train` -> export -> `vjepa-ac eval`.
+#
+# Usage: recipes/default_model.sh [STEP ...]      (default: every step in order)
+#   STEP is one of: encoder collect encode train export eval
+# Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), EVAL_EPISODES (per task,
+# default 20), THREADS (torch/OpenMP threads, default 1: on a CPU shared with other jobs one thread per process is
+# much faster than oversubscribed cores; use the core count on an idle machine).
+# Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${WORK:-runs/default_model}
+OUT=${OUT:-vjepa_ac/default_model/vjepa-ac-sim-tiny.pt}
+EVAL_EPISODES=${EVAL_EPISODES:-20}
+export OMP_NUM_THREADS=${THREADS:-1}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+VJEPA=${VJEPA:-.venv/bin/vjepa-ac}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$WORK"
+
+timed() {
+    local name=$1
+    shift
+    local start=$SECONDS
+    "$@"
+    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$WORK/timings.tsv"
+}
+
+step_encoder() {
+    # A frozen, random-initialised V-JEPA encoder: vit_tiny (64-d, depth 2, 4 heads) at 128 px = 64 tokens/frame.
+    "$PY" -m vjepa_ac.recipe init-encoder --out "$WORK/encoder.pt" --preset vit_tiny --img-size 128 --seed 0
+}
+
+step_collect() {
+    # Scripted experts with noise and perturbations plus 20% random exploration, fixed appearance (the demo's scene).
+    local task episodes
+    for spec in reach:200 grasp:60 reach_with_object:60 pick_and_place:80; do
+        task=${spec%%:*}
+        episodes=${spec##*:}
+        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 0 --no-randomize --out "$WORK/episodes"
+    done
+}
+
+step_encode() {
+    # Every 15 Hz frame of the left exterior camera, with the reference's DROID crop.
+    "$VJEPA" encode "$WORK/episodes" --out "$WORK/cache" --encoder-checkpoint "$WORK/encoder.pt" \
+        --all-frames --crop droid --camera left
+}
+
+step_train() {
+    "$VJEPA" train recipes/default_model.yaml data.cache="$WORK/cache" run.output_dir="$WORK/train"
+}
+
+step_export() {
+    local sets=() name seconds
+    while IFS=$'\t' read -r name seconds; do
+        sets+=(--set "timings_seconds.$name=$seconds")
+    done < "$WORK/timings.tsv"
+    "$PY" -m vjepa_ac.recipe export "$WORK/train/latest.pt" "$OUT" --card recipes/default_model_card.yaml \
+        --set "recipe_threads=$OMP_NUM_THREADS" "${sets[@]}"
+}
+
+step_eval() {
+    "$VJEPA" eval --checkpoint "$OUT" --task all --episodes "$EVAL_EPISODES" --seed 1000 --out "$WORK/eval"
+}
+
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(encoder collect encode train export eval)
+for step in "${steps[@]}"; do
+    case $step in
+        encoder | collect | encode | train | export | eval) timed "$step" "step_$step" ;;
+        *) echo "unknown step $step (choose from: encoder collect encode train export eval)" >&2; exit 2 ;;
+    esac
+done

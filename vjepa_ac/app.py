@@ -1,0 +1,129 @@
+"""`vjepa-ac demo` and `vjepa-ac eval`: the closed loop (world model -> CEM/MPC planner -> simulated Franka).
+
+Both commands take any AC checkpoint in Meta's layout: the embedded default model (used when `--checkpoint` is not
+given) or Meta's released `vjepa2-ac-vitg.pt` (a GPU is needed in practice).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
+DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def task_list(text: str) -> list[str]:
+    """argparse type: comma-separated task names, or "all"."""
+    names = list(TASKS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TASKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {unknown or text!r}; choose from {', '.join(TASKS)} or all")
+    return names
+
+
+def existing_file(text: str) -> Path:
+    """argparse type: a path to an existing file."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
+
+
+def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("world model")
+    group.add_argument(
+        "--checkpoint",
+        type=existing_file,
+        default=None,
+        help="AC checkpoint in Meta's layout (ours or vjepa2-ac-vitg.pt); default: the embedded model in "
+        "vjepa_ac/default_model/",
+    )
+    group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    group = parser.add_argument_group("planner (defaults: the settings stored with the checkpoint)")
+    group.add_argument("--samples", type=positive_int, default=None, help="CEM samples per iteration")
+    group.add_argument("--iterations", type=positive_int, default=None, help="CEM iterations per planned action")
+    group.add_argument("--horizon", type=positive_int, default=None, help="planned steps (world-model rollout length)")
+    group.add_argument("--elites", type=positive_int, default=None, help="CEM elites kept per iteration")
+    group.add_argument("--max-steps", type=positive_int, default=None,
+                       help="cap on planned actions per episode (default: the task's budget)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="closed-loop MuJoCo demo: reach and pick-and-place toward goal images, with an MP4",
+        description="Run reach and pick-and-place episodes in the MuJoCo Panda sim, planning every action with the "
+        "world model toward goal images. Prints each episode's outcome and writes demo.mp4 (camera view, goal "
+        "image, energy curve) and summary.md / summary.json to --out.",
+    )
+    demo.add_argument("--tasks", type=task_list, default=list(DEMO_TASKS),
+                      help="comma-separated tasks, or all (default: reach,pick_and_place)")
+    demo.add_argument("--episodes", type=positive_int, default=3, help="episodes per task (default: %(default)s)")
+    demo.add_argument("--seed", type=non_negative_int, default=1000,
+                      help="seed of each task's first episode (default 1000, the first seed `vjepa-ac eval` uses)")
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: %(default)s)")
+    demo.add_argument("--no-video", action="store_true", help="skip rendering the MP4")
+    _add_model_and_planner_options(demo)
+    demo.set_defaults(handler=_run_demo)
+
+    ev = subparsers.add_parser(
+        "eval",
+        help="success rate (Wilson 95%% CI), final distance, planning time and open-loop error, as Markdown + JSON",
+        description="Evaluate a world model in closed loop on sim tasks: N episodes per task on seeds S, S+1, ...; "
+        "writes report.md and report.json to --out with the success rate and its Wilson 95% interval, the mean "
+        "final end-effector distance, planning seconds per action and the planner settings, plus the open-loop "
+        "prediction error per horizon step on held-out sim episodes.",
+    )
+    ev.add_argument("--task", type=task_list, default=["reach"],
+                    help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")
+    ev.add_argument("--episodes", type=positive_int, default=20, help="episodes per task (default: %(default)s)")
+    ev.add_argument("--seed", type=non_negative_int, default=1000,
+                    help="seed of each task's first episode (default: %(default)s)")
+    ev.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: %(default)s)")
+    ev.add_argument("--video", action="store_true", help="also write an MP4 of every episode")
+    group = ev.add_argument_group("open-loop prediction error")
+    group.add_argument(
+        "--open-loop-episodes",
+        type=non_negative_int,
+        default=8,
+        help="held-out sim episodes to collect (spread over the four tasks) and score; 0 = skip (default: %(default)s)",
+    )
+    group.add_argument("--open-loop-horizon", type=positive_int, default=4,
+                       help="rollout steps to score (default: %(default)s)")
+    _add_model_and_planner_options(ev)
+    ev.set_defaults(handler=_run_eval)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from vjepa_ac.closed_loop import run_demo
+
+    return run_demo(args)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from vjepa_ac.closed_loop import run_evaluation
+
+    return run_evaluation(args)
