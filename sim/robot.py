@@ -200,7 +200,10 @@ class SimRobot(Robot):
                                 limits=self.info.limits)
         if ik.pos_err > self.config.ik_warn_distance:
             reasons.append(f"target not reachable: IK stopped {ik.pos_err * 1000:.1f} mm away")
-        return self._execute(ik.q, float(target[6]), action, reasons)
+        # The gripper integrates on the command, not the measured closure: the command-to-closure gain of
+        # `gripper_ctrl` is 2, so integrating on the measurement would close a free gripper under zero deltas.
+        gripper = float(np.clip(self._gripper_command + action[6], 0.0, 1.0))
+        return self._execute(ik.q, gripper, action, reasons)
 
     def send_joint_target(self, q: np.ndarray, gripper: float | None = None) -> ActionResult:
         """Joint-target mode: move towards joint angles `q` [7] within one control period.

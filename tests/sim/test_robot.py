@@ -92,6 +92,17 @@ def test_gripper_closes_and_opens(fresh):
     assert fresh.gripper_position < 0.05
 
 
+def test_zero_gripper_deltas_keep_the_gripper_where_it_is(fresh):
+    # A part-closed free gripper must not creep shut on its own when the planner sends Δgripper = 0.
+    fresh.send_action(np.array([0, 0, 0, 0, 0, 0, 0.2]))
+    fresh.settle(2)
+    before = fresh.gripper_position
+    for _ in range(15):
+        fresh.send_action(np.zeros(7))
+    assert abs(fresh.gripper_position - before) < 0.05
+    assert fresh.gripper_position < 0.9
+
+
 def test_stop_refuses_actions_until_connect(fresh):
     fresh.stop()
     assert fresh.send_action(np.zeros(7)).status is ActionStatus.REJECTED
