@@ -216,14 +216,20 @@ def _metadata(recording: EpisodeRecording, when: datetime, relative_folder: Path
 def write_episode(root: str | Path, recording: EpisodeRecording, *, when: datetime | None = None) -> Path:
     """Write `recording` under `root` and return `<root>/<lab>/success|failure/<YYYY-MM-DD>/<asctime>/`.
 
-    `when` defaults to now (UTC). If an episode with the same second already exists, the next free second is used, so
-    fast simulated runs never overwrite each other.
+    `when` defaults to now (UTC). If an episode of this lab with the same second already exists, successful or not,
+    the next free second is used: fast simulated runs never overwrite each other, and since the episode id is made of
+    lab and time, no two episodes share an id.
     """
     recording.check()
     when = when or datetime.now(timezone.utc)
     outcome = "success" if recording.success else "failure"
     lab_dir = Path(root) / recording.lab
-    while (lab_dir / outcome / when.strftime("%Y-%m-%d") / layout.episode_folder_name(when)).exists():
+
+    def taken(moment: datetime) -> bool:
+        relative_day = Path(moment.strftime("%Y-%m-%d")) / layout.episode_folder_name(moment)
+        return any((lab_dir / kind / relative_day).exists() for kind in ("success", "failure"))
+
+    while taken(when):
         when = when + timedelta(seconds=1)
     relative = Path(outcome) / when.strftime("%Y-%m-%d") / layout.episode_folder_name(when)
     final = lab_dir / relative

@@ -151,6 +151,16 @@ def test_same_second_does_not_overwrite(tmp_path, make_episode_recording):
     assert first != second and second.name == "Tue_Jan__2_03:04:06_2024"
 
 
+def test_success_and_failure_in_the_same_second_get_distinct_ids(tmp_path, make_episode_recording):
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    succeeded = make_episode_recording(steps=4)
+    failed = make_episode_recording(steps=4)
+    failed.success = False
+    first = open_episode(write_episode(tmp_path, succeeded, when=when))
+    second = open_episode(write_episode(tmp_path, failed, when=when))
+    assert second.success is False and first.episode_id != second.episode_id
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
