@@ -12,11 +12,23 @@ from pathlib import Path
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def existing_file(text: str) -> Path:
+    """argparse type: a path to an existing file."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {path}")
+    return path
 
 
 def _schedule(text: str) -> tuple[int, ...]:
@@ -29,13 +41,21 @@ def _schedule(text: str) -> tuple[int, ...]:
     return steps
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_world_model_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The "world model" option group with --checkpoint and --device, shared by plan, run, demo and eval; returns the
+    group so a command can add its own world-model options to it."""
     group = parser.add_argument_group("world model")
     group.add_argument(
-        "--checkpoint", type=Path, default=None,
-        help="AC checkpoint in Meta's layout (ours or vjepa2-ac-vitg.pt); default: the embedded sim model",
+        "--checkpoint", type=existing_file, default=None,
+        help="AC checkpoint in Meta's layout (ours or vjepa2-ac-vitg.pt); default: the embedded sim model in "
+        "vjepa_ac/default_model/",
     )
     group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    return group
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = add_world_model_options(parser)
     group.add_argument(
         "--crop", choices=("droid", "square", "none"), default=None,
         help="crop before resizing frames: droid (training crop), square (Meta's planning notebook) or none "
@@ -51,10 +71,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _add_planner_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("planner (defaults: the paper's CEM)")
     group.add_argument("--planner", choices=("cem", "mppi"), default="cem", help="sampling planner")
-    group.add_argument("--samples", type=_positive_int, default=800, help="candidate action sequences per iteration")
-    group.add_argument("--iterations", type=_positive_int, default=10, help="planner iterations per action")
-    group.add_argument("--elites", type=_positive_int, default=10, help="CEM elites kept per iteration")
-    group.add_argument("--horizon", type=_positive_int, default=1, help="planned steps (imagined rollout length)")
+    group.add_argument("--samples", type=positive_int, default=800, help="candidate action sequences per iteration")
+    group.add_argument("--iterations", type=positive_int, default=10, help="planner iterations per action")
+    group.add_argument("--elites", type=positive_int, default=10, help="CEM elites kept per iteration")
+    group.add_argument("--horizon", type=positive_int, default=1, help="planned steps (imagined rollout length)")
     group.add_argument("--max-translation", type=float, default=0.075, help="bound on Δxyz per step, metres")
     group.add_argument(
         "--constraint", choices=("l1_ball", "box"), default="l1_ball",
@@ -63,7 +83,7 @@ def _add_planner_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--close-gripper", type=int, default=None, help="force Δgripper = 1 from this horizon step on")
     group.add_argument("--sum-energy", action="store_true", help="sum the energy over all imagined steps, not the last")
     group.add_argument(
-        "--max-batch", type=_positive_int, default=None,
+        "--max-batch", type=positive_int, default=None,
         help="candidates per predictor call (default: all); bounds memory, e.g. 100 for the ViT-g predictor, whose "
         "key/value cache takes ~50 MB per candidate and imagined step in fp32",
     )
@@ -116,13 +136,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "periods, the interval the predictor imagines (default: the model card's, else 4 as Meta's DROID training)",
     )
     run.add_argument(
-        "--steps", type=_positive_int, default=None,
+        "--steps", type=positive_int, default=None,
         help="control-step budget (default: the sum of --schedule, else the sim task's budget, else 50)",
     )
     run.add_argument("--schedule", type=_schedule, default=None, help="steps per sub-goal, e.g. 4,10,4")
     run.add_argument("--switch-energy", type=float, default=None, help="advance to the next goal below this energy")
     run.add_argument("--stop-energy", type=float, default=None, help="stop when the last goal's energy is below this")
-    run.add_argument("--context-frames", type=_positive_int, default=1, help="observed frames given to the predictor")
+    run.add_argument("--context-frames", type=positive_int, default=1, help="observed frames given to the predictor")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
     _add_model_options(run)
@@ -163,18 +183,17 @@ def _mpc_config(args: argparse.Namespace, **loop):
 
 def _load_world_model(args: argparse.Namespace):
     """(WorldModel, PlanningDefaults) for --checkpoint (default: the embedded model) and its model card."""
-    import torch
-
-    from vjepa_ac.closed_loop import load_planning_defaults, resolve_checkpoint
+    from planner.model_card import (
+        load_planning_defaults,
+        pick_device,
+        resolve_checkpoint,
+    )
     from worldmodel import load_world_model
 
     path = resolve_checkpoint(args.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     defaults = load_planning_defaults(path)
     crop = defaults.crop if args.crop is None else (None if args.crop == "none" else args.crop)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return load_world_model(path, device=device, crop=crop), defaults
+    return load_world_model(path, device=pick_device(args.device), crop=crop), defaults
 
 
 def read_image(path: Path):
@@ -222,8 +241,8 @@ def _run_plan(args: argparse.Namespace) -> int:
 def _make_robot(args: argparse.Namespace, defaults, camera: str):
     """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
     if args.robot == "sim":
+        from planner.model_card import sim_config_options
         from sim import make_env
-        from vjepa_ac.closed_loop import sim_config_options
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
         robot, task = make_env(args.task, seed=args.task_seed, goal_camera=camera, **sim_config_options(defaults.sim))
@@ -241,7 +260,7 @@ def _make_robot(args: argparse.Namespace, defaults, camera: str):
 def _run_closed_loop(args: argparse.Namespace) -> int:
     from planner.mpc import run_mpc
     from planner.report import save_episode
-    from vjepa_ac.action_repeat import ActionRepeatRobot, control_periods_per_step
+    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 
     try:
         world_model, defaults = _load_world_model(args)

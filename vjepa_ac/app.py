@@ -9,19 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from planner.cli import add_world_model_options, positive_int
+
 TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def non_negative_int(text: str) -> int:
@@ -44,24 +35,9 @@ def task_list(text: str) -> list[str]:
     return names
 
 
-def existing_file(text: str) -> Path:
-    """argparse type: a path to an existing file."""
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {path}")
-    return path
-
-
 def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("world model")
-    group.add_argument(
-        "--checkpoint",
-        type=existing_file,
-        default=None,
-        help="AC checkpoint in Meta's layout (ours or vjepa2-ac-vitg.pt); default: the embedded model in "
-        "vjepa_ac/default_model/",
-    )
-    group.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if available)")
+    add_world_model_options(parser)
+    # Not the planner CLI's options: here every planner setting defaults to the checkpoint's model card (per task).
     group = parser.add_argument_group("planner (defaults: the settings stored with the checkpoint)")
     group.add_argument("--samples", type=positive_int, default=None, help="CEM samples per iteration")
     group.add_argument("--iterations", type=positive_int, default=None, help="CEM iterations per planned action")

@@ -1,9 +1,11 @@
+import argparse
 import json
 
 import cv2
 import numpy as np
 import pytest
 
+from planner.cli import existing_file, positive_int
 from vjepa_ac.cli import main
 from worldmodel import save_ac_checkpoint
 
@@ -60,3 +62,18 @@ def test_plan_json_and_mppi(files, capsys):
 def test_plan_bad_input(files, capsys, state, goal, message):
     assert _plan(files, "--state", state, goal=goal) == 2
     assert message in capsys.readouterr().err
+
+
+def test_type_helpers(tmp_path):
+    assert positive_int("7") == 7
+    for bad in ("0", "two"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected an integer"):
+            positive_int(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="no such file"):
+        existing_file(str(tmp_path / "missing.pt"))
+
+
+def test_missing_checkpoint_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["plan", "--checkpoint", "/no/such/file.pt", "--obs", "o.png", "--state", STATE, "--goal", "g.png"])
+    assert "no such file" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from vjepa_ac.app import TASKS, existing_file, positive_int, register, task_list
+from vjepa_ac.app import TASKS, register, task_list
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +57,10 @@ def test_bad_arguments_are_rejected(argv, capsys):
     assert "error" in capsys.readouterr().err
 
 
-def test_type_helpers(tmp_path):
-    assert positive_int("7") == 7
-    with pytest.raises(argparse.ArgumentTypeError, match="no such file"):
-        existing_file(str(tmp_path / "missing.pt"))
+def test_help_shows_single_percent_signs():
+    # `help=` strings are %-formatted (95%% prints 95%), descriptions are printed as written.
+    parser = _parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    texts = [parser.format_help(), subparsers.choices["eval"].format_help()]
+    assert all("95%%" not in text for text in texts)
+    assert "95% CI" in texts[0] and "95% interval" in " ".join(texts[1].split())

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from data.droid.poses import apply_actions
-from robot.interface import ActionResult, ActionStatus, Observation, Robot
-from vjepa_ac.action_repeat import (
+from robot.action_repeat import (
     ActionRepeatRobot,
     control_periods_per_step,
     split_action,
 )
+from robot.interface import ActionResult, ActionStatus, Observation, Robot
 
 
 class RecordingRobot(Robot):

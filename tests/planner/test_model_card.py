@@ -1,0 +1,73 @@
+"""Model cards: a checkpoint's planning settings -> `MPCConfig`, paper defaults without a card, sim options."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from planner.model_card import (
+    load_planning_defaults,
+    mpc_config_for,
+    resolve_checkpoint,
+    sim_config_options,
+)
+
+CARD = {
+    "crop": "square",
+    "camera": "left",
+    "fps": 15.0,
+    "sim": {"image_size": [90, 160]},
+    "planner": {"samples": 16, "iterations": 2, "topk": 4, "horizon": 1, "space": {"max_translation": 0.03}},
+    "mpc": {"stop_energy": 0.01},
+    "tasks": {"pick_and_place": {"switch_energy": 0.2}, "reach": {"planner": {"space": {"fixed": {"6": 0.0}}}}},
+    "unrelated": "kept in .card only",
+}
+
+
+def test_model_card_to_mpc_config(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    (tmp_path / "model.json").write_text(json.dumps(CARD))
+    defaults = load_planning_defaults(checkpoint)
+    assert defaults.crop == "square" and defaults.sim["image_size"] == (90, 160) and defaults.card == CARD
+    reach = mpc_config_for(defaults, "reach")
+    assert reach.planner.samples == 16 and reach.planner.space.max_translation == 0.03
+    assert reach.stop_energy == 0.01 and reach.switch_energy is None
+    assert reach.planner.space.fixed == {6: 0.0}
+    pick = mpc_config_for(defaults, "pick_and_place")
+    assert pick.switch_energy == 0.2 and pick.planner.space.fixed == {}
+    args = argparse.Namespace(samples=3, iterations=None, horizon=2, elites=None, max_steps=7)
+    quick = mpc_config_for(defaults, "reach", args)
+    # Elites are kept inside the (smaller) sample count; other settings come from the card.
+    assert (quick.planner.samples, quick.planner.topk, quick.planner.horizon, quick.max_steps) == (3, 3, 2, 7)
+    assert quick.planner.iterations == 2
+
+
+def test_checkpoint_without_card_uses_paper_defaults(tmp_path):
+    defaults = load_planning_defaults(tmp_path / "vjepa2-ac-vitg.pt")
+    config = mpc_config_for(defaults, "reach")
+    assert (config.planner.samples, config.planner.iterations, config.planner.horizon) == (800, 10, 1)
+    assert defaults.crop == "droid"
+
+
+def test_broken_card_and_missing_default_are_named(tmp_path, monkeypatch):
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(ValueError, match="m.json"):
+        load_planning_defaults(tmp_path / "m.pt")
+    from vjepa_ac import default_model
+
+    monkeypatch.setattr(default_model, "DEFAULT_CHECKPOINT", tmp_path / "absent.pt")
+    with pytest.raises(FileNotFoundError, match="default_model.sh"):
+        resolve_checkpoint(None)
+    assert resolve_checkpoint(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+def test_workspace_bounds_from_the_card():
+    options = sim_config_options({"image_size": (90, 160), "workspace_min": [0.3, -0.3, 0.05],
+                                  "workspace_max": [0.75, 0.3, 0.55]})
+    assert options["image_size"] == (90, 160)
+    np.testing.assert_array_equal(options["action_limits"].workspace_max, [0.75, 0.3, 0.55])
+    assert options["action_limits"].max_translation == 0.075  # the rest of the default limits is kept
+    with pytest.raises(ValueError, match="workspace_min"):
+        sim_config_options({"workspace_min": [0.3, float("nan"), 0.0]})
