@@ -9,21 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from planner.cli import add_world_model_options, positive_int
+from planner.cli import add_world_model_options, int_at_least, positive_int
 
 TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+non_negative_int = int_at_least(0)
 
 
 def task_list(text: str) -> list[str]:
