@@ -67,13 +67,15 @@ def test_loss_decreases_and_checkpoint_is_meta_layout(latent_cache_dir, tmp_path
 
 
 def test_resume_after_sigkill_reproduces_losses(latent_cache_dir, tmp_path):
-    common = tiny_train_overrides(latent_cache_dir, tmp_path / "x", **{"optim.total_steps": 10,
+    total, anneal = 40, 2
+    common = tiny_train_overrides(latent_cache_dir, tmp_path / "x", **{"optim.total_steps": total,
+                                                                       "optim.anneal_steps": anneal,
                                                                        "run.checkpoint_every": 3})
     reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
     # In-process on one thread (conftest), like the subprocesses: float reductions happen in the same order.
     Trainer(load_config(TINY, [*common, f"run.output_dir={reference_dir}"])).fit()
     reference = _losses(reference_dir)
-    assert sorted(reference) == list(range(1, 11))
+    assert sorted(reference) == list(range(1, total + 1))
 
     # Same run, killed without warning once it has checkpointed at least once and moved past that point.
     proc = subprocess.Popen(_train_command(*common, f"run.output_dir={killed_dir}", "optim.total_steps=1000"),
@@ -84,17 +86,19 @@ def test_resume_after_sigkill_reproduces_losses(latent_cache_dir, tmp_path):
             log_file = killed_dir / "train.jsonl"
             if log_file.is_file() and len(log_file.read_text().splitlines()) >= 5:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     resumed_from = read_checkpoint(killed_dir / "latest.pt")["trainer_state"]["step"]
-    assert resumed_from >= 3
+    # The killed run's schedule (total 1000) equals the reference's only before the reference's decay phase, so the
+    # checkpoint it resumes from must come from before it; a kill this late would mean 30 steps in 10 ms.
+    assert 3 <= resumed_from <= total - anneal
     # Resume (in-process, one thread) with the reference's total_steps, which sets the decay phase of the schedule.
     Trainer(load_config(TINY, [*common, f"run.output_dir={killed_dir}"])).fit()
     resumed = _losses(killed_dir)
-    assert sorted(resumed) == list(range(1, 11))  # steps past the checkpoint were dropped from the log, then redone
-    for step in range(resumed_from + 1, 11):
+    assert sorted(resumed) == list(range(1, total + 1))  # steps past the checkpoint were dropped, then redone
+    for step in range(resumed_from + 1, total + 1):
         assert resumed[step] == reference[step], (step, resumed[step], reference[step])
 
 
