@@ -40,7 +40,6 @@ def test_random_explorer_moves_within_the_box_and_limits(robot):
     assert np.all(positions >= explorer.box_min - 0.06) and np.all(positions <= explorer.box_max + 0.06)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_scripted_expert_success_rate_over_30_seeds(robot, name):
     successes = sum(run_expert(robot, name, seed) for seed in range(30))

@@ -3,7 +3,6 @@
 import hashlib
 import json
 
-import pytest
 
 from vjepa_ac.default_model import DEFAULT_CHECKPOINT
 
@@ -36,7 +35,6 @@ def test_checkpoint_is_in_metas_layout():
     assert "opt" not in data  # exported without optimizer state
 
 
-@pytest.mark.slow
 def test_demo_reaches_on_a_fixed_seed(tmp_path):
     from vjepa_ac.cli import main
 
