@@ -70,32 +70,54 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "(default: the checkpoint's model card, else droid)",
     )
     group.add_argument(
-        "--precision", choices=_PRECISIONS, default="auto",
-        help="predictor precision: auto = bf16 autocast on CUDA, fp32 on CPU",
+        "--precision", choices=_PRECISIONS, default=None,
+        help="predictor precision: auto = bf16 autocast on CUDA, fp32 on CPU (default: the model card's setting, "
+        "else auto)",
     )
-    group.add_argument("--compile", action="store_true", help="torch.compile the predictor step (slow first call)")
+    group.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the predictor step (slow first call; default: the model card's setting, else off)",
+    )
+
+
+def card_default(paper: object) -> str:
+    """Help text of a setting that defaults to the model card's, else to the paper value `paper`."""
+    return f"default: the model card's setting, else {paper}"
 
 
 def _add_planner_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("planner (defaults: the paper's CEM)")
-    group.add_argument("--planner", choices=("cem", "mppi"), default="cem", help="sampling planner")
-    group.add_argument("--samples", type=positive_int, default=800, help="candidate action sequences per iteration")
-    group.add_argument("--iterations", type=positive_int, default=10, help="planner iterations per action")
-    group.add_argument("--elites", type=positive_int, default=10, help="CEM elites kept per iteration")
-    group.add_argument("--horizon", type=positive_int, default=1, help="planned steps (imagined rollout length)")
-    group.add_argument("--max-translation", type=float, default=0.075, help="bound on Δxyz per step, metres")
+    # Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
+    # for `run --robot sim`), else the paper's, exactly as `demo` and `eval` do.
+    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
+    group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
+    group.add_argument("--samples", type=positive_int, default=None,
+                       help=f"candidate action sequences per iteration ({card_default(800)})")
+    group.add_argument("--iterations", type=positive_int, default=None,
+                       help=f"planner iterations per action ({card_default(10)})")
+    group.add_argument("--elites", type=positive_int, default=None,
+                       help=f"CEM elites kept per iteration, at most --samples ({card_default(10)})")
+    group.add_argument("--horizon", type=positive_int, default=None,
+                       help=f"planned steps (imagined rollout length; {card_default(1)})")
+    group.add_argument("--max-translation", type=float, default=None,
+                       help=f"bound on Δxyz per step, metres ({card_default(0.075)})")
     group.add_argument(
-        "--constraint", choices=("l1_ball", "box"), default="l1_ball",
-        help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook)",
+        "--constraint", choices=("l1_ball", "box"), default=None,
+        help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook) "
+        f"({card_default('l1_ball')})",
     )
-    group.add_argument("--close-gripper", type=int, default=None, help="force Δgripper = 1 from this horizon step on")
-    group.add_argument("--sum-energy", action="store_true", help="sum the energy over all imagined steps, not the last")
+    group.add_argument("--close-gripper", type=int, default=None,
+                       help=f"force Δgripper = 1 from this horizon step on ({card_default('never')})")
+    group.add_argument(
+        "--sum-energy", action="store_true",
+        help=f"sum the energy over all imagined steps, not the last ({card_default('the last')})",
+    )
     group.add_argument(
         "--max-batch", type=positive_int, default=None,
-        help="candidates per predictor call (default: all); bounds memory, e.g. 100 for the ViT-g predictor, whose "
-        "key/value cache takes ~50 MB per candidate and imagined step in fp32",
+        help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
+        f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
     )
-    group.add_argument("--seed", type=int, default=0, help="sampling seed (the same seed gives the same plan)")
+    group.add_argument("--seed", dest="planner_seed", metavar="SEED", type=int, default=None,
+                       help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,20 +159,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bridge.add_argument("--client-key", default=None, help="this workstation's .key_secret file (CurveZMQ)")
     bridge.add_argument("--bridge-key", default=None, help="the bridge's public .key file (CurveZMQ)")
     run.add_argument("--goal", type=Path, nargs="+", default=None, help="goal image(s), one per sub-goal, in order")
-    run.add_argument("--camera", default=None, help="camera role to plan from (default: the model card's, else left)")
+    run.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
     run.add_argument(
         "--fps", type=float, default=None,
         help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
-        "periods, the interval the predictor imagines (default: the model card's, else 4 as Meta's DROID training)",
+        "periods, the interval the predictor imagines (default: the model card's setting, else 4 as Meta's DROID "
+        "training)",
     )
     run.add_argument(
-        "--steps", type=positive_int, default=None,
-        help="control-step budget (default: the sum of --schedule, else the sim task's budget, else 50)",
+        "--steps", dest="max_steps", metavar="STEPS", type=positive_int, default=None,
+        help="control-step budget (default: the model card's setting, else the sum of the goal schedule, else the "
+        "sim task's budget, else 50)",
     )
-    run.add_argument("--schedule", type=_schedule, default=None, help="steps per sub-goal, e.g. 4,10,4")
-    run.add_argument("--switch-energy", type=float, default=None, help="advance to the next goal below this energy")
-    run.add_argument("--stop-energy", type=float, default=None, help="stop when the last goal's energy is below this")
-    run.add_argument("--context-frames", type=positive_int, default=1, help="observed frames given to the predictor")
+    run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
+                     help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
+    run.add_argument("--switch-energy", type=float, default=None,
+                     help=f"advance to the next goal below this energy ({card_default('none')})")
+    run.add_argument("--stop-energy", type=float, default=None,
+                     help=f"stop when the last goal's energy is below this ({card_default('none')})")
+    run.add_argument("--context-frames", type=positive_int, default=None,
+                     help=f"observed frames given to the predictor ({card_default(1)})")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
     _add_model_options(run)
@@ -158,35 +186,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_run_closed_loop)
 
 
-def _planner_config(args: argparse.Namespace):
-    from planner.action_space import SearchSpace
-    from planner.cem import CEMConfig
-    from planner.mppi import MPPIConfig
+def resolved_config(args: argparse.Namespace, defaults):
+    """The `MPCConfig` of `plan` / `run`: the model card (with the sim task's overrides for `run --robot sim`), then
+    the given options; the same resolution as `demo` and `eval`."""
+    from planner.model_card import mpc_config_for
 
-    space = SearchSpace(
-        max_translation=args.max_translation,
-        translation_constraint=args.constraint,
-        close_gripper=args.close_gripper,
-    )
-    common = dict(
-        samples=args.samples, iterations=args.iterations, horizon=args.horizon, space=space, seed=args.seed,
-        max_batch=args.max_batch,
-    )
-    if args.planner == "mppi":
-        return MPPIConfig(**common, log_topk=args.elites)
-    return CEMConfig(**common, topk=args.elites)
-
-
-def _mpc_config(args: argparse.Namespace, **loop):
-    from planner.mpc import MPCConfig
-
-    return MPCConfig(
-        planner=_planner_config(args),
-        reduce="sum" if args.sum_energy else "last",
-        precision=args.precision,
-        compile=args.compile,
-        **loop,
-    )
+    task = args.task if getattr(args, "robot", None) == "sim" else None
+    return mpc_config_for(defaults, task, args)
 
 
 def _load_world_model(args: argparse.Namespace):
@@ -233,12 +239,12 @@ def _run_plan(args: argparse.Namespace) -> int:
         state = parse_state(args.state)
         obs, goal = read_image(args.obs), read_image(args.goal)
         check_goal_images([goal], obs.shape)
-        world_model, _ = _load_world_model(args)
-        controller = LatentPlanner(world_model, [goal], _mpc_config(args))
+        world_model, defaults = _load_world_model(args)
+        controller = LatentPlanner(world_model, [goal], resolved_config(args, defaults))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = controller.plan(controller.encode([obs]), state[None], seed=args.seed)
+    result = controller.plan(controller.encode([obs]), state[None])
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:
@@ -272,20 +278,11 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
 
     try:
         world_model, defaults = _load_world_model(args)
-        camera = args.camera or defaults.camera
         fps = args.fps or defaults.fps
         if not fps > 0:
             raise ValueError(f"--fps must be > 0, got {fps}")
-        config = _mpc_config(
-            args,
-            camera=camera,
-            max_steps=args.steps,
-            goal_schedule=args.schedule,
-            switch_energy=args.switch_energy,
-            stop_energy=args.stop_energy,
-            context_frames=args.context_frames,
-        )
-        robot, task_goals, success, task_periods = _make_robot(args, defaults, camera)
+        config = resolved_config(args, defaults)
+        robot, task_goals, success, task_periods = _make_robot(args, defaults, config.camera)
         periods = control_periods_per_step(robot.control_hz, fps)
         if config.max_steps is None and config.goal_schedule is None and task_periods is not None:
             config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))

@@ -122,32 +122,58 @@ def load_for_planning(checkpoint: Path | None, device: str | None = None):
     return world_model, defaults, path
 
 
-def mpc_config_for(defaults: PlanningDefaults, task: str, args: argparse.Namespace | None = None) -> MPCConfig:
-    """The `MPCConfig` for one task: model card, then per-task overrides, then command-line options."""
+# Command-line options `mpc_config_for` reads (attribute name -> config field); a missing or None option keeps the
+# model card's value. `demo`/`eval` define a few of them, `plan`/`run` all.
+_PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon": "horizon", "elites": "topk",
+                    "planner_seed": "seed", "max_batch": "max_batch"}
+_SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
+                  "close_gripper": "close_gripper"}
+_LOOP_OPTIONS = ("max_steps", "goal_schedule", "switch_energy", "stop_energy", "context_frames", "camera", "precision")
+
+
+def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:
+    """{config field: value} of the options in `names` (attribute -> field) that were given (not None)."""
+    if args is None:
+        return {}
+    pairs = names.items() if isinstance(names, dict) else ((n, n) for n in names)
+    return {key: value for option, key in pairs if (value := getattr(args, option, None)) is not None}
+
+
+def mpc_config_for(defaults: PlanningDefaults, task: str | None, args: argparse.Namespace | None = None) -> MPCConfig:
+    """The `MPCConfig` for one task (None: no per-task overrides, e.g. a real arm): the model card's settings, then the
+    task's overrides, then the command-line options that were given, else the paper defaults.
+
+    The one place where `demo`, `eval`, `plan` and `run` turn a model card and options into planner settings; options
+    are read by attribute name (see `_PLANNER_OPTIONS`, `_SPACE_OPTIONS`, `_LOOP_OPTIONS`, plus `planner` ("cem" or
+    "mppi"), `sum_energy` and `compile`).
+    """
     from planner.action_space import SearchSpace
     from planner.cem import CEMConfig
     from planner.mpc import MPCConfig
+    from planner.mppi import MPPIConfig
 
-    task_overrides = dict(defaults.tasks.get(task, {}))
+    task_overrides = dict(defaults.tasks.get(task, {})) if task is not None else {}
     task_planner = dict(task_overrides.pop("planner", {}))
-    space = {**defaults.planner.get("space", {}), **task_planner.pop("space", {})}
+    space = {**defaults.planner.get("space", {}), **task_planner.pop("space", {}), **_given(args, _SPACE_OPTIONS)}
     planner = {k: v for k, v in {**defaults.planner, **task_planner}.items() if k != "space"}
+    planner.update(_given(args, _PLANNER_OPTIONS))
     # JSON object keys are strings; SearchSpace pins action dimensions by integer index.
     space["fixed"] = {int(dim): float(value) for dim, value in space.get("fixed", {}).items()}
     space = SearchSpace(**space)
-    if args is not None:
-        for option, key in (("samples", "samples"), ("iterations", "iterations"), ("horizon", "horizon"),
-                            ("elites", "topk")):
-            value = getattr(args, option, None)
-            if value is not None:
-                planner[key] = value
     samples = planner.get("samples", CEMConfig.samples)
     # Fewer samples than the default elite count is a legitimate quick setting; keep the elites inside the samples.
     planner.setdefault("topk", CEMConfig.topk)
     planner["topk"] = max(2, min(planner["topk"], samples))
-    mpc = {**defaults.mpc, **task_overrides}
-    mpc["camera"] = defaults.camera
-    max_steps = getattr(args, "max_steps", None) if args is not None else None
-    if max_steps is not None:
-        mpc["max_steps"] = max_steps
-    return MPCConfig(planner=CEMConfig(space=space, **planner), **mpc)
+    if getattr(args, "planner", None) == "mppi":
+        # MPPI weights every sample; the elite count only sets how many best samples are reported.
+        planner["log_topk"] = planner.pop("topk")
+        mppi_fields = {f.name for f in dataclasses.fields(MPPIConfig)}
+        planner_config = MPPIConfig(space=space, **{k: v for k, v in planner.items() if k in mppi_fields})
+    else:
+        planner_config = CEMConfig(space=space, **planner)
+    mpc = {**defaults.mpc, **task_overrides, "camera": defaults.camera, **_given(args, _LOOP_OPTIONS)}
+    if getattr(args, "sum_energy", False):
+        mpc["reduce"] = "sum"
+    if getattr(args, "compile", False):
+        mpc["compile"] = True
+    return MPCConfig(planner=planner_config, **mpc)

@@ -77,3 +77,52 @@ def test_missing_checkpoint_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["plan", "--checkpoint", "/no/such/file.pt", "--obs", "o.png", "--state", STATE, "--goal", "g.png"])
     assert "no such file" in capsys.readouterr().err
+
+
+def _resolved(argv):
+    """The `MPCConfig` that `vjepa-ac run` / `plan` would use for `argv` (no world model is loaded)."""
+    from planner.cli import resolved_config
+    from planner.model_card import load_planning_defaults, resolve_checkpoint
+    from vjepa_ac.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return resolved_config(args, load_planning_defaults(resolve_checkpoint(args.checkpoint)))
+
+
+def test_run_resolves_settings_like_demo():
+    """With the embedded default model, `run --robot sim --task reach` plans with the card's reach settings, as demo."""
+    from planner.model_card import load_planning_defaults, mpc_config_for, resolve_checkpoint
+    from vjepa_ac.cli import build_parser
+
+    run = _resolved(["run", "--robot", "sim", "--task", "reach"])
+    demo = mpc_config_for(load_planning_defaults(resolve_checkpoint(None)), "reach",
+                          build_parser().parse_args(["demo"]))
+    assert run == demo
+    assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (64, 3, 8)
+    assert run.planner.space.fixed == {6: -0.5}  # the card pins Δgripper while reaching
+    # Per-task overrides follow --task; a bridged arm gets the card's common settings only.
+    assert _resolved(["run", "--robot", "sim", "--task", "pick_and_place"]).goal_schedule == (15, 8, 27)
+    bridge = _resolved(["run", "--robot", "bridge", "--task", "pick_and_place"])
+    assert bridge.goal_schedule is None and bridge.planner.space.fixed == {} and bridge.planner.samples == 64
+
+
+def test_explicit_options_override_the_card():
+    config = _resolved(["run", "--robot", "sim", "--task", "reach", "--samples", "32", "--constraint", "box",
+                        "--seed", "5", "--steps", "7", "--sum-energy", "--precision", "float32"])
+    assert (config.planner.samples, config.planner.iterations, config.planner.topk) == (32, 3, 8)
+    assert config.planner.space.translation_constraint == "box" and config.planner.space.fixed == {6: -0.5}
+    assert (config.planner.seed, config.max_steps, config.reduce, config.precision) == (5, 7, "sum", "float32")
+    mppi = _resolved(["run", "--robot", "sim", "--planner", "mppi", "--elites", "4"])
+    assert type(mppi.planner).__name__ == "MPPIConfig" and (mppi.planner.samples, mppi.planner.log_topk) == (64, 4)
+
+
+def test_without_a_card_the_paper_defaults_apply(files):
+    config = _resolved(["plan", "--checkpoint", str(files["ckpt"]), "--obs", "o.png", "--state", STATE,
+                        "--goal", "g.png"])
+    assert (config.planner.samples, config.planner.iterations, config.planner.topk, config.planner.horizon) == (
+        800, 10, 10, 1)
+    space = config.planner.space
+    assert (space.max_translation, space.translation_constraint, space.close_gripper, space.fixed) == (
+        0.075, "l1_ball", None, {})
+    assert (config.planner.seed, config.reduce, config.precision, config.compile, config.context_frames) == (
+        0, "last", "auto", False, 1)
