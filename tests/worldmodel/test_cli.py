@@ -7,7 +7,6 @@ import torch
 from vjepa_ac.cli import main
 from worldmodel import build_encoder
 
-from .conftest import FIXTURE_DIR
 
 
 def test_info_on_the_reference_ac_checkpoint(reference_checkpoint, capsys):
@@ -39,8 +38,12 @@ def test_info_reports_what_does_not_load(tmp_path, reference_checkpoint, capsys)
     assert "truncated" in capsys.readouterr().out
 
 
-def test_info_with_architecture_hints(capsys):
-    checkpoint = FIXTURE_DIR.parent / "vjepa2_1_reference" / "vjepa2_1-tiny.pt"
+def test_info_with_architecture_hints(capsys, tmp_path):
+    # A 2.1 encoder whose width (32) matches no released model: the head count cannot be inferred from the weights.
+    encoder = build_encoder("vjepa2_1_vit_tiny", embed_dim=32, num_heads=2, depth=12, img_size=96)
+    checkpoint = tmp_path / "vjepa2_1-tiny.pt"
+    state = {f"module.backbone.{key}": value for key, value in encoder.state_dict().items()}
+    torch.save({"target_encoder": state, "epoch": 0}, checkpoint)
     assert main(["info", str(checkpoint)]) == 1
     assert "pass num_heads=" in capsys.readouterr().out
     assert main(["info", "--num-heads", "2", "--img-size", "96", str(checkpoint)]) == 0
