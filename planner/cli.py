@@ -85,9 +85,12 @@ def card_default(paper: object) -> str:
     return f"default: the model card's setting, else {paper}"
 
 
-def _add_planner_options(parser: argparse.ArgumentParser) -> None:
-    # Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
-    # for `run --robot sim`), else the paper's, exactly as `demo` and `eval` do.
+def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed") -> None:
+    """The planner option group, shared by plan, run, demo and eval (`seed_flag` renames the sampling-seed option
+    where `--seed` means something else, e.g. the episode seed of demo/eval).
+
+    Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
+    for sim tasks), else the paper's."""
     group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
     group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
     group.add_argument("--samples", type=positive_int, default=None,
@@ -116,7 +119,7 @@ def _add_planner_options(parser: argparse.ArgumentParser) -> None:
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
         f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
     )
-    group.add_argument("--seed", dest="planner_seed", metavar="SEED", type=int, default=None,
+    group.add_argument(seed_flag, dest="planner_seed", metavar="SEED", type=int, default=None,
                        help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
 
 
@@ -135,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--goal", type=Path, required=True, help="goal image from the same camera and resolution")
     plan.add_argument("--json", action="store_true", help="print actions, energies and timing as JSON")
     _add_model_options(plan)
-    _add_planner_options(plan)
+    add_planner_options(plan)
     plan.set_defaults(handler=_run_plan)
 
     run = subparsers.add_parser(
@@ -182,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
     _add_model_options(run)
-    _add_planner_options(run)
+    add_planner_options(run)
     run.set_defaults(handler=_run_closed_loop)
 
 

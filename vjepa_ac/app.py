@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from planner.cli import add_world_model_options, card_default, int_at_least, positive_int
+from planner.cli import add_planner_options, add_world_model_options, int_at_least, positive_int
 
 TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
@@ -29,19 +29,11 @@ def task_list(text: str) -> list[str]:
 
 def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_world_model_options(parser)
-    # A subset of the planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`): the model
-    # card's setting for each task, else the paper's.
-    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
-    group.add_argument("--samples", type=positive_int, default=None,
-                       help=f"CEM samples per iteration ({card_default(800)})")
-    group.add_argument("--iterations", type=positive_int, default=None,
-                       help=f"CEM iterations per planned action ({card_default(10)})")
-    group.add_argument("--horizon", type=positive_int, default=None,
-                       help=f"planned steps (world-model rollout length; {card_default(1)})")
-    group.add_argument("--elites", type=positive_int, default=None,
-                       help=f"CEM elites kept per iteration ({card_default(10)})")
-    group.add_argument("--max-steps", type=positive_int, default=None,
-                       help="cap on planned actions per episode (default: the task's budget)")
+    # The planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`); `--seed` is taken by
+    # the episode seed here.
+    add_planner_options(parser, seed_flag="--planner-seed")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
+                        help="cap on planned actions per episode (default: the task's budget)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

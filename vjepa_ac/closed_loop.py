@@ -41,7 +41,10 @@ from vjepa_ac.video import EpisodeVideo, write_episode_videos
 
 def describe_planner(config) -> str:
     p = config.planner
-    return f"CEM {p.samples} samples x {p.iterations} iters x horizon {p.horizon} (top {p.topk})"
+    budget = f"{p.samples} samples x {p.iterations} iters x horizon {p.horizon}"
+    if hasattr(p, "temperature"):  # MPPI weights every sample: no elites
+        return f"MPPI {budget} (temperature {p.temperature:g})"
+    return f"CEM {budget} (top {p.topk})"
 
 
 def video_from_log(title: str, episode_log) -> EpisodeVideo:

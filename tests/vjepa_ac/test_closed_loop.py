@@ -5,6 +5,7 @@ these tests check wiring and numbers, not planning quality.
 """
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from planner.model_card import PlanningDefaults, mpc_config_for
+from planner.mppi import MPPIConfig
 from vjepa_ac import closed_loop
 from vjepa_ac.closed_loop import describe_planner, run_episode, video_from_log
 from vjepa_ac.heldout import episodes_per_task
@@ -48,6 +50,8 @@ def test_sim_episode_through_run_mpc(tiny_world_model):
     args = argparse.Namespace(samples=4, iterations=1, horizon=1, elites=2, max_steps=2)
     config = mpc_config_for(defaults, "reach", args)
     assert describe_planner(config) == "CEM 4 samples x 1 iters x horizon 1 (top 2)"
+    mppi = dataclasses.replace(config, planner=MPPIConfig(samples=4, iterations=1, temperature=0.5))
+    assert describe_planner(mppi) == "MPPI 4 samples x 1 iters x horizon 1 (temperature 0.5)"
     outcome, episode_log, robot = run_episode(tiny_world_model, "reach", 3, config, fps=5.0,
                                               sim_options=defaults.sim)
     try:
