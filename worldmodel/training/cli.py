@@ -154,6 +154,8 @@ def _train(args: argparse.Namespace) -> int:
         if trainer.dist.is_main:
             print(" ".join(f"{k}={v:.5g}" for k, v in metrics.items() if isinstance(v, float)
                            and not k.startswith(("val_teacher_forcing_t", "val_rollout_t"))))
-        return 0
     finally:
         distributed.shutdown_distributed()
+    if trainer.dist.is_distributed:
+        distributed.exit_skipping_teardown(0)
+    return 0

@@ -6,9 +6,11 @@ laptop run, a 2-process CPU test and a multi-node GPU job.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -59,7 +61,23 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 def shutdown_distributed() -> None:
     if dist.is_initialized():
+        # A rank that tears gloo down while another still talks to it aborts ("terminate called without an active
+        # exception"); leave together.
+        dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_skipping_teardown(code: int) -> NoReturn:
+    """End a finished distributed process without running C++ static destructors.
+
+    With torch 2.13, DDP over gloo sometimes aborts a rank at interpreter exit ("terminate called without an active
+    exception", SIGABRT) after everything has been written; torchrun then reports the run as failed (measured: 6 of 30
+    bare DDP scripts, 0 of 30 with this exit). Call it only after checkpoints and logs are closed.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def barrier() -> None:
