@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a world model in closed loop on sim tasks: N episodes per task on seeds S, S+1, ...; "
         "writes report.md and report.json to --out with the success rate and its Wilson 95% interval, the mean "
         "final end-effector distance, planning seconds per action and the planner settings, plus the open-loop "
-        "prediction error per horizon step on held-out sim episodes.",
+        "prediction error per horizon step on held-out sim episodes and how well the encoder's goal energy tracks "
+        "the distance to the goal (energy landscape).",
     )
     ev.add_argument("--task", type=task_list, default=["reach"],
                     help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")
@@ -78,6 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--open-loop-horizon", type=positive_int, default=4,
                        help="rollout steps to score (default: %(default)s)")
+    landscape = ev.add_argument_group("energy landscape of the encoder")
+    landscape.add_argument(
+        "--landscape-goals", type=non_negative_int, default=8,
+        help="reach goals on which to check that the encoder's goal energy of rendered frames falls as the arm "
+        "nears the goal (rank correlation, straight-path descent; plot in energy_landscape.png); 0 = skip "
+        "(default: %(default)s)",
+    )
     _add_model_and_planner_options(ev)
     ev.set_defaults(handler=_run_eval)
 

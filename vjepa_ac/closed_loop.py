@@ -177,6 +177,11 @@ def run_evaluation(args: argparse.Namespace) -> int:
             world_model, defaults, Path(args.out) / "heldout_episodes", episodes=args.open_loop_episodes,
             horizon=args.open_loop_horizon, seed=args.seed,
         )
+    if args.landscape_goals:
+        from vjepa_ac.landscape import energy_landscape
+
+        report.landscape = energy_landscape(world_model, defaults, goals=args.landscape_goals, seed=args.seed,
+                                            plot=Path(args.out) / "energy_landscape.png")
     report.meta["wall seconds"] = round(time.perf_counter() - start, 1)
     md_path, json_path = write_report(report, args.out)
     print()

@@ -68,6 +68,21 @@ class OpenLoopError:
     """Same metric for the "nothing moves" baseline that predicts the context frame at every step."""
 
 
+@dataclass(frozen=True)
+class EnergyLandscape:
+    """How well the encoder's goal energy of real frames tracks the flange's distance to the goal
+    (`vjepa_ac.landscape`)."""
+
+    goals: int
+    poses_per_goal: int
+    rank_correlation: float
+    """Mean Spearman correlation of energy and distance over workspace poses (1 = same order)."""
+    path_descending: float
+    """Share of steps along the straight start-to-goal path on which the energy falls."""
+    path_barrier_share: float
+    """Share of goals whose straight path rises above the start's energy somewhere."""
+
+
 @dataclass
 class EvaluationReport:
     """Everything one `vjepa-ac eval` run measured, plus how to reproduce it."""
@@ -75,6 +90,7 @@ class EvaluationReport:
     summaries: list[TaskSummary]
     outcomes: list[EpisodeOutcome]
     open_loop: OpenLoopError | None = None
+    landscape: EnergyLandscape | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     """Checkpoint, command line, machine, versions."""
 
@@ -156,6 +172,18 @@ def format_open_loop_table(error: OpenLoopError) -> str:
     return "\n".join(lines)
 
 
+def format_landscape_table(landscape: EnergyLandscape) -> str:
+    """The energy-landscape measures as GitHub Markdown."""
+    return "\n".join([
+        "| measure | value |",
+        "|---|---|",
+        f"| rank correlation of energy and distance ({landscape.poses_per_goal} workspace poses per goal) "
+        f"| {landscape.rank_correlation:.3f} |",
+        f"| straight path to the goal: share of steps where the energy falls | {landscape.path_descending:.3f} |",
+        f"| straight path to the goal: goals with an energy barrier | {_pct(landscape.path_barrier_share)} |",
+    ])
+
+
 def format_outcome_line(outcome: EpisodeOutcome) -> str:
     """One human-readable line per episode, as the demo and eval print them."""
     verdict = "SUCCESS" if outcome.success else "failure"
@@ -179,6 +207,9 @@ def format_markdown(report: EvaluationReport) -> str:
             format_open_loop_table(ol),
             "",
         ]
+    if report.landscape is not None:
+        parts += [f"## Energy landscape of the encoder ({report.landscape.goals} reach goals)", "",
+                  format_landscape_table(report.landscape), ""]
     if report.meta:
         parts += ["## Run", ""]
         parts += [f"- {key}: `{value}`" for key, value in report.meta.items()]
@@ -208,6 +239,7 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             "summaries": summaries,
             "outcomes": [asdict(o) for o in report.outcomes],
             "open_loop": asdict(report.open_loop) if report.open_loop is not None else None,
+            "landscape": asdict(report.landscape) if report.landscape is not None else None,
             "meta": report.meta,
         }
     )

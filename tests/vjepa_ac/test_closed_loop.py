@@ -117,12 +117,14 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model):
     common = ["--checkpoint", str(checkpoint), "--samples", "4", "--iterations", "1", "--max-steps", "2"]
     out = tmp_path / "eval"
     assert main(["eval", "--task", "reach", "--episodes", "2", "--seed", "5", "--out", str(out),
-                 "--open-loop-episodes", "1", "--open-loop-horizon", "2", *common]) == 0
+                 "--open-loop-episodes", "1", "--open-loop-horizon", "2", "--landscape-goals", "1", *common]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [o["seed"] for o in report["outcomes"]] == [5, 6]
     assert report["summaries"][0]["episodes"] == 2
     assert report["open_loop"]["clips"] == 1 and len(report["open_loop"]["model_l1"]) == 2
-    assert "| reach |" in (out / "report.md").read_text()
+    assert report["landscape"]["goals"] == 1 and -1.0 <= report["landscape"]["rank_correlation"] <= 1.0
+    assert (out / "energy_landscape.png").stat().st_size > 0
+    assert "| reach |" in (out / "report.md").read_text() and "Energy landscape" in (out / "report.md").read_text()
     demo = tmp_path / "demo"
     assert main(["demo", "--tasks", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0
@@ -137,7 +139,8 @@ def test_eval_runs_a_meta_layout_checkpoint_without_card(tmp_path):
 
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "vjepa2_reference" / "vjepa2-ac-tiny.pt"
     assert main(["eval", "--checkpoint", str(fixture), "--task", "reach", "--episodes", "1", "--max-steps", "1",
-                 "--samples", "4", "--iterations", "1", "--open-loop-episodes", "0", "--out", str(tmp_path)]) == 0
+                 "--samples", "4", "--iterations", "1", "--open-loop-episodes", "0", "--landscape-goals", "0",
+                 "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summaries"][0]["planner"] == "CEM 4 samples x 1 iters x horizon 1 (top 4)"
     assert report["meta"]["world-model steps per second"] == 4.0 and report["outcomes"][0]["steps"] == 1
