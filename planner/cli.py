@@ -171,8 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--steps", dest="max_steps", metavar="STEPS", type=positive_int, default=None,
-        help="control-step budget (default: the model card's setting, else the sum of the goal schedule, else the "
-        "sim task's budget, else 50)",
+        help="control-step budget (default: the model card's setting, else the sim task's budget as demo/eval use "
+        "it, else the sum of the goal schedule, else 50)",
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
                      help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
@@ -287,7 +287,8 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
         config = resolved_config(args, defaults)
         robot, task_goals, success, task_periods = _make_robot(args, defaults, config.camera)
         periods = control_periods_per_step(robot.control_hz, fps)
-        if config.max_steps is None and config.goal_schedule is None and task_periods is not None:
+        # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
+        if config.max_steps is None and task_periods is not None:
             config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
         goals = [read_image(p) for p in args.goal] if args.goal else task_goals
         if goals is None:
