@@ -191,11 +191,13 @@ class VisionTransformer(nn.Module):
         """Channel width of `forward`'s output."""
         return self.embed_dim * (self.config.num_levels if hierarchical else 1)
 
-    def forward(self, x: Tensor, *, return_hierarchical: bool = False) -> Tensor:
+    def forward(self, x: Tensor, *, masks: Tensor | None = None, return_hierarchical: bool = False) -> Tensor:
         """Encode normalised pixels [B, C, T, H, W].
 
         V-JEPA 2.1 inputs with `img_temporal_dim_size` frames use the image tokenizer. With `return_hierarchical`
         a 2.1 encoder returns its four normed levels concatenated along channels, [B, N, 4 D].
+        `masks` (self-supervised pretraining) is a LongTensor [B, K] of token indices to keep, as Meta's
+        `apply_masks`: only those tokens, at their true RoPE positions, go through the blocks -> [B, K, D].
         """
         c = self.config
         if x.ndim != 5 or x.shape[1] != c.in_chans:
@@ -217,6 +219,8 @@ class VisionTransformer(nn.Module):
         if c.modality_embedding:
             tokens = tokens + (self.img_mod_embed if is_image else self.video_mod_embed)
         rope = self._rope(token_frames, height // c.patch_size, width // c.patch_size, x.device)
+        if masks is not None:
+            tokens, rope = _keep_tokens(tokens, rope, masks)
 
         levels: list[Tensor] = []
         for index, block in enumerate(self.blocks):
@@ -231,6 +235,21 @@ class VisionTransformer(nn.Module):
         if return_hierarchical:
             return torch.cat(levels, dim=-1)
         return self.norms_block[-1](tokens)
+
+
+def _keep_tokens(tokens: Tensor, rope: tuple[Tensor, Tensor], keep: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Tokens [B, N, D] and rope tables [N, R] restricted to the per-sample indices `keep` [B, K]; the tables become
+    [B, 1, K, R], which broadcast over heads in `apply_rope`."""
+    batch, count, dim = tokens.shape
+    if keep.ndim != 2 or keep.shape[0] != batch or keep.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"masks must be an integer tensor [B={batch}, K] of token indices, got "
+                         f"{keep.dtype} {tuple(keep.shape)}")
+    if keep.numel() and (int(keep.min()) < 0 or int(keep.max()) >= count):
+        raise ValueError(f"mask indices must lie in [0, {count}), got [{int(keep.min())}, {int(keep.max())}]")
+    keep = keep.to(device=tokens.device, dtype=torch.int64)
+    kept = torch.gather(tokens, 1, keep.unsqueeze(-1).expand(-1, -1, dim))
+    cos, sin = rope
+    return kept, (cos[keep].unsqueeze(1), sin[keep].unsqueeze(1))
 
 
 def build_encoder(preset_or_config: str | EncoderConfig = "vit_giant", **overrides) -> VisionTransformer:

@@ -1,4 +1,5 @@
-"""`vjepa-ac encode` (fill a latent cache) and `vjepa-ac train` (train the action-conditioned predictor)."""
+"""`vjepa-ac encode` (fill a latent cache), `vjepa-ac train` (train the action-conditioned predictor) and
+`vjepa-ac pretrain` (V-JEPA self-supervised pretraining of a small encoder on episode video)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ examples:
       data.cache=/data/droid_cache run.output_dir=/ckpt/ac_vitg
 Overrides are section.key=value with YAML values (optim.lr=3e-4, data.val_episodes=[a,b]). A run resumes from
 OUTPUT_DIR/latest.pt when it exists; metrics go to OUTPUT_DIR/{train,val}.{jsonl,csv}.
+"""
+
+
+_PRETRAIN_EPILOG = """\
+examples:
+  vjepa-ac pretrain runs/default_model/episodes --out runs/pretrain --init runs/default_model/encoder.pt
+  vjepa-ac pretrain episodes/ --out runs/pretrain_tiny --preset vit_tiny --img-size 128 --seed 0 --steps 1000
+  vjepa-ac encode runs/default_model/episodes --out cache/ --encoder-checkpoint runs/pretrain/latest.pt
+The run resumes from OUT/latest.pt when it exists (same options); metrics go to OUT/train.{jsonl,csv}. latest.pt is
+in Meta's pretraining layout, and its target encoder is what `--encoder-checkpoint` and load_encoder pick.
 """
 
 
@@ -78,6 +89,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.set_defaults(handler=_train)
+
+    _register_pretrain(subparsers)
+
+
+class _ExamplesAndDefaultsFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the epilog's example lines and shows every option's default."""
+
+
+def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
+    # Cheap once the package is imported (dataclasses only); keeps the help defaults equal to the config's.
+    from .pretrain import PretrainConfig
+
+    defaults = PretrainConfig()
+    optim = defaults.optim
+    pre = subparsers.add_parser(
+        "pretrain", help="V-JEPA self-supervised pretraining of an encoder on episode video",
+        description="Pretrain a (small) V-JEPA encoder on the frames of DROID-layout episodes: multi-block masks, a "
+        "context encoder plus mask-token predictor, L1 to the layer-normed features of an EMA target encoder. "
+        "Frames are cropped, resized and duplicated into a tubelet exactly as at planning time. Resumable.",
+        epilog=_PRETRAIN_EPILOG, formatter_class=_ExamplesAndDefaultsFormatter,
+    )
+    pre.add_argument("episodes", nargs="+", help="episode index file(s), folders to scan, or episode folders")
+    pre.add_argument("--out", required=True, help="output folder (latest.pt, train.jsonl, train.csv)")
+    start = pre.add_argument_group("starting encoder (a checkpoint, or a preset built from a seed)")
+    start.add_argument("--init", help="encoder checkpoint to start from (e.g. runs/default_model/encoder.pt)")
+    start.add_argument("--preset", default=defaults.preset, help="encoder architecture without --init")
+    start.add_argument("--img-size", type=int, default=defaults.img_size,
+                       help="encoder resolution in pixels without --init")
+    start.add_argument("--seed", type=int, default=defaults.seed,
+                       help="seed of the initial weights, frame sampling and masks")
+    data = pre.add_argument_group("frames")
+    data.add_argument("--camera", default=defaults.camera, help="camera role to train on (left, right, wrist, ...)")
+    data.add_argument("--crop", choices=("droid", "square", "none"), default="droid",
+                      help="crop before resizing; use the crop you will encode and plan with")
+    data.add_argument("--frame-stride", type=int, default=defaults.frame_stride,
+                      help="keep every N-th video frame in the in-memory frame bank")
+    opt = pre.add_argument_group("optimisation")
+    opt.add_argument("--steps", type=int, default=optim.total_steps, help="optimizer steps in the whole run")
+    opt.add_argument("--batch-size", type=int, default=defaults.batch_size, help="frames per step")
+    opt.add_argument("--lr", type=float, default=optim.lr, help="peak learning rate (AdamW)")
+    opt.add_argument("--warmup-steps", type=int, default=optim.warmup_steps,
+                     help="linear warmup from lr/5 to the peak")
+    opt.add_argument("--anneal-steps", type=int, default=optim.anneal_steps,
+                     help="final steps of linear decay to lr/50 (0 = constant after warmup)")
+    opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="AdamW weight decay")
+    opt.add_argument("--ema", type=float, nargs=2, default=defaults.ema, metavar=("START", "END"),
+                     help="target-encoder EMA momentum, ramped linearly over the run")
+    opt.add_argument("--predictor-dim", type=int, default=defaults.predictor.predictor_embed_dim,
+                     help="width of the mask predictor")
+    opt.add_argument("--predictor-depth", type=int, default=defaults.predictor.depth,
+                     help="blocks of the mask predictor")
+    opt.add_argument("--predictor-heads", type=int, default=defaults.predictor.num_heads,
+                     help="attention heads of the mask predictor")
+    run = pre.add_argument_group("run")
+    run.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                     help="write OUT/latest.pt every N steps")
+    run.add_argument("--log-every", type=int, default=defaults.log_every, help="log metrics every N steps")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    pre.set_defaults(handler=_pretrain)
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -158,4 +228,42 @@ def _train(args: argparse.Namespace) -> int:
         distributed.shutdown_distributed()
     if trainer.dist.is_distributed:
         distributed.exit_skipping_teardown(0)
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from data.droid import EpisodeError, resolve_episode_references
+    from worldmodel.mask_predictor import MaskPredictorConfig
+
+    from .config import OptimConfig
+    from .pretrain import PretrainConfig, pretrain_encoder
+
+    try:
+        references = resolve_episode_references(args.episodes if len(args.episodes) > 1 else args.episodes[0])
+    except EpisodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not references:
+        print(f"error: no episodes found in {' '.join(args.episodes)}", file=sys.stderr)
+        return 2
+    try:
+        optim = OptimConfig(total_steps=args.steps, warmup_steps=args.warmup_steps, anneal_steps=args.anneal_steps,
+                            start_lr=args.lr / 5, lr=args.lr, final_lr=args.lr / 50, weight_decay=args.weight_decay)
+        config = PretrainConfig(
+            output_dir=args.out, init=args.init, preset=args.preset, img_size=args.img_size, seed=args.seed,
+            camera=args.camera, crop=None if args.crop == "none" else args.crop, frame_stride=args.frame_stride,
+            batch_size=args.batch_size, optim=optim, ema=tuple(args.ema),
+            predictor=MaskPredictorConfig(predictor_embed_dim=args.predictor_dim, depth=args.predictor_depth,
+                                          num_heads=args.predictor_heads),
+            checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = pretrain_encoder(references, config)
+    except ValueError as exc:  # unreadable episodes, a foreign checkpoint in --out, a bad --init file
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"pretrained encoder: {path} (load_encoder / --encoder-checkpoint use its target_encoder)")
     return 0

@@ -1,0 +1,179 @@
+"""`pretrain_encoder` end to end on generated DROID episodes, plus its EMA, schedule and frame preparation."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from data.droid import open_episode
+from vjepa_ac.cli import main
+from worldmodel import (
+    CONFIG_KEY,
+    build_encoder,
+    encode_frames,
+    load_encoder,
+    preprocess_frames,
+)
+from worldmodel.checkpoints import atomic_torch_save
+from worldmodel.mask_predictor import MaskPredictorConfig
+from worldmodel.training import pretrain as pretrain_module
+from worldmodel.training.config import OptimConfig
+from worldmodel.training.pretrain import (
+    PRETRAIN_KEY,
+    PretrainConfig,
+    ema_momentum,
+    ema_update,
+    frames_to_clips,
+    load_frame_bank,
+    pretrain_encoder,
+)
+
+IMG = 64
+
+
+def _config(tmp_path, **overrides) -> PretrainConfig:
+    """vit_tiny at 64 px (4x4 tokens) on the generated episodes, a few seconds on one thread."""
+    optim = OptimConfig(total_steps=30, warmup_steps=3, anneal_steps=0, start_lr=2e-4, lr=1e-3, final_lr=1e-3)
+    values = {"output_dir": str(tmp_path / "run"), "img_size": IMG, "frame_stride": 2, "batch_size": 8,
+              "optim": optim, "ema": (0.99, 0.99), "checkpoint_every": 10, "log_every": 1, "device": "cpu"}
+    values.update(overrides)
+    return PretrainConfig(**values)
+
+
+def _references(episode_folders) -> list[str]:
+    return [str(p) for p in episode_folders]
+
+
+def _rows(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ema_update_is_the_convex_combination():
+    torch.manual_seed(0)
+    online = build_encoder("vit_tiny")
+    target = copy.deepcopy(online)
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in target.parameters()]
+    ema_update(target, online, 0.9)
+    for old, new, source in zip(before, target.parameters(), online.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * source)
+    assert ema_momentum(0, 100, (0.99, 0.999)) == 0.99
+    assert ema_momentum(50, 100, (0.99, 0.999)) == pytest.approx(0.9945)
+    assert ema_momentum(200, 100, (0.99, 0.999)) == 0.999
+
+
+def test_frame_bank_matches_planning_preprocessing(episode_folders):
+    bank = load_frame_bank(_references(episode_folders[:2]), img_size=(32, 32), frame_stride=4, progress=False)
+    assert bank.dtype == np.uint8 and bank.shape == (20, 32, 32, 3)
+    with open_episode(episode_folders[0]) as episode:
+        frames = torch.from_numpy(episode.read_frames("left", list(range(0, 40, 4))))
+    planning = preprocess_frames(frames, (32, 32), "droid")
+    # The bank is rounded to uint8: at most half a grey level off, i.e. 0.5 / (255 * std) after normalisation.
+    from_bank = preprocess_frames(torch.from_numpy(bank[:10]), (32, 32), crop=None)
+    torch.testing.assert_close(from_bank, planning, atol=0.5 / (255 * 0.224) + 1e-4, rtol=0)
+
+
+def test_clips_are_built_as_encode_frames_builds_them():
+    torch.manual_seed(0)
+    encoder = build_encoder("vit_tiny").eval()
+    frames = torch.randint(0, 256, (3, IMG, IMG, 3), dtype=torch.uint8)
+    clips = frames_to_clips(preprocess_frames(frames, (IMG, IMG), crop=None), encoder)
+    assert clips.shape == (3, 3, 2, IMG, IMG) and torch.equal(clips[:, :, 0], clips[:, :, 1])
+    with torch.no_grad():
+        direct = torch.nn.functional.layer_norm(encoder(clips), (64,), eps=1e-5)
+    torch.testing.assert_close(direct, encode_frames(encoder, frames[None], crop=None)[0], atol=1e-5, rtol=0)
+
+
+def test_pretraining_lowers_the_loss_and_writes_a_loadable_target_encoder(tmp_path, episode_folders):
+    config = _config(tmp_path)
+    torch.manual_seed(config.seed)
+    initial = build_encoder(config.preset, img_size=(IMG, IMG)).eval()
+    path = pretrain_encoder(_references(episode_folders), config, progress=False)
+
+    losses = [row["loss"] for row in _rows(path.parent / "train.jsonl")]
+    assert len(losses) == 30 and all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    assert {"encoder", "target_encoder", "predictor", "opt", "epoch", CONFIG_KEY, PRETRAIN_KEY} <= set(data)
+    assert all(k.startswith("module.backbone.") for part in ("encoder", "target_encoder", "predictor")
+               for k in data[part])
+    assert data[PRETRAIN_KEY]["step"] == 30 and data["epoch"] == 30 * 8 // 100
+
+    loaded = load_encoder(path)
+    target_state = {k.removeprefix("module.backbone."): v for k, v in data["target_encoder"].items()}
+    assert all(torch.equal(v, target_state[k]) for k, v in loaded.state_dict().items())
+    with open_episode(episode_folders[0]) as episode:
+        frames = torch.from_numpy(episode.read_frames("left", [0, 20]))[None]
+    assert not torch.allclose(encode_frames(loaded, frames), encode_frames(initial, frames), atol=1e-3)
+
+
+def test_interrupted_run_resumes_at_its_checkpoint_and_ends_where_a_straight_run_does(tmp_path, episode_folders,
+                                                                                     monkeypatch):
+    references = _references(episode_folders)
+    straight = pretrain_encoder(references, _config(tmp_path / "a", optim=_short_optim()), progress=False)
+
+    real_step = pretrain_module._train_step
+    calls = {"n": 0}
+
+    def crash_after_seven(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    config = _config(tmp_path / "b", optim=_short_optim(), checkpoint_every=5)
+    monkeypatch.setattr(pretrain_module, "_train_step", crash_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_encoder(references, config, progress=False)
+    monkeypatch.setattr(pretrain_module, "_train_step", real_step)
+    latest = tmp_path / "b" / "run" / "latest.pt"
+    assert torch.load(latest, weights_only=True)[PRETRAIN_KEY]["step"] == 5
+
+    # Predictor options given on resume are ignored: the saved architecture is rebuilt.
+    resumed_config = dataclasses.replace(config, predictor=MaskPredictorConfig(depth=3))
+    resumed = pretrain_encoder(references, resumed_config, progress=False)
+    assert [row["step"] for row in _rows(resumed.parent / "train.jsonl")] == list(range(1, 13))
+    a, b = (torch.load(p, weights_only=True) for p in (straight, resumed))
+    for part in ("encoder", "target_encoder", "predictor"):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, atol=1e-6, rtol=0)
+
+
+def _short_optim() -> OptimConfig:
+    return OptimConfig(total_steps=12, warmup_steps=3, anneal_steps=4, start_lr=2e-4, lr=1e-3, final_lr=1e-5)
+
+
+def test_starts_from_an_init_checkpoint(tmp_path, episode_folders, tiny_checkpoint):
+    config = _config(tmp_path, init=str(tiny_checkpoint), optim=_short_optim(), preset="vit_large")
+    path = pretrain_encoder(_references(episode_folders[:2]), config, progress=False)
+    assert load_encoder(path).config == load_encoder(tiny_checkpoint).config
+
+
+def test_refuses_a_foreign_checkpoint_and_unreadable_episodes(tmp_path, episode_folders, tiny_checkpoint):
+    config = _config(tmp_path)
+    atomic_torch_save(torch.load(tiny_checkpoint, weights_only=True), tmp_path / "run" / "latest.pt")
+    with pytest.raises(ValueError, match="not a pretraining checkpoint"):
+        pretrain_encoder(_references(episode_folders), config, progress=False)
+    with pytest.raises(ValueError, match="camera 'wrist'"):
+        pretrain_encoder(_references(episode_folders), _config(tmp_path / "c", camera="wrist"), progress=False)
+    with pytest.raises(ValueError, match="crop"):
+        _config(tmp_path, crop="centre")
+
+
+def test_cli_pretrains_and_reports_bad_input(tmp_path, episode_folders, capsys):
+    out = tmp_path / "cli"
+    args = ["pretrain", *map(str, episode_folders[:2]), "--out", str(out), "--img-size", str(IMG), "--steps", "4",
+            "--batch-size", "4", "--warmup-steps", "1", "--anneal-steps", "1", "--log-every", "2", "--device", "cpu"]
+    assert main(args) == 0
+    assert load_encoder(out / "latest.pt").config.img_size == (IMG, IMG)
+    assert [row["step"] for row in _rows(out / "train.jsonl")] == [2, 4]
+    assert main(["pretrain", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "no such episode" in capsys.readouterr().err

@@ -1,0 +1,98 @@
+"""The V-JEPA self-supervised pretraining predictor: context tokens + mask tokens -> features at masked positions.
+
+Meta's `VisionTransformerPredictor` (`src/models/predictor.py`) with RoPE: the encoder's context tokens are projected
+to the predictor width (`predictor_embed`), one learned mask token per mask generator (`mask_tokens.{i}`, zero
+initialised) stands in for every target position, all of them go through transformer blocks with 3D RoPE at their
+true (t, row, column) grid positions, and the target slots are normed (`predictor_norm`) and projected back to the
+encoder width (`predictor_proj`). Attention is unmasked, so the order of the concatenated tokens does not matter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
+from worldmodel.rope import grid_positions, rope_tables
+
+
+@dataclass
+class MaskPredictorConfig:
+    """Architecture of the pretraining predictor; defaults suit the 64-wide `vit_tiny` encoder."""
+
+    embed_dim: int = 64
+    """Width of the encoder it predicts for (input and output)."""
+    predictor_embed_dim: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    num_mask_tokens: int = 2
+    """One learned mask token per mask generator (Meta: one per entry of `cfgs_mask`)."""
+    qkv_bias: bool = True
+    rope_interleaved: bool = False
+    """Follow the encoder: tiled (V-JEPA 2) or true pairwise (2.1) RoPE tables."""
+
+    def __post_init__(self) -> None:
+        if self.predictor_embed_dim % self.num_heads:
+            raise ValueError(f"predictor_embed_dim {self.predictor_embed_dim} is not divisible by num_heads "
+                             f"{self.num_heads}")
+        if self.num_mask_tokens < 1:
+            raise ValueError(f"num_mask_tokens must be >= 1, got {self.num_mask_tokens}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class MaskPredictor(nn.Module):
+    """Predicts encoder features [B, Kt, D] at `target_idx` from context features [B, Kc, D] at `context_idx`."""
+
+    def __init__(self, config: MaskPredictorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.predictor_embed = nn.Linear(c.embed_dim, c.predictor_embed_dim)
+        self.mask_tokens = nn.ParameterList(
+            [nn.Parameter(torch.zeros(1, 1, c.predictor_embed_dim)) for _ in range(c.num_mask_tokens)]
+        )
+        self.predictor_blocks = nn.ModuleList(
+            [Block(c.predictor_embed_dim, c.num_heads, c.mlp_ratio, qkv_bias=c.qkv_bias) for _ in range(c.depth)]
+        )
+        self.predictor_norm = nn.LayerNorm(c.predictor_embed_dim, eps=LAYER_NORM_EPS)
+        self.predictor_proj = nn.Linear(c.predictor_embed_dim, c.embed_dim)
+        init_transformer_weights(self, self.predictor_blocks)
+
+    def forward(self, context: Tensor, context_idx: Tensor, target_idx: Tensor, grid: tuple[int, int, int], *,
+                mask_index: int = 0) -> Tensor:
+        """context [B, Kc, D] (encoder output on the kept tokens); context_idx [B, Kc] and target_idx [B, Kt]
+        index the token grid (frames, rows, cols) in t-major, row-major order. Returns raw predictions [B, Kt, D]."""
+        c = self.config
+        batch = context.shape[0]
+        if context.ndim != 3 or context.shape[-1] != c.embed_dim:
+            raise ValueError(f"context must be [B, Kc, {c.embed_dim}], got {tuple(context.shape)}")
+        if context_idx.shape != context.shape[:2]:
+            raise ValueError(f"context_idx {tuple(context_idx.shape)} does not match context {tuple(context.shape)}")
+        if target_idx.ndim != 2 or target_idx.shape[0] != batch:
+            raise ValueError(f"target_idx must be [B={batch}, Kt], got {tuple(target_idx.shape)}")
+        if not 0 <= mask_index < c.num_mask_tokens:
+            raise ValueError(f"mask_index {mask_index} outside the {c.num_mask_tokens} mask tokens")
+        frames, rows, cols = grid
+        positions = torch.cat([context_idx, target_idx], dim=1).to(device=context.device, dtype=torch.int64)
+        if int(positions.min()) < 0 or int(positions.max()) >= frames * rows * cols:
+            raise ValueError(f"token indices must lie in [0, {frames * rows * cols}) for grid {tuple(grid)}")
+        cos, sin = rope_tables(grid_positions(frames, rows, cols, device=context.device),
+                               c.predictor_embed_dim // c.num_heads, interleaved=c.rope_interleaved)
+        rope = (cos[positions].unsqueeze(1), sin[positions].unsqueeze(1))
+
+        targets = self.mask_tokens[mask_index].expand(batch, target_idx.shape[1], -1)
+        x = torch.cat([self.predictor_embed(context), targets.to(context.dtype)], dim=1)
+        for block in self.predictor_blocks:
+            x = block(x, rope)[0]
+        return self.predictor_proj(self.predictor_norm(x[:, context.shape[1]:]))
+
+
+def build_mask_predictor(**overrides) -> MaskPredictor:
+    """A randomly initialised pretraining predictor with `MaskPredictorConfig` fields overridden."""
+    return MaskPredictor(MaskPredictorConfig(**overrides))

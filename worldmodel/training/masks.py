@@ -1,0 +1,105 @@
+"""Multi-block masks on a token grid for V-JEPA pretraining (Meta's `src/masks/multiseq_multiblock3d.py` scheme).
+
+A mask generator draws one block size per batch: a spatial area of `spatial_scale` of the (rows x cols) grid with an
+aspect ratio (rows / cols) drawn from `aspect_ratio`, spanning `temporal_scale` of the token frames. Every sample
+then places `num_blocks` such blocks at random; their union is the prediction target and the complement is the
+context the encoder sees. Every sample of a batch must have the same token counts, so context and target lists are
+trimmed to the smallest in the batch, as Meta does (the trimmed tokens are simply left out of both).
+
+Meta's video recipe pairs two generators: 8 blocks of 15% ("short range") and 2 blocks of 70% ("long range").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_MAX_TRIES = 50  # redraws of a sample whose blocks happen to cover the whole grid
+
+
+@dataclass(frozen=True)
+class BlockMaskSpec:
+    """One mask generator: `num_blocks` blocks, each `spatial_scale` of a frame's tokens."""
+
+    spatial_scale: float = 0.15
+    num_blocks: int = 8
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+    temporal_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.spatial_scale <= 1.0:
+            raise ValueError(f"spatial_scale must be in (0, 1], got {self.spatial_scale}")
+        if self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
+        low, high = self.aspect_ratio
+        if not 0.0 < low <= high:
+            raise ValueError(f"aspect_ratio must be (low, high) with 0 < low <= high, got {self.aspect_ratio}")
+        if not 0.0 < self.temporal_scale <= 1.0:
+            raise ValueError(f"temporal_scale must be in (0, 1], got {self.temporal_scale}")
+
+
+DEFAULT_MASK_SPECS: tuple[BlockMaskSpec, ...] = (
+    BlockMaskSpec(spatial_scale=0.15, num_blocks=8),
+    BlockMaskSpec(spatial_scale=0.7, num_blocks=2),
+)
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return low + (high - low) * torch.rand(1, generator=generator).item()
+
+
+def _randint(high: int, generator: torch.Generator) -> int:
+    """An integer in [0, high)."""
+    return int(torch.randint(high, (1,), generator=generator).item())
+
+
+def block_size(grid: tuple[int, int, int], spec: BlockMaskSpec, generator: torch.Generator) -> tuple[int, int, int]:
+    """(frames, rows, cols) of one block: area `spatial_scale * rows * cols`, shape drawn from `aspect_ratio`, each
+    side strictly smaller than the grid's (Meta shrinks oversize sides so context is never empty by construction)."""
+    frames, rows, cols = grid
+    area = max(1, int(rows * cols * spec.spatial_scale))
+    ratio = _uniform(*spec.aspect_ratio, generator)
+    height = max(1, min(round(math.sqrt(area * ratio)), rows - 1 if rows > 1 else 1))
+    width = max(1, min(round(math.sqrt(area / ratio)), cols - 1 if cols > 1 else 1))
+    duration = max(1, int(frames * spec.temporal_scale))
+    return duration, height, width
+
+
+def _one_sample(grid: tuple[int, int, int], size: tuple[int, int, int], num_blocks: int,
+                generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    frames, rows, cols = grid
+    duration, height, width = size
+    for _ in range(_MAX_TRIES):
+        masked = torch.zeros(frames, rows, cols, dtype=torch.bool)
+        for _ in range(num_blocks):
+            t = _randint(frames - duration + 1, generator)
+            top = _randint(rows - height + 1, generator)
+            left = _randint(cols - width + 1, generator)
+            masked[t : t + duration, top : top + height, left : left + width] = True
+        flat = masked.flatten()
+        if not flat.all():
+            return (~flat).nonzero().squeeze(1), flat.nonzero().squeeze(1)
+    raise ValueError(f"{num_blocks} blocks of {size} cover the whole {grid} grid in every draw; use fewer or "
+                     f"smaller blocks")
+
+
+def sample_block_masks(grid: tuple[int, int, int], batch_size: int, spec: BlockMaskSpec,
+                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(context_idx [B, Kc], target_idx [B, Kt]) for a token grid (frames, rows, cols), both sorted per sample.
+
+    The two are disjoint; before trimming to the batch's smallest counts they cover the grid exactly.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if min(grid) < 1:
+        raise ValueError(f"grid must have positive sides, got {tuple(grid)}")
+    size = block_size(grid, spec, generator)
+    samples = [_one_sample(grid, size, spec.num_blocks, generator) for _ in range(batch_size)]
+    keep_context = min(len(context) for context, _ in samples)
+    keep_target = min(len(target) for _, target in samples)
+    context_idx = torch.stack([context[:keep_context] for context, _ in samples])
+    target_idx = torch.stack([target[:keep_target] for _, target in samples])
+    return context_idx, target_idx
