@@ -1,8 +1,9 @@
 """Tabletop tasks with seeded initial conditions, success checks, step budgets and image goals.
 
 Goal images are rendered from the goal configuration (arm, gripper and objects where the task wants them), from the
-camera the world model sees, as the V-JEPA 2-AC robot protocol gives goals as images. Pick-and-place has three
-sub-goals: grasped, lifted, placed.
+camera the world model sees, as the V-JEPA 2-AC robot protocol gives goals as images. Grasping goes through sub-goal
+images (above the cube, fingers around it, closed on it, lifted), and pick-and-place adds placing the cube on the mat;
+reach tasks have one goal image.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ HAND_YAW_OFFSET = -np.pi / 4
 """The Panda hand is mounted turned -45 deg about the flange axis: its fingers close along this yaw + 90 deg."""
 GRASP_DEPTH = 0.10
 """Flange height above an object's centre when the finger pads straddle it."""
+APPROACH_HEIGHT = 0.12
+"""How far above the grasp pose the approach sub-goal puts the flange, clear of the cube."""
 HELD_GRIPPER = 1.0 - CUBE_HALF_SIZE / 0.04
 """Measured closure when the fingers hold the cube."""
 START_JITTER = np.array([0.04, 0.06, 0.04])
@@ -158,6 +161,17 @@ class Task(abc.ABC):
                 break
         self.robot.set_object_pose("mug", np.array([*xy, TABLE_HEIGHT + 0.045]), float(self.rng.uniform(-np.pi, np.pi)))
 
+    def _grasp_subgoals(self) -> list[GoalConfiguration]:
+        """Approach (open, above the cube), straddle (open, fingers around it), grasp (closed on it)."""
+        yaw = grasp_yaw(self.cube_yaw)
+        grasp_pose = self.cube_start + [0, 0, GRASP_DEPTH]
+        on_table = {"cube": (self.cube_start, self.cube_yaw)}
+        return [
+            GoalConfiguration(grasp_pose + [0, 0, APPROACH_HEIGHT], yaw, 0.0, on_table),
+            GoalConfiguration(grasp_pose, yaw, 0.0, on_table),
+            GoalConfiguration(grasp_pose, yaw, HELD_GRIPPER, on_table),
+        ]
+
     def cube_in_hand(self) -> bool:
         """The cube is between the fingers: close to the grasp point with the fingers stopped on it."""
         state = self.robot.droid_state()
@@ -191,7 +205,7 @@ class ReachTask(Task):
 
 
 class GraspTask(Task):
-    """Grasp the cube and lift it at least 5 cm."""
+    """Grasp the cube and lift it at least 5 cm. Sub-goals: approach, straddle, grasp, lifted."""
 
     name = "grasp"
     max_steps = 90
@@ -203,7 +217,8 @@ class GraspTask(Task):
     def _goals(self) -> list[GoalConfiguration]:
         lifted = self.cube_start + [0, 0, 0.1]
         yaw = grasp_yaw(self.cube_yaw)
-        return [GoalConfiguration(lifted + [0, 0, GRASP_DEPTH], yaw, HELD_GRIPPER, {"cube": (lifted, self.cube_yaw)})]
+        return [*self._grasp_subgoals(),
+                GoalConfiguration(lifted + [0, 0, GRASP_DEPTH], yaw, HELD_GRIPPER, {"cube": (lifted, self.cube_yaw)})]
 
     def success(self) -> bool:
         cube = self.robot.body_position("cube")
@@ -242,7 +257,7 @@ class ReachWithObjectTask(Task):
 
 
 class PickAndPlaceTask(Task):
-    """Pick up the cube and put it down on the target mat. Sub-goals: grasped, lifted, placed."""
+    """Pick up the cube and put it down on the target mat. Sub-goals: approach, straddle, grasp, lifted, placed."""
 
     name = "pick_and_place"
     max_steps = 150
@@ -259,7 +274,7 @@ class PickAndPlaceTask(Task):
         placed = np.array([*self.target_pos[:2], self.cube_start[2]])
         above = [0, 0, GRASP_DEPTH]
         return [
-            GoalConfiguration(self.cube_start + above, yaw, HELD_GRIPPER, {"cube": (self.cube_start, self.cube_yaw)}),
+            *self._grasp_subgoals(),
             GoalConfiguration(lifted + above, yaw, HELD_GRIPPER, {"cube": (lifted, self.cube_yaw)}),
             GoalConfiguration(placed + above + [0, 0, 0.05], yaw, 0.0, {"cube": (placed, self.cube_yaw)}),
         ]

@@ -101,7 +101,7 @@ def test_run_resolves_settings_like_demo():
     assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (64, 3, 8)
     assert run.planner.space.fixed == {6: -0.5}  # the card pins Δgripper while reaching
     # Per-task overrides follow --task; a bridged arm gets the card's common settings only.
-    assert _resolved(["run", "--robot", "sim", "--task", "pick_and_place"]).goal_schedule == (15, 8, 27)
+    assert _resolved(["run", "--robot", "sim", "--task", "pick_and_place"]).goal_schedule == (10, 4, 3, 8, 25)
     bridge = _resolved(["run", "--robot", "bridge", "--task", "pick_and_place"])
     assert bridge.goal_schedule is None and bridge.planner.space.fixed == {} and bridge.planner.samples == 64
 

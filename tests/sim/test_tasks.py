@@ -24,7 +24,7 @@ def test_goal_images_come_from_the_goal_configuration(robot, name):
     _, task = make_env(name, seed=0, robot=robot)
     before = robot.get_observation()
     images = task.goal_images()
-    assert len(images) == (3 if name == "pick_and_place" else 1)
+    assert len(images) == {"grasp": 4, "pick_and_place": 5}.get(name, 1)
     for image in images:
         assert image.shape == before.images["left"].shape and image.dtype == np.uint8
         assert np.abs(image.astype(int) - before.images["left"]).mean() > 0.5  # the arm moved in the goal image
@@ -44,6 +44,21 @@ def test_pick_and_place_success_needs_the_cube_resting_on_the_mat(robot):
     robot.set_object_pose("cube", np.array([target[0] + 0.2, target[1], 0.025]))
     robot.settle(3)
     assert not task.success()
+
+
+@pytest.mark.parametrize("name", ["grasp", "pick_and_place"])
+def test_grasp_subgoals_approach_straddle_and_close_on_the_cube(robot, name):
+    from sim.tasks import APPROACH_HEIGHT, GRASP_DEPTH, HELD_GRIPPER
+
+    _, task = make_env(name, seed=2, robot=robot)
+    approach, straddle, grasp = task.goals[:3]
+    np.testing.assert_allclose(straddle.flange_pos, task.cube_start + [0, 0, GRASP_DEPTH])
+    np.testing.assert_allclose(approach.flange_pos, straddle.flange_pos + [0, 0, APPROACH_HEIGHT])
+    np.testing.assert_allclose(grasp.flange_pos, straddle.flange_pos)
+    assert approach.gripper == straddle.gripper == 0.0 and grasp.gripper == HELD_GRIPPER
+    assert approach.flange_yaw == straddle.flange_yaw == grasp.flange_yaw == grasp_yaw(task.cube_yaw)
+    for goal in task.goals[:3]:
+        np.testing.assert_allclose(goal.objects["cube"][0], task.cube_start)  # the cube still rests on the table
 
 
 def test_grasp_yaw_aligns_the_fingers_with_cube_faces():
