@@ -18,6 +18,8 @@ ACTION_DIM = 7
 SEARCH_DIMS: tuple[int, ...] = (0, 1, 2, 6)
 """Indices of the searched dimensions in a 7-D action: Δx, Δy, Δz, Δgripper."""
 NUM_FREE = len(SEARCH_DIMS)
+GRIPPER_DIM = 6
+"""Index of Δgripper in a 7-D action."""
 _GRIPPER_FREE = 3
 """Position of Δgripper among the free dimensions."""
 

@@ -49,6 +49,25 @@ def _schedule(text: str) -> tuple[int, ...]:
     return steps
 
 
+def _goal_gripper(text: str) -> tuple[float | None, ...]:
+    values: list[float | None] = []
+    for part in text.replace(",", " ").split():
+        if part == "free":
+            values.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected Δgripper values or 'free' like -0.5,0.5,free, got {text!r}") \
+                from None
+        if not -1.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"Δgripper values must be in [-1, 1], got {part}")
+        values.append(value)
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one Δgripper value or 'free'")
+    return tuple(values)
+
+
 def add_world_model_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "world model" option group with --checkpoint and --device, shared by plan, run, demo and eval; returns the
     group so a command can add its own world-model options to it."""
@@ -176,6 +195,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
                      help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
+    run.add_argument("--goal-gripper", metavar="VALUES", type=_goal_gripper, default=None,
+                     help="Δgripper pinned per sub-goal, 'free' = searched, e.g. --goal-gripper=-0.5,-0.5,0.5,free "
+                     f"(-1 opens, +1 closes; {card_default('all searched')})")
     run.add_argument("--switch-energy", type=float, default=None,
                      help=f"advance to the next goal below this energy ({card_default('none')})")
     run.add_argument("--stop-energy", type=float, default=None,

@@ -128,7 +128,8 @@ _PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon":
                     "planner_seed": "seed", "max_batch": "max_batch"}
 _SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
                   "close_gripper": "close_gripper"}
-_LOOP_OPTIONS = ("max_steps", "goal_schedule", "switch_energy", "stop_energy", "context_frames", "camera", "precision")
+_LOOP_OPTIONS = ("max_steps", "goal_schedule", "goal_gripper", "switch_energy", "stop_energy", "context_frames",
+                 "camera", "precision")
 
 
 def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:

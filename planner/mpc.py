@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data.droid.poses import states_to_actions
+from planner.action_space import GRIPPER_DIM
 from planner.base import PlanResult
 from planner.cem import CEMConfig, CEMPlanner
 from planner.mppi import MPPIConfig, MPPIPlanner
@@ -44,6 +45,10 @@ class MPCConfig:
     """Control-step budget; None = the sum of `goal_schedule`, or 50 without a schedule."""
     goal_schedule: tuple[int, ...] | None = None
     """Steps spent on each goal image, e.g. (4, 10, 4); leftover budget stays on the last goal."""
+    goal_gripper: tuple[float | None, ...] | None = None
+    """Δgripper pinned while each goal image is in force (None = searched), e.g. (-0.5, 0.5) to approach with the
+    fingers open and then close them; goals beyond the tuple are searched. For a world model that plans the arm well
+    but hardly sees its fingers."""
     switch_energy: float | None = None
     """Move to the next goal once the observed frame's energy to the current goal is at most this."""
     stop_energy: float | None = None
@@ -64,6 +69,10 @@ class MPCConfig:
             self.goal_schedule = tuple(int(n) for n in self.goal_schedule)
             if not self.goal_schedule or min(self.goal_schedule) < 1:
                 raise ValueError(f"goal_schedule must hold positive step counts, got {self.goal_schedule}")
+        if self.goal_gripper is not None:
+            self.goal_gripper = tuple(None if g is None else float(g) for g in self.goal_gripper)
+            if any(g is not None and not -1.0 <= g <= 1.0 for g in self.goal_gripper):
+                raise ValueError(f"goal_gripper values must be in [-1, 1] or None, got {self.goal_gripper}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.context_frames < 1:
@@ -132,6 +141,7 @@ class LatentPlanner:
         self.world_model = world_model
         self.config = config or MPCConfig()
         self.planner = make_planner(self._fit_batch(self.config.planner))
+        self._goal_planners: dict[int, CEMPlanner | MPPIPlanner] = {}
         self.goal_images = check_goal_images(goal_images)
         shapes = {g.shape for g in self.goal_images}
         if len(shapes) > 1:
@@ -158,6 +168,19 @@ class LatentPlanner:
     @property
     def num_goals(self) -> int:
         return len(self.goal_images)
+
+    def planner_for(self, goal_index: int) -> CEMPlanner | MPPIPlanner:
+        """The planner used toward goal `goal_index`: the configured one, with Δgripper pinned where `goal_gripper`
+        says so."""
+        pins = self.config.goal_gripper or ()
+        gripper = pins[goal_index] if goal_index < len(pins) else None
+        if gripper is None:
+            return self.planner
+        if goal_index not in self._goal_planners:
+            config = self.planner.config
+            space = dataclasses.replace(config.space, fixed={**config.space.fixed, GRIPPER_DIM: gripper})
+            self._goal_planners[goal_index] = make_planner(dataclasses.replace(config, space=space))
+        return self._goal_planners[goal_index]
 
     def encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Normalized latents [K, N, D] of K RGB frames, each encoded on its own."""
@@ -190,7 +213,7 @@ class LatentPlanner:
             compile=cfg.compile,
         )
         objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
-        return self.planner.plan(rollout, objective, seed=seed)
+        return self.planner_for(goal_index).plan(rollout, objective, seed=seed)
 
 
 @dataclass

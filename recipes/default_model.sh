@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default world model (vjepa_ac/default_model/vjepa-ac-sim-tiny.pt) from nothing:
-#   random tiny encoder -> `vjepa-ac sim collect` -> `vjepa-ac encode` -> `vjepa-ac train` -> export -> `vjepa-ac eval`.
+#   random tiny encoder -> `vjepa-ac sim collect` -> [`vjepa-ac pretrain`] -> `vjepa-ac encode` -> `vjepa-ac train`
+#   -> export -> `vjepa-ac eval`.
 #
 # Usage: recipes/default_model.sh [STEP ...]      (default: every step in order)
-#   STEP is one of: encoder collect encode train export eval
-# Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), EVAL_EPISODES (per task,
-# default 20), THREADS (torch/OpenMP threads, default 1: on a CPU shared with other jobs one thread per process is
-# much faster than oversubscribed cores; use the core count on an idle machine).
+#   STEP is one of: encoder collect pretrain encode train export eval
+# Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), ENCODER (random: the
+# frozen encoder stays at its random initialisation, the shipped model; pretrained: V-JEPA self-supervised
+# pretraining on the collected sim video first), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
+# default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
+# core count on an idle machine).
 # Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 WORK=${WORK:-runs/default_model}
 OUT=${OUT:-vjepa_ac/default_model/vjepa-ac-sim-tiny.pt}
 EVAL_EPISODES=${EVAL_EPISODES:-20}
+ENCODER=${ENCODER:-random}
 export OMP_NUM_THREADS=${THREADS:-1}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 VJEPA=${VJEPA:-.venv/bin/vjepa-ac}
@@ -43,9 +47,22 @@ step_collect() {
     done
 }
 
+step_pretrain() {
+    # V-JEPA masked-latent prediction on every third frame of the left camera, starting from the random encoder.
+    "$VJEPA" pretrain "$WORK/episodes" --out "$WORK/pretrain" --init "$WORK/encoder.pt"
+}
+
+frozen_encoder() {
+    case $ENCODER in
+        random) echo "$WORK/encoder.pt" ;;
+        pretrained) echo "$WORK/pretrain/latest.pt" ;;
+        *) echo "ENCODER must be random or pretrained, got $ENCODER" >&2; exit 2 ;;
+    esac
+}
+
 step_encode() {
     # Every 15 Hz frame of the left exterior camera, with the reference's DROID crop.
-    "$VJEPA" encode "$WORK/episodes" --out "$WORK/cache" --encoder-checkpoint "$WORK/encoder.pt" \
+    "$VJEPA" encode "$WORK/episodes" --out "$WORK/cache" --encoder-checkpoint "$(frozen_encoder)" \
         --all-frames --crop droid --camera left
 }
 
@@ -59,18 +76,23 @@ step_export() {
         sets+=(--set "timings_seconds.$name=$seconds")
     done < "$WORK/timings.tsv"
     "$PY" -m vjepa_ac.recipe export "$WORK/train/latest.pt" "$OUT" --card recipes/default_model_card.yaml \
-        --set "recipe_threads=$OMP_NUM_THREADS" "${sets[@]}"
+        --set "recipe_threads=$OMP_NUM_THREADS" --set "encoder_weights=$ENCODER" "${sets[@]}"
 }
 
 step_eval() {
     "$VJEPA" eval --checkpoint "$OUT" --task all --episodes "$EVAL_EPISODES" --seed 1000 --out "$WORK/eval"
 }
 
+frozen_encoder > /dev/null
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(encoder collect encode train export eval)
+if [ ${#steps[@]} -eq 0 ]; then
+    steps=(encoder collect)
+    [ "$ENCODER" = pretrained ] && steps+=(pretrain)
+    steps+=(encode train export eval)
+fi
 for step in "${steps[@]}"; do
     case $step in
-        encoder | collect | encode | train | export | eval) timed "$step" "step_$step" ;;
-        *) echo "unknown step $step (choose from: encoder collect encode train export eval)" >&2; exit 2 ;;
+        encoder | collect | pretrain | encode | train | export | eval) timed "$step" "step_$step" ;;
+        *) echo "unknown step $step (choose from: encoder collect pretrain encode train export eval)" >&2; exit 2 ;;
     esac
 done

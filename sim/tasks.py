@@ -2,8 +2,8 @@
 
 Goal images are rendered from the goal configuration (arm, gripper and objects where the task wants them), from the
 camera the world model sees, as the V-JEPA 2-AC robot protocol gives goals as images. Grasping goes through sub-goal
-images (above the cube, fingers around it, closed on it, lifted), and pick-and-place adds placing the cube on the mat;
-reach tasks have one goal image.
+images (above the cube, fingers around it, closed on it, lifted), and pick-and-place adds putting the cube on the mat
+and letting go; reach tasks have one goal image.
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ class ReachWithObjectTask(Task):
 
 
 class PickAndPlaceTask(Task):
-    """Pick up the cube and put it down on the target mat. Sub-goals: approach, straddle, grasp, lifted, placed."""
+    """Pick up the cube and put it down on the target mat. Sub-goals: approach, straddle, grasp, lifted, placed on the
+    mat, released."""
 
     name = "pick_and_place"
     max_steps = 150
@@ -273,10 +274,12 @@ class PickAndPlaceTask(Task):
         lifted = self.cube_start + [0, 0, 0.12]
         placed = np.array([*self.target_pos[:2], self.cube_start[2]])
         above = [0, 0, GRASP_DEPTH]
+        on_mat = {"cube": (placed, self.cube_yaw)}
         return [
             *self._grasp_subgoals(),
             GoalConfiguration(lifted + above, yaw, HELD_GRIPPER, {"cube": (lifted, self.cube_yaw)}),
-            GoalConfiguration(placed + above + [0, 0, 0.05], yaw, 0.0, {"cube": (placed, self.cube_yaw)}),
+            GoalConfiguration(placed + above, yaw, HELD_GRIPPER, on_mat),
+            GoalConfiguration(placed + above + [0, 0, 0.05], yaw, 0.0, on_mat),
         ]
 
     def success(self) -> bool:

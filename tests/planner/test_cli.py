@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.cli import existing_file, positive_int
+from planner.cli import _goal_gripper, existing_file, positive_int
 from vjepa_ac.cli import main
 from worldmodel import save_ac_checkpoint
 
@@ -71,6 +71,9 @@ def test_type_helpers(tmp_path):
             positive_int(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="no such file"):
         existing_file(str(tmp_path / "missing.pt"))
+    for bad, message in (("open", "like -0.5,0.5,free"), ("0.5,2", "in \\[-1, 1\\]"), ("", "at least one")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            _goal_gripper(bad)
 
 
 def test_missing_checkpoint_is_rejected(capsys):
@@ -101,7 +104,10 @@ def test_run_resolves_settings_like_demo():
     assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (64, 3, 8)
     assert run.planner.space.fixed == {6: -0.5}  # the card pins Δgripper while reaching
     # Per-task overrides follow --task; a bridged arm gets the card's common settings only.
-    assert _resolved(["run", "--robot", "sim", "--task", "pick_and_place"]).goal_schedule == (10, 4, 3, 8, 25)
+    pick = _resolved(["run", "--robot", "sim", "--task", "pick_and_place"])
+    assert pick.goal_schedule == (10, 4, 3, 6, 20, 7) and pick.goal_gripper == (-0.5, -0.5, 0.5, 0.5, 0.5, -0.5)
+    pinned = _resolved(["run", "--robot", "sim", "--task", "pick_and_place", "--goal-gripper=-1,free,0.25"])
+    assert pinned.goal_gripper == (-1.0, None, 0.25)
     bridge = _resolved(["run", "--robot", "bridge", "--task", "pick_and_place"])
     assert bridge.goal_schedule is None and bridge.planner.space.fixed == {} and bridge.planner.samples == 64
 

@@ -98,6 +98,22 @@ def test_bad_inputs_fail_clearly_and_hold(tiny_world_model):
         MPCConfig(goal_schedule=(2, 0))
 
 
+def test_goal_gripper_pins_the_gripper_per_sub_goal(tiny_world_model):
+    robot = PointRobot()
+    goals = [robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0]), robot.image_at([0.4, -0.1, 0.3, 3.1, 0, 0, 0])] * 2
+    config = _config(goal_schedule=(2, 2, 1, 1), goal_gripper=(-0.5, 0.5, None))
+    episode = run_mpc(robot, tiny_world_model, goals, config)
+    assert [r.goal_index for r in episode.steps] == [0, 0, 1, 1, 2, 3]
+    assert [a[6] for a in robot.sent[:4]] == [-0.5, -0.5, 0.5, 0.5]
+    # Goals without a pin (None, or beyond the tuple) search Δgripper: the plain planner, nothing pinned.
+    controller = LatentPlanner(tiny_world_model, goals, config)
+    assert controller.planner_for(2) is controller.planner and controller.planner_for(3) is controller.planner
+    assert controller.planner_for(1).config.space.fixed == {6: 0.5}
+    assert controller.planner_for(1) is controller.planner_for(1)
+    with pytest.raises(ValueError, match="goal_gripper"):
+        MPCConfig(goal_gripper=(1.5,))
+
+
 def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
     """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
 

@@ -45,7 +45,7 @@ def test_show_writes_camera_and_goal_images(tmp_path, capsys):
     assert main(["sim", "show", "--task", "pick_and_place", "--seed", "2", "--out", str(out), "--image-size",
                  "64x96"]) == 0
     names = sorted(p.name for p in out.glob("*.png"))
-    assert len(names) == 8 and "pick_and_place_goal_4.png" in names  # 3 cameras + 5 sub-goals
+    assert len(names) == 9 and "pick_and_place_goal_5.png" in names  # 3 cameras + 6 sub-goals
     assert "task info" in capsys.readouterr().out
 
 

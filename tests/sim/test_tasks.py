@@ -24,7 +24,7 @@ def test_goal_images_come_from_the_goal_configuration(robot, name):
     _, task = make_env(name, seed=0, robot=robot)
     before = robot.get_observation()
     images = task.goal_images()
-    assert len(images) == {"grasp": 4, "pick_and_place": 5}.get(name, 1)
+    assert len(images) == {"grasp": 4, "pick_and_place": 6}.get(name, 1)
     for image in images:
         assert image.shape == before.images["left"].shape and image.dtype == np.uint8
         assert np.abs(image.astype(int) - before.images["left"]).mean() > 0.5  # the arm moved in the goal image
