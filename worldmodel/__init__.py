@@ -29,6 +29,7 @@ from worldmodel.checkpoints import (
 )
 from worldmodel.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer, build_encoder
 from worldmodel.frames import encode_frames, normalize_reps, preprocess_frames
+from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig, build_mask_predictor
 from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorCache, PredictorConfig, build_predictor
 from worldmodel.world_model import WorldModel, load_world_model
 
@@ -40,11 +41,14 @@ __all__ = [
     "CheckpointError",
     "EncoderConfig",
     "LoadReport",
+    "MaskPredictor",
+    "MaskPredictorConfig",
     "PredictorCache",
     "PredictorConfig",
     "VisionTransformer",
     "WorldModel",
     "build_encoder",
+    "build_mask_predictor",
     "build_predictor",
     "encode_frames",
     "freeze",

@@ -2,6 +2,7 @@
 
 `vjepa-ac encode` fills a `LatentCache` once; `vjepa-ac train CONFIG` runs `Trainer` (teacher-forcing + rollout L1,
 AdamW with the reference's warmup-stable-decay schedule, DDP under torchrun, resumable atomic checkpoints).
+`vjepa-ac pretrain` (`pretrain_encoder`) pretrains an encoder itself with V-JEPA's masked-latent objective on video.
 """
 
 from worldmodel.training.config import (
@@ -25,6 +26,7 @@ from worldmodel.training.losses import (
     rollout_predictions,
     teacher_forcing_predictions,
 )
+from worldmodel.training.pretrain import PretrainConfig, pretrain_encoder
 from worldmodel.training.trainer import Trainer
 
 __all__ = [
@@ -37,11 +39,13 @@ __all__ = [
     "LossTerms",
     "ModelConfig",
     "OptimConfig",
+    "PretrainConfig",
     "RunConfig",
     "TrainConfig",
     "Trainer",
     "ac_loss",
     "load_config",
+    "pretrain_encoder",
     "rollout_predictions",
     "teacher_forcing_predictions",
 ]
