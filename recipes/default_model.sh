@@ -5,11 +5,11 @@
 #
 # Usage: recipes/default_model.sh [STEP ...]      (default: every step in order)
 #   STEP is one of: encoder collect pretrain encode train export eval
-# Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), ENCODER (random: the
-# frozen encoder stays at its random initialisation, the shipped model; pretrained: V-JEPA self-supervised
-# pretraining on the collected sim video first), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
-# default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
-# core count on an idle machine).
+# Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), ENCODER (random, the
+# shipped model: the frozen encoder stays at its random initialisation; pretrained: V-JEPA self-supervised
+# pretraining of the encoder on the collected sim video first, see EVALUATION.md), EVAL_EPISODES (per task, default
+# 20), THREADS (torch/OpenMP threads, default 1: on a CPU shared with other jobs one thread per process is much faster
+# than oversubscribed cores; use the core count on an idle machine).
 # Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,8 @@ timed() {
 }
 
 step_encoder() {
-    # A frozen, random-initialised V-JEPA encoder: vit_tiny (64-d, depth 2, 4 heads) at 128 px = 64 tokens/frame.
+    # A random-initialised V-JEPA encoder, vit_tiny (64-d, depth 2, 4 heads) at 128 px = 64 tokens/frame: the start of
+    # pretraining, or the frozen encoder itself with ENCODER=random.
     "$PY" -m vjepa_ac.recipe init-encoder --out "$WORK/encoder.pt" --preset vit_tiny --img-size 128 --seed 0
 }
 
@@ -87,7 +88,7 @@ frozen_encoder > /dev/null
 steps=("$@")
 if [ ${#steps[@]} -eq 0 ]; then
     steps=(encoder collect)
-    [ "$ENCODER" = pretrained ] && steps+=(pretrain)
+    if [ "$ENCODER" = pretrained ]; then steps+=(pretrain); fi
     steps+=(encode train export eval)
 fi
 for step in "${steps[@]}"; do

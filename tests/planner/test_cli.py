@@ -101,25 +101,25 @@ def test_run_resolves_settings_like_demo():
     demo = mpc_config_for(load_planning_defaults(resolve_checkpoint(None)), "reach",
                           build_parser().parse_args(["demo"]))
     assert run == demo
-    assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (64, 3, 8)
+    assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (128, 4, 12)
     assert run.planner.space.fixed == {6: -0.5}  # the card pins Δgripper while reaching
     # Per-task overrides follow --task; a bridged arm gets the card's common settings only.
     pick = _resolved(["run", "--robot", "sim", "--task", "pick_and_place"])
-    assert pick.goal_schedule == (10, 4, 3, 6, 20, 7) and pick.goal_gripper == (-0.5, -0.5, 0.5, 0.5, 0.5, -0.5)
+    assert pick.goal_schedule == (10, 8, 3, 5, 17, 7) and pick.goal_gripper == (-0.5, -0.5, 0.5, 0.5, 0.5, -0.5)
     pinned = _resolved(["run", "--robot", "sim", "--task", "pick_and_place", "--goal-gripper=-1,free,0.25"])
     assert pinned.goal_gripper == (-1.0, None, 0.25)
     bridge = _resolved(["run", "--robot", "bridge", "--task", "pick_and_place"])
-    assert bridge.goal_schedule is None and bridge.planner.space.fixed == {} and bridge.planner.samples == 64
+    assert bridge.goal_schedule is None and bridge.planner.space.fixed == {} and bridge.planner.samples == 128
 
 
 def test_explicit_options_override_the_card():
     config = _resolved(["run", "--robot", "sim", "--task", "reach", "--samples", "32", "--constraint", "box",
                         "--seed", "5", "--steps", "7", "--sum-energy", "--precision", "float32"])
-    assert (config.planner.samples, config.planner.iterations, config.planner.topk) == (32, 3, 8)
+    assert (config.planner.samples, config.planner.iterations, config.planner.topk) == (32, 4, 12)
     assert config.planner.space.translation_constraint == "box" and config.planner.space.fixed == {6: -0.5}
     assert (config.planner.seed, config.max_steps, config.reduce, config.precision) == (5, 7, "sum", "float32")
     mppi = _resolved(["run", "--robot", "sim", "--planner", "mppi", "--elites", "4"])
-    assert type(mppi.planner).__name__ == "MPPIConfig" and (mppi.planner.samples, mppi.planner.log_topk) == (64, 4)
+    assert type(mppi.planner).__name__ == "MPPIConfig" and (mppi.planner.samples, mppi.planner.log_topk) == (128, 4)
 
 
 def test_without_a_card_the_paper_defaults_apply(files):
