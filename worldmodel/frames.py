@@ -83,7 +83,7 @@ def preprocess_frames(frames: Tensor, img_size: tuple[int, int], crop: Crop = "d
     return (x - mean) / std
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def device_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; full precision elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -116,7 +116,7 @@ def encode_frames(
     num_levels = config.num_levels if hierarchical else 1
     outputs = []
     starts = range(0, flat.shape[0], chunk_size)
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), device_autocast(device):
         for start in tqdm(starts, desc="encoding frames", unit="chunk", disable=not progress):
             pixels = preprocess_frames(flat[start : start + chunk_size].to(device), config.img_size, crop)
             if use_image_tokenizer:

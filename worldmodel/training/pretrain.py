@@ -15,7 +15,6 @@ Output folder: `latest.pt` in Meta's pretraining layout (`encoder`, `target_enco
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -40,7 +39,7 @@ from worldmodel import (
     preprocess_frames,
 )
 from worldmodel.checkpoints import atomic_torch_save, encoder_from_checkpoint
-from worldmodel.frames import Crop, crop_box
+from worldmodel.frames import Crop, crop_box, device_autocast
 from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
 
 from .config import OptimConfig
@@ -170,10 +169,6 @@ def _gather_tokens(features: Tensor, indices: Tensor) -> Tensor:
     return torch.gather(features, 1, indices.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-
 # ---------------------------------------------------------------------------------------------------- checkpoints
 def _prefixed(module: nn.Module) -> dict[str, Tensor]:
     return {f"{_PREFIX}{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
@@ -267,7 +262,7 @@ def _train_step(run: _Run, config: PretrainConfig, bank: Tensor, device: torch.d
     pixels = preprocess_frames(bank[picks].to(device), encoder.config.img_size, crop=None)
     clips = frames_to_clips(pixels, encoder)
     lr = run.schedule.step()
-    with _autocast(device):
+    with device_autocast(device):
         with torch.no_grad():
             targets = normalize_reps(run.target_encoder(clips).float())
         losses = []
