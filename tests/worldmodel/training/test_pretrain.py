@@ -71,12 +71,16 @@ def test_ema_update_is_the_convex_combination():
 
 def test_frame_bank_matches_planning_preprocessing(episode_folders):
     bank = load_frame_bank(_references(episode_folders[:2]), img_size=(32, 32), frame_stride=4, progress=False)
-    assert bank.dtype == np.uint8 and bank.shape == (20, 32, 32, 3)
+    assert bank.frames.dtype == np.uint8 and bank.frames.shape == (20, 32, 32, 3)
+    assert bank.episode_lengths.tolist() == [10, 10]
+    # 4-frame clips start at 0..6 of each episode's 10 frames, never across the boundary.
+    assert bank.clip_starts(4).tolist() == [*range(7), *range(10, 17)]
+    assert len(bank.clip_starts(11)) == 0
     with open_episode(episode_folders[0]) as episode:
         frames = torch.from_numpy(episode.read_frames("left", list(range(0, 40, 4))))
     planning = preprocess_frames(frames, (32, 32), "droid")
     # The bank is rounded to uint8: at most half a grey level off, i.e. 0.5 / (255 * std) after normalisation.
-    from_bank = preprocess_frames(torch.from_numpy(bank[:10]), (32, 32), crop=None)
+    from_bank = preprocess_frames(torch.from_numpy(bank.frames[:10]), (32, 32), crop=None)
     torch.testing.assert_close(from_bank, planning, atol=0.5 / (255 * 0.224) + 1e-4, rtol=0)
 
 
@@ -94,7 +98,7 @@ def test_clips_are_built_as_encode_frames_builds_them():
 def test_pretraining_lowers_the_loss_and_writes_a_loadable_target_encoder(tmp_path, episode_folders):
     config = _config(tmp_path)
     torch.manual_seed(config.seed)
-    initial = build_encoder(config.preset, img_size=(IMG, IMG)).eval()
+    initial = build_encoder(config.encoder_preset, img_size=(IMG, IMG)).eval()
     path = pretrain_encoder(_references(episode_folders), config, progress=False)
 
     losses = [row["loss"] for row in _rows(path.parent / "train.jsonl")]
