@@ -181,3 +181,87 @@ def test_cli_pretrains_and_reports_bad_input(tmp_path, episode_folders, capsys):
     assert [row["step"] for row in _rows(out / "train.jsonl")] == [2, 4]
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no such episode" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------- V-JEPA 2.1
+def _config_2_1(tmp_path, **overrides) -> PretrainConfig:
+    """vjepa2_1_vit_tiny (depth 4, four levels) at 64 px; 4-frame clips = 2 token-frames of 4x4."""
+    values = {"objective": "vjepa2_1", "batch_size": 4, "clip_batch_size": 4, "clip_frames": 4,
+              "context_lambda": (0.5, 0.7), "context_lambda_ramp": (5, 10)}
+    values.update(overrides)
+    return _config(tmp_path, **values)
+
+
+def test_v2_1_step_batches_hold_images_and_clips_with_their_masks(tmp_path, episode_folders):
+    from worldmodel.training.distributed import DistInfo
+
+    config = _config_2_1(tmp_path)
+    run = pretrain_module._build_run(config, DistInfo(0, 1, 0, torch.device("cpu")), None, tmp_path / "x.pt")
+    bank = load_frame_bank(_references(episode_folders), img_size=(IMG, IMG), frame_stride=2, progress=False)
+    image, video = pretrain_module._step_batches(run, config, torch.from_numpy(bank.frames),
+                                                 torch.from_numpy(bank.clip_starts(4)))
+    assert (image.modality, image.clips.shape, image.grid, image.targets.shape) == (
+        "image", (4, 3, 1, IMG, IMG), (1, 4, 4), (4, 16, 4 * 64))
+    assert (video.modality, video.clips.shape, video.grid, video.targets.shape) == (
+        "video", (4, 3, 4, IMG, IMG), (2, 4, 4), (4, 32, 4 * 64))
+    assert len(image.masks) == 1 and len(video.masks) == 2  # img_mask; the two video mask sets
+    assert all(m.mask_index == 0 and m.weights.shape == m.context_idx.shape for m in [*image.masks, *video.masks])
+    assert all(bool((m.weights > 0).all() and (m.weights <= 1).all()) for m in video.masks)
+    assert image.context_lambda == video.context_lambda == 0.0  # step 0 is before the ramp
+    # each level of the targets is layer-normed on its own
+    levels = video.targets.unflatten(-1, (4, 64))
+    torch.testing.assert_close(levels.mean(-1), torch.zeros(4, 32, 4), atol=1e-5, rtol=0)
+
+
+def test_v2_1_pretraining_logs_its_terms_and_writes_a_2_1_checkpoint(tmp_path, episode_folders, capsys):
+    config = _config_2_1(tmp_path, optim=_short_optim())
+    path = pretrain_encoder(_references(episode_folders), config, progress=False)
+
+    rows = _rows(path.parent / "train.jsonl")
+    assert [row["step"] for row in rows] == list(range(1, 13))
+    # row of step s used lambda(s - 1): 0 up to step 5, 0.7 * (8 - 5) / 5 at step 9, 0.7 from step 11
+    assert [rows[i]["lambda_video"] for i in (4, 8, 10, 11)] == pytest.approx([0.0, 0.42, 0.7, 0.7])
+    assert rows[8]["lambda_image"] == pytest.approx(0.3)
+    for row in rows:
+        assert row["loss"] == pytest.approx((row["loss_image"] + row["loss_video"]) / 2, rel=1e-5)
+        assert row["loss_video"] == pytest.approx(row["loss_pred_video"] + row["lambda_video"] * row["loss_ctx_video"],
+                                                  rel=1e-5)
+        assert {f"target_video_std_l{i}" for i in range(4)} | {"target_image_rank", "loss_pred_level3"} <= set(row)
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    assert {"encoder", "target_encoder", "ema_encoder", "predictor", "opt", CONFIG_KEY, PRETRAIN_KEY} <= set(data)
+    target_keys = {k.removeprefix("module.backbone.") for k in data["target_encoder"]}
+    assert {f"norms_block.{i}.{p}" for i in range(4) for p in ("weight", "bias")} <= target_keys
+    assert {"patch_embed_img.proj.weight", "img_mod_embed", "video_mod_embed"} <= target_keys
+    assert not any(k.startswith("norm.") for k in target_keys)
+    assert all(torch.equal(data["ema_encoder"][k], v) for k, v in data["target_encoder"].items())
+    predictor_keys = {k.removeprefix("module.backbone.") for k in data["predictor"]}
+    assert {"predictor_embed.0.weight", "predictor_embed.2.weight", "predictor_proj_context.weight",
+            "img_mod_embed", "video_mod_embed", "mask_tokens.0"} <= predictor_keys
+    assert tuple(data["predictor"]["module.backbone.predictor_proj.weight"].shape) == (4 * 64, 64)
+
+    encoder = load_encoder(path)
+    assert encoder.config.is_v2_1 and encoder.config.hierarchical_layers == (0, 1, 2, 3)
+    assert main(["info", str(path)]) == 0
+    assert "V-JEPA 2.1 encoder" in capsys.readouterr().out
+
+
+def test_v2_1_without_deep_supervision_predicts_the_last_level(tmp_path, episode_folders):
+    config = _config_2_1(tmp_path, deep_supervision=False, optim=_short_optim(), distance_weighting=False)
+    path = pretrain_encoder(_references(episode_folders[:2]), config, progress=False)
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    assert tuple(data["predictor"]["module.backbone.predictor_proj.weight"].shape) == (64, 64)
+    assert "module.backbone.predictor_embed.weight" in data["predictor"]  # one Linear, as Meta's single level
+    assert "loss_pred_level0" not in _rows(path.parent / "train.jsonl")[-1]
+    with pytest.raises(ValueError, match="deep_supervision=False"):  # the run cannot continue as another ablation
+        pretrain_encoder(_references(episode_folders[:2]), dataclasses.replace(config, deep_supervision=True),
+                         progress=False)
+
+
+def test_v2_1_objective_refuses_a_v2_encoder(tmp_path, episode_folders):
+    with pytest.raises(ValueError, match="needs a V-JEPA 2.1 encoder"):
+        pretrain_encoder(_references(episode_folders), _config_2_1(tmp_path, preset="vit_tiny"), progress=False)
+    with pytest.raises(ValueError, match="no episode has 30 frames"):
+        pretrain_encoder(_references(episode_folders), _config_2_1(tmp_path / "b", clip_frames=30), progress=False)
+    with pytest.raises(ValueError, match="objective"):
+        _config_2_1(tmp_path, objective="vjepa3")
