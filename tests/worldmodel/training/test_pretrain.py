@@ -5,6 +5,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -265,3 +270,45 @@ def test_v2_1_objective_refuses_a_v2_encoder(tmp_path, episode_folders):
         pretrain_encoder(_references(episode_folders), _config_2_1(tmp_path / "b", clip_frames=30), progress=False)
     with pytest.raises(ValueError, match="objective"):
         _config_2_1(tmp_path, objective="vjepa3")
+
+
+def _cli_args(episode_folders, out, *extra) -> list[str]:
+    return ["pretrain", *map(str, episode_folders), "--out", str(out), "--objective", "vjepa2_1", "--img-size",
+            str(IMG), "--frame-stride", "2", "--batch-size", "4", "--clip-batch-size", "4", "--steps", "24",
+            "--warmup-steps", "3", "--anneal-steps", "10", "--lr", "1e-3", "--context-lambda-ramp", "5", "10",
+            "--log-every", "1", "--device", "cpu", *extra]
+
+
+def test_v2_1_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, episode_folders):
+    """SIGKILL a real `vjepa-ac pretrain` process once it has checkpointed, resume it, and compare with a run that
+    was never interrupted: same metrics rows, same weights (float tolerance)."""
+    killed_out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "vjepa_ac.cli", *_cli_args(
+        episode_folders, killed_out, "--checkpoint-every", "2")], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    latest = killed_out / "latest.pt"
+    try:
+        while process.poll() is None and not (latest.is_file() and
+                                               torch.load(latest, weights_only=True)[PRETRAIN_KEY]["step"] >= 4):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_at = torch.load(latest, weights_only=True)[PRETRAIN_KEY]["step"]
+    assert 4 <= killed_at < 24, f"the run was not killed mid-way (step {killed_at}); {process.stderr.read()[-2000:]}"
+
+    assert main(_cli_args(episode_folders, killed_out, "--checkpoint-every", "2")) == 0
+    straight_out = tmp_path / "straight"
+    assert main(_cli_args(episode_folders, straight_out, "--checkpoint-every", "24")) == 0
+
+    resumed_rows, straight_rows = _rows(killed_out / "train.jsonl"), _rows(straight_out / "train.jsonl")
+    assert [row["step"] for row in resumed_rows] == list(range(1, 25))
+    for resumed_row, straight_row in zip(resumed_rows, straight_rows):
+        assert resumed_row == pytest.approx(straight_row, rel=1e-5, abs=1e-6)
+    a, b = (torch.load(out / "latest.pt", weights_only=True) for out in (straight_out, killed_out))
+    for part in ("encoder", "target_encoder", "ema_encoder", "predictor"):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, atol=1e-6, rtol=0)
