@@ -57,9 +57,21 @@ from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
 from . import distributed
 from .config import OptimConfig
 from .distributed import DistInfo
-from .masks import DEFAULT_MASK_SPECS, IMAGE_MASK_SPECS, BlockMaskSpec, nearest_target_distance, sample_block_masks
+from .masks import (
+    DEFAULT_MASK_SPECS,
+    IMAGE_MASK_SPECS,
+    BlockMaskSpec,
+    nearest_target_distance,
+    sample_block_masks,
+)
 from .metrics import MetricsLogger
-from .objective import ContextLambda, MaskSet, ModalityBatch, PretrainObjective, context_weights
+from .objective import (
+    ContextLambda,
+    MaskSet,
+    ModalityBatch,
+    PretrainObjective,
+    context_weights,
+)
 from .optim import WSDSchedule, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -271,10 +283,6 @@ class _Run:
     dist: DistInfo
     step: int = 0
 
-    @property
-    def hierarchical(self) -> bool:
-        return self.predictor.config.num_levels > 1
-
 
 def _initial_encoder(config: PretrainConfig) -> VisionTransformer:
     if config.init:
@@ -405,9 +413,8 @@ def _mask_sets(grid: tuple[int, int, int], batch_size: int, specs: Sequence[Bloc
 @torch.no_grad()
 def _targets(run: _Run, clips: Tensor) -> Tensor:
     """Normalised EMA-encoder features of whole clips, each level on its own when deeply supervised."""
-    if run.hierarchical:
-        return normalize_reps(run.target_encoder(clips, return_hierarchical=True).float(), run.predictor.config.num_levels)
-    return normalize_reps(run.target_encoder(clips).float())
+    levels = run.predictor.config.num_levels
+    return normalize_reps(run.target_encoder(clips, return_hierarchical=levels > 1).float(), levels)
 
 
 def _step_batches(run: _Run, config: PretrainConfig, bank: Tensor, clip_starts: Tensor) -> list[ModalityBatch]:

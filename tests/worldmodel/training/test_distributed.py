@@ -57,11 +57,11 @@ def test_two_process_pretraining_matches_single_process(episode_folders, tmp_pat
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "vjepa_ac.cli", "pretrain", *common, "--out", str(ddp_dir)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = subprocess.run([sys.executable, "-m", "vjepa_ac.cli", "pretrain", *common, "--out", str(single_dir)],
-                            env=env, capture_output=True, text=True, timeout=300)
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
     assert single.returncode == 0, single.stderr[-3000:]
     for name in ("loss", "loss_pred_image", "loss_ctx_video", "loss_pred_level0"):
         assert _column(ddp_dir, name) == pytest.approx(_column(single_dir, name), rel=1e-5, abs=1e-6), name
