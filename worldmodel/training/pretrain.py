@@ -269,9 +269,9 @@ def _unprefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @dataclass
-class _Run:
-    """Everything a step changes: the networks, the optimizer state and the RNG. `model` is the loss module, wrapped
-    in DDP under torchrun."""
+class PretrainRun:
+    """Everything a step changes: the networks, the optimizer state and the RNG (`build_run` makes one, `train_step`
+    advances it). `model` is the loss module, wrapped in DDP under torchrun."""
 
     encoder: VisionTransformer
     target_encoder: VisionTransformer
@@ -324,7 +324,9 @@ def _predictor_config(config: PretrainConfig, encoder: VisionTransformer) -> Mas
                                predict_context=False, modality_embedding=False)
 
 
-def _build_run(config: PretrainConfig, dist: DistInfo, resume: dict[str, Any] | None, source: Path) -> _Run:
+def build_run(config: PretrainConfig, dist: DistInfo, resume: dict[str, Any] | None, source: Path) -> PretrainRun:
+    """Networks, optimizer and RNG of a run: fresh from `config`, or restored from `resume` (a checkpoint dict read
+    from `source`) with the architecture and step saved in it."""
     if resume is not None:
         _check_resume_matches(resume[PRETRAIN_KEY]["config"], config, source)
         encoder, _ = encoder_from_checkpoint(resume, source="resume", checkpoint_key="encoder")
@@ -358,7 +360,7 @@ def _build_run(config: PretrainConfig, dist: DistInfo, resume: dict[str, Any] | 
     optimizer = build_optimizer(nn.ModuleDict({"encoder": encoder, "predictor": predictor}), config.optim)
     schedule = WSDSchedule(optimizer, config.optim)
     generator = torch.Generator().manual_seed(config.seed)
-    run = _Run(encoder, target, predictor, model, optimizer, schedule, generator, dist)
+    run = PretrainRun(encoder, target, predictor, model, optimizer, schedule, generator, dist)
     if resume is not None:
         optimizer.load_state_dict(resume["opt"])
         extra = resume[PRETRAIN_KEY]
@@ -368,7 +370,7 @@ def _build_run(config: PretrainConfig, dist: DistInfo, resume: dict[str, Any] | 
     return run
 
 
-def _save(run: _Run, config: PretrainConfig, path: Path, *, frames: int, loss: float) -> Path:
+def _save(run: PretrainRun, config: PretrainConfig, path: Path, *, frames: int, loss: float) -> Path:
     target = _prefixed(run.target_encoder)
     payload: dict[str, Any] = {
         "encoder": _prefixed(run.encoder),
@@ -396,7 +398,7 @@ def _rank_slice(values: Tensor, dist: DistInfo) -> Tensor:
     return values[dist.rank * share : (dist.rank + 1) * share]
 
 
-def _mask_sets(grid: tuple[int, int, int], batch_size: int, specs: Sequence[BlockMaskSpec], run: _Run, *,
+def _mask_sets(grid: tuple[int, int, int], batch_size: int, specs: Sequence[BlockMaskSpec], run: PretrainRun, *,
                shared_token: bool, weighted: bool) -> list[MaskSet]:
     """Masks drawn for the global batch (every rank draws the same), then cut to this rank's samples."""
     sets = []
@@ -411,14 +413,16 @@ def _mask_sets(grid: tuple[int, int, int], batch_size: int, specs: Sequence[Bloc
 
 
 @torch.no_grad()
-def _targets(run: _Run, clips: Tensor) -> Tensor:
+def _targets(run: PretrainRun, clips: Tensor) -> Tensor:
     """Normalised EMA-encoder features of whole clips, each level on its own when deeply supervised."""
     levels = run.predictor.config.num_levels
     return normalize_reps(run.target_encoder(clips, return_hierarchical=levels > 1).float(), levels)
 
 
-def _step_batches(run: _Run, config: PretrainConfig, bank: Tensor, clip_starts: Tensor) -> list[ModalityBatch]:
-    """This step's modality batches: frames (vjepa2), or images and video clips (vjepa2_1)."""
+def step_batches(run: PretrainRun, config: PretrainConfig, bank: Tensor,
+                 clip_starts: Tensor) -> list[ModalityBatch]:
+    """This step's modality batches (this rank's share), drawn from uint8 bank frames [N, h, w, 3]: frames (vjepa2),
+    or images and video clips starting at `clip_starts` indices (vjepa2_1)."""
     encoder, device = run.encoder, run.dist.device
     patch, img_size = encoder.config.patch_size, encoder.config.img_size
     rows, cols = img_size[0] // patch, img_size[1] // patch
@@ -444,11 +448,12 @@ def _step_batches(run: _Run, config: PretrainConfig, bank: Tensor, clip_starts: 
     ]
 
 
-def _train_step(run: _Run, config: PretrainConfig, bank: Tensor, clip_starts: Tensor) -> dict[str, float]:
+def train_step(run: PretrainRun, config: PretrainConfig, bank: Tensor, clip_starts: Tensor) -> dict[str, float]:
+    """One optimizer step and EMA update; returns the step's metrics (averaged over ranks)."""
     device = run.dist.device
     lr = run.schedule.step()
     with device_autocast(device):
-        batches = _step_batches(run, config, bank, clip_starts)
+        batches = step_batches(run, config, bank, clip_starts)
         loss, stats = run.model(batches)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"pretraining loss became {loss.item()} at step {run.step + 1}; lower optim.lr")
@@ -468,7 +473,7 @@ def _train_step(run: _Run, config: PretrainConfig, bank: Tensor, clip_starts: Te
     return {"lr": lr, "ema_momentum": momentum, **dict(zip(names, values.tolist()))}
 
 
-def _check_batches(config: PretrainConfig, dist: DistInfo, bank: FrameBank) -> Tensor:
+def check_batches(config: PretrainConfig, dist: DistInfo, bank: FrameBank) -> Tensor:
     """The clip start indices (empty for vjepa2), after checking that the batches split evenly over the ranks."""
     sizes = {"batch_size": config.batch_size}
     if config.objective == "vjepa2_1":
@@ -503,7 +508,7 @@ def pretrain_encoder(references: Sequence[str], config: PretrainConfig | None = 
     if resume is not None and PRETRAIN_KEY not in resume:
         raise ValueError(f"{latest} is not a pretraining checkpoint (no {PRETRAIN_KEY!r} entry); use another "
                          f"output_dir")
-    run = _build_run(config, dist, resume, latest)
+    run = build_run(config, dist, resume, latest)
     img_size = run.encoder.config.img_size
     if any(side % run.encoder.config.patch_size for side in img_size):
         raise ValueError(f"encoder resolution {img_size} is not a multiple of its patch size")
@@ -515,14 +520,14 @@ def pretrain_encoder(references: Sequence[str], config: PretrainConfig | None = 
     crop = None if config.crop in (None, "none") else config.crop
     frame_bank = load_frame_bank(references, img_size=img_size, camera=config.camera, crop=crop,
                                  frame_stride=config.frame_stride, progress=progress and dist.is_main)
-    clip_starts = _check_batches(config, dist, frame_bank)
+    clip_starts = check_batches(config, dist, frame_bank)
     bank = torch.from_numpy(frame_bank.frames)
     log.info("pretraining (%s) on %d frames from %d episode(s)", config.objective, len(frame_bank), len(references))
     bar = tqdm(total=config.optim.total_steps, initial=run.step, desc=f"pretrain {config.objective}", unit="step",
                disable=not (progress and dist.is_main))
     try:
         while run.step < config.optim.total_steps:
-            values = _train_step(run, config, bank, clip_starts)
+            values = train_step(run, config, bank, clip_starts)
             bar.update(1)
             if run.step % config.log_every == 0 or run.step == config.optim.total_steps:
                 metrics.log("train", run.step, values)

@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_at_its_checkpoint_and_ends_where_a_straight_run
     references = _references(episode_folders)
     straight = pretrain_encoder(references, _config(tmp_path / "a", optim=_short_optim()), progress=False)
 
-    real_step = pretrain_module._train_step
+    real_step = pretrain_module.train_step
     calls = {"n": 0}
 
     def crash_after_seven(*args, **kwargs):
@@ -139,10 +139,10 @@ def test_interrupted_run_resumes_at_its_checkpoint_and_ends_where_a_straight_run
         return real_step(*args, **kwargs)
 
     config = _config(tmp_path / "b", optim=_short_optim(), checkpoint_every=5)
-    monkeypatch.setattr(pretrain_module, "_train_step", crash_after_seven)
+    monkeypatch.setattr(pretrain_module, "train_step", crash_after_seven)
     with pytest.raises(KeyboardInterrupt):
         pretrain_encoder(references, config, progress=False)
-    monkeypatch.setattr(pretrain_module, "_train_step", real_step)
+    monkeypatch.setattr(pretrain_module, "train_step", real_step)
     latest = tmp_path / "b" / "run" / "latest.pt"
     assert torch.load(latest, weights_only=True)[PRETRAIN_KEY]["step"] == 5
 
@@ -201,9 +201,9 @@ def test_v2_1_step_batches_hold_images_and_clips_with_their_masks(tmp_path, epis
     from worldmodel.training.distributed import DistInfo
 
     config = _config_2_1(tmp_path)
-    run = pretrain_module._build_run(config, DistInfo(0, 1, 0, torch.device("cpu")), None, tmp_path / "x.pt")
+    run = pretrain_module.build_run(config, DistInfo(0, 1, 0, torch.device("cpu")), None, tmp_path / "x.pt")
     bank = load_frame_bank(_references(episode_folders), img_size=(IMG, IMG), frame_stride=2, progress=False)
-    image, video = pretrain_module._step_batches(run, config, torch.from_numpy(bank.frames),
+    image, video = pretrain_module.step_batches(run, config, torch.from_numpy(bank.frames),
                                                  torch.from_numpy(bank.clip_starts(4)))
     assert (image.modality, image.clips.shape, image.grid, image.targets.shape) == (
         "image", (4, 3, 1, IMG, IMG), (1, 4, 4), (4, 16, 4 * 64))
