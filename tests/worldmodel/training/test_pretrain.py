@@ -285,8 +285,8 @@ def test_v2_1_objective_refuses_a_v2_encoder(tmp_path, episode_folders):
 
 def _cli_args(episode_folders, out, *extra) -> list[str]:
     return ["pretrain", *map(str, episode_folders), "--out", str(out), "--objective", "vjepa2_1", "--img-size",
-            str(IMG), "--frame-stride", "2", "--batch-size", "4", "--clip-batch-size", "4", "--steps", "24",
-            "--warmup-steps", "3", "--anneal-steps", "10", "--lr", "1e-3", "--context-lambda-ramp", "5", "10",
+            str(IMG), "--frame-stride", "2", "--batch-size", "4", "--clip-batch-size", "4", "--steps", "12",
+            "--warmup-steps", "3", "--anneal-steps", "4", "--lr", "1e-3", "--context-lambda-ramp", "3", "6",
             "--log-every", "1", "--device", "cpu", *extra]
 
 
@@ -309,14 +309,14 @@ def test_v2_1_run_killed_mid_way_resumes_to_the_uninterrupted_result(tmp_path, e
         if process.poll() is None:
             process.kill()
     killed_at = torch.load(latest, weights_only=True)[PRETRAIN_KEY]["step"]
-    assert 4 <= killed_at < 24, f"the run was not killed mid-way (step {killed_at}); {process.stderr.read()[-2000:]}"
+    assert 4 <= killed_at < 12, f"the run was not killed mid-way (step {killed_at}); {process.stderr.read()[-2000:]}"
 
     assert main(_cli_args(episode_folders, killed_out, "--checkpoint-every", "2")) == 0
     straight_out = tmp_path / "straight"
-    assert main(_cli_args(episode_folders, straight_out, "--checkpoint-every", "24")) == 0
+    assert main(_cli_args(episode_folders, straight_out, "--checkpoint-every", "12")) == 0
 
     resumed_rows, straight_rows = _rows(killed_out / "train.jsonl"), _rows(straight_out / "train.jsonl")
-    assert [row["step"] for row in resumed_rows] == list(range(1, 25))
+    assert [row["step"] for row in resumed_rows] == list(range(1, 13))
     for resumed_row, straight_row in zip(resumed_rows, straight_rows):
         assert resumed_row == pytest.approx(straight_row, rel=1e-5, abs=1e-6)
     a, b = (torch.load(out / "latest.pt", weights_only=True) for out in (straight_out, killed_out))
