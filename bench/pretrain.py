@@ -25,7 +25,13 @@ import torch
 
 from bench.train import make_episodes
 from worldmodel.training.distributed import DistInfo
-from worldmodel.training.pretrain import PretrainConfig, build_run, check_batches, load_frame_bank, train_step
+from worldmodel.training.pretrain import (
+    PretrainConfig,
+    build_run,
+    check_batches,
+    load_frame_bank,
+    train_step,
+)
 
 CASES = {
     "vjepa2, vit_tiny (baseline)": {"objective": "vjepa2"},

@@ -89,12 +89,6 @@ class ModalityBatch:
     context_lambda: float = 0.0
 
 
-def per_level_l1(predicted: Tensor, target: Tensor, num_levels: int) -> Tensor:
-    """Mean |predicted - target| of each channel chunk (feature level) -> [num_levels]."""
-    error = (predicted - target).abs()
-    return error.unflatten(-1, (num_levels, -1)).mean(dim=(0, 1, 3))
-
-
 class PretrainObjective(nn.Module):
     """Context encoder + mask predictor -> the pretraining loss of a step (see the module docstring).
 
@@ -130,9 +124,9 @@ class PretrainObjective(nn.Module):
                 context = self.encoder(batch.clips, masks=mask.context_idx, return_hierarchical=self.hierarchical)
                 prediction = self.predictor(context, mask.context_idx, mask.target_idx, batch.grid,
                                             mask_index=mask.mask_index, modality=name)
-                target = gather_tokens(batch.targets, mask.target_idx)
-                pred_losses.append((prediction.targets.float() - target).abs().mean())
-                level_losses.append(per_level_l1(prediction.targets.detach().float(), target, levels))
+                error = (prediction.targets.float() - gather_tokens(batch.targets, mask.target_idx)).abs()
+                pred_losses.append(error.mean())
+                level_losses.append(error.detach().unflatten(-1, (levels, -1)).mean(dim=(0, 1, 3)))
                 context_std.append(_feature_std(context.detach().float(), levels)[-1])
                 if prediction.context is not None:
                     error = (prediction.context.float() - gather_tokens(batch.targets, mask.context_idx)).abs()
