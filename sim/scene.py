@@ -249,9 +249,11 @@ def resting_height(model: mujoco.MjModel, body: str) -> float:
     """Height of a body's origin above the table when its (first) geom stands upright on it."""
     geom = model.body_geomadr[model.body(body).id]
     size = model.geom_size[geom]
-    heights = {mujoco.mjtGeom.mjGEOM_SPHERE: size[0], mujoco.mjtGeom.mjGEOM_CAPSULE: size[0] + size[1],
-               mujoco.mjtGeom.mjGEOM_CYLINDER: size[1]}
-    return float(heights.get(model.geom_type[geom], size[2]))
+    kind = int(model.geom_type[geom])
+    if kind in (mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_CYLINDER):
+        return float(size[1] if kind == mujoco.mjtGeom.mjGEOM_CYLINDER
+                     else size[0] if kind == mujoco.mjtGeom.mjGEOM_SPHERE else size[0] + size[1])
+    return float(size[2])
 
 
 def cube_color_name(model: mujoco.MjModel) -> str:
