@@ -3,10 +3,10 @@
 
 Each episode is driven in one motion mode (`MOTION_MODES`), drawn with the configured proportions: the scripted
 expert (action noise, sometimes a burst of random actions), a much noisier expert, a deliberately failed attempt
-(`sim.experts.FailedAttempt`) or random exploration ("explore"). With domain randomisation on (the default), every episode
-also gets its own scene (`sim.randomization`). Each episode's `trajectory.h5` is self-describing: root attributes
-`sim_policy` (its mode), `sim_failure`, `sim_motion_mix` (the proportions), `sim_scene` (the scene variation, JSON;
-empty for the fixed scene) and `sim_config`, plus the pose of every object at every step under
+(`sim.experts.FailedAttempt`) or random exploration ("explore"). With domain randomisation on (the default), every
+episode also gets its own scene (`sim.randomization`). Each episode's `trajectory.h5` is self-describing: root
+attributes `sim_policy` (its mode), `sim_failure`, `sim_motion_mix` (the proportions), `sim_scene` (the scene
+variation, JSON; empty for the fixed scene) and `sim_config`, plus the pose of every object at every step under
 `observation/sim_object_poses/<name>` ([T, 6] xyz + Euler "xyz", base frame) for `vjepa-ac sim replay`.
 
 Collection is seeded per episode (episode i of a run with seed s always plays out the same) and resumable: every

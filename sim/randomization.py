@@ -108,10 +108,10 @@ class DomainRandomization:
             raise ValueError(f"distractors must be a range (a, b) with 0 <= a <= b <= 8, got {self.distractors}")
         if not 0.0 <= self.light_tint <= 0.5:
             raise ValueError(f"light_tint must be in [0, 0.5], got {self.light_tint}")
-        if any(not 0.0 <= v <= 0.3 for v in self.camera_position_jitter) or len(self.camera_position_jitter) != 3:
-            raise ValueError(f"camera_position_jitter must be 3 values in [0, 0.3] m, got {self.camera_position_jitter}")
-        if any(not 0.0 <= v <= 20.0 for v in self.camera_rotation_jitter) or len(self.camera_rotation_jitter) != 3:
-            raise ValueError(f"camera_rotation_jitter must be 3 values in [0, 20] deg, got {self.camera_rotation_jitter}")
+        for name, largest in (("camera_position_jitter", 0.3), ("camera_rotation_jitter", 20.0)):
+            values = getattr(self, name)
+            if len(values) != 3 or any(not 0.0 <= v <= largest for v in values):
+                raise ValueError(f"{name} must be 3 values in [0, {largest}], got {values}")
 
     @classmethod
     def from_dict(cls, values: dict) -> DomainRandomization:
@@ -214,11 +214,15 @@ class SceneVariation:
     @classmethod
     def from_json(cls, text: str) -> SceneVariation:
         """The variation a `to_json` string describes; ValueError if it is not one."""
+        def look(d: dict) -> ObjectLook:
+            return ObjectLook(str(d["shape"]), tuple(d["size"]), tuple(d["rgb"]))
+
+        def tex(d: dict) -> TextureLook:
+            return TextureLook(str(d["pattern"]), tuple(d["rgb1"]), tuple(d["rgb2"]), float(d["repeat"]),
+                               float(d["speckle"]))
+
         try:
             raw = json.loads(text)
-            look = lambda d: ObjectLook(d["shape"], tuple(d["size"]), tuple(d["rgb"]))  # noqa: E731
-            tex = lambda d: TextureLook(d["pattern"], tuple(d["rgb1"]), tuple(d["rgb2"]), float(d["repeat"]),  # noqa: E731
-                                        float(d["speckle"]))
             return cls(
                 object=look(raw["object"]), mug_rgb=tuple(raw["mug_rgb"]), target_rgb=tuple(raw["target_rgb"]),
                 distractors=tuple(look(d) for d in raw["distractors"]), table=tex(raw["table"]),
