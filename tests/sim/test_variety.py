@@ -163,7 +163,8 @@ def _manifest_indices(root: Path) -> list[int]:
 
 def test_collection_resumes_after_a_kill(tmp_path):
     """Kill a randomised `vjepa-ac sim collect` mid-run (SIGKILL, like a power cut), run it again: every episode is
-    there exactly once, each one identical to an uninterrupted run's, and all of them validate."""
+    there exactly once, each one identical to an uninterrupted run's (same scene, states and decoded frames: a seed
+    gives the same episode in another process), and all of them validate."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     args = ["--task", "reach", "--episodes", "3", "--seed", "9", "--image-size", "32x48", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -195,7 +196,8 @@ def test_collection_resumes_after_a_kill(tmp_path):
             entry = json.loads(line)
             episode = open_episode(root / entry["path"])
             assert validate_episode(root / entry["path"]).ok
-            out[entry["index"]] = (entry["mode"], entry["task_seed"], _hash(episode.states()),
+            frames = episode.read_frames("left", list(range(episode.num_frames("left"))))
+            out[entry["index"]] = (entry["mode"], entry["task_seed"], _hash(episode.states()), _hash(frames),
                                    episode.attrs["sim_scene"])
         return out
 
