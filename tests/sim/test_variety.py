@@ -70,12 +70,12 @@ def test_failed_attempts_fail(task_name, randomize):
 
 @pytest.fixture(scope="module")
 def varied(tmp_path_factory):
-    """One randomised episode of each motion mode (pick and place, tiny images)."""
+    """One randomised episode of each motion mode (grasp, tiny images)."""
     root = tmp_path_factory.mktemp("varied")
     paths = {}
     for mode, fractions in {"failed": (0.0, 0.0, 1.0), "noisy_expert": (0.0, 1.0, 0.0),
                             "explore": (1.0, 0.0, 0.0)}.items():
-        config = CollectConfig(task="pick_and_place", episodes=1, seed=4, explore_fraction=fractions[0],
+        config = CollectConfig(task="grasp", episodes=1, seed=4, explore_fraction=fractions[0],
                                noisy_fraction=fractions[1], failed_fraction=fractions[2], **TINY)
         paths[mode] = collect(root / mode, config, progress=False).paths[0]
     return paths
@@ -88,7 +88,7 @@ def test_randomised_episodes_are_self_describing(varied):
         episode = open_episode(path)
         attrs = episode.attrs
         assert attrs["sim_policy"] == mode
-        assert (attrs["sim_failure"] in FAILURES["pick_and_place"]) == (mode == "failed")
+        assert (attrs["sim_failure"] in FAILURES["grasp"]) == (mode == "failed")
         mix = json.loads(attrs["sim_motion_mix"])
         assert mix[mode] == 1.0 and sum(mix.values()) == pytest.approx(1.0)
         # The recorded scene is the one the episode's task seed draws: rebuilding it gives the same scene.
@@ -108,11 +108,11 @@ def test_randomised_episodes_are_self_describing(varied):
             cube = h5[f"{OBJECT_POSES_GROUP}/cube"][:]
         # The cube starts resting on the table at its own height.
         assert cube[0, 2] == pytest.approx(variation.object.half_height, abs=3e-3)
-        assert episode.task.endswith(("cube", "block", "ball", "cylinder", "on the mat"))
+        assert episode.task.startswith("pick up the ") and episode.task.endswith(("cube", "block", "ball", "cylinder"))
 
 
 def test_noisy_expert_is_noisier_than_the_expert(varied, tmp_path):
-    expert = collect(tmp_path, CollectConfig(task="pick_and_place", episodes=1, seed=4, explore_fraction=0.0,
+    expert = collect(tmp_path, CollectConfig(task="grasp", episodes=1, seed=4, explore_fraction=0.0,
                                              noisy_fraction=0.0, failed_fraction=0.0, perturb_probability=0.0,
                                              **TINY), progress=False).paths[0]
 
@@ -166,7 +166,7 @@ def test_collection_resumes_after_a_kill(tmp_path):
     there exactly once, each one identical to an uninterrupted run's (same scene, states and decoded frames: a seed
     gives the same episode in another process), and all of them validate."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    args = ["--task", "reach", "--episodes", "3", "--seed", "9", "--image-size", "32x48", "--quiet"]
+    args = ["--task", "reach", "--episodes", "2", "--seed", "9", "--image-size", "32x48", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "vjepa_ac.cli", "sim", "collect", *args, "--out", str(killed)],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -182,12 +182,12 @@ def test_collection_resumes_after_a_kill(tmp_path):
         if process.poll() is None:
             process.kill()
     done_before = _manifest_indices(killed)
-    assert 1 <= len(done_before) < 3
+    assert done_before == [0]
 
     from vjepa_ac.cli import main
 
     assert main(["sim", "collect", *args, "--out", str(killed)]) == 0
-    assert sorted(_manifest_indices(killed)) == [0, 1, 2]
+    assert sorted(_manifest_indices(killed)) == [0, 1]
     assert main(["sim", "collect", *args, "--out", str(clean)]) == 0
 
     def by_index(root: Path) -> dict[int, tuple]:
@@ -226,7 +226,7 @@ def test_cli_contact_sheet_and_clear_errors(tmp_path, capsys):
         main(["sim", "collect", "--task", "reach", "--episodes", "1", "--out", str(tmp_path / "x"),
               "--randomization", str(settings)])
     settings.write_text("distractors: [0, 0]\nobject_shapes: [sphere]\n")
-    assert main(["sim", "collect", "--task", "grasp", "--episodes", "1", "--out", str(tmp_path / "y"),
+    assert main(["sim", "collect", "--task", "reach", "--episodes", "1", "--out", str(tmp_path / "y"),
                  "--randomization", str(settings), "--image-size", "32x48", "--explore-fraction", "1",
                  "--noisy-fraction", "0", "--failed-fraction", "0", "--quiet"]) == 0
     (path,) = (tmp_path / "y").glob("SIM/*/*/*")
