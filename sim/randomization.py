@@ -79,9 +79,11 @@ class DomainRandomization:
     light_tint: float = 0.1
     """Largest deviation of a light's colour from white, per channel (warm or cool lamps)."""
     camera_position_jitter: tuple[float, float, float] = (0.08, 0.08, 0.06)
-    """Largest offset (m) of an exterior camera from its nominal position along base-frame x, y, z: the
-    re-placement of DROID's tripod-mounted exterior cameras from scene to scene, kept small enough that the
-    workspace stays in view."""
+    """Largest offset (m) of an exterior camera from its nominal position along base-frame x, y, z. DROID's exterior
+    cameras are "varied" (camera type 1): placed anew per scene, their extrinsics differ between episodes and stay
+    constant within one, and the left one is the one at larger base-frame y (droid_and_franka.md §1.3-1.4). Here
+    each episode moves them once; the offsets keep the left camera left and the workspace in view (at 12 cm and
+    5 degrees the raised gripper leaves the frame)."""
     camera_rotation_jitter: tuple[float, float, float] = (4.0, 4.0, 3.0)
     """Largest turn (degrees) of an exterior camera about its own x (tilt), y (pan) and viewing (roll) axes, on top
     of its nominal orientation."""
