@@ -272,18 +272,23 @@ def apply_variation(spec: mujoco.MjSpec, variation: SceneVariation) -> None:
     spec.visual.headlight.ambient = [variation.ambient] * 3
 
     for role, offset in variation.camera_offsets.items():
-        jitter_camera(spec.camera(role), offset)
+        jitter_camera(spec, spec.camera(role), offset)
 
 
-def jitter_camera(camera, offset: tuple[float, ...]) -> None:
+def jitter_camera(spec: mujoco.MjSpec, camera, offset: tuple[float, ...]) -> None:
     """Move a spec camera by (dx, dy, dz) in its parent's frame and turn it by (rx, ry, rz) degrees about its own x,
-    y and z axes, starting from whatever pose it was given (its nominal placement)."""
+    y and z axes, starting from whatever pose it was given (its nominal placement, in any orientation form)."""
     dx, dy, dz, rx, ry, rz = offset
     camera.pos = list(np.asarray(camera.pos) + [dx, dy, dz])
+    nominal = np.asarray(camera.quat, dtype=np.float64)
+    if camera.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT:
+        nominal = np.asarray(mujoco.MjSpec.resolve_orientation(spec.compiler.degree, spec.compiler.eulerseq,
+                                                               camera.alt))
+        camera.alt.type = mujoco.mjtOrientation.mjORIENTATION_QUAT
     turn = np.zeros(4)
     mujoco.mju_euler2Quat(turn, np.radians([rx, ry, rz]), "XYZ")
     quat = np.zeros(4)
-    mujoco.mju_mulQuat(quat, np.asarray(camera.quat, dtype=np.float64), turn)
+    mujoco.mju_mulQuat(quat, nominal, turn)
     camera.quat = list(quat)
 
 

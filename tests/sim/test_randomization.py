@@ -223,13 +223,19 @@ def test_exterior_cameras_are_jittered_on_top_of_their_nominal_pose():
 def test_jitter_composes_with_any_nominal_pose():
     spec = mujoco.MjSpec()
     camera = spec.worldbody.add_camera(name="cam", pos=[1.0, 2.0, 3.0], quat=[0.0, 1.0, 0.0, 0.0])
-    jitter_camera(camera, (0.01, -0.02, 0.03, 0.0, 0.0, 90.0))
+    jitter_camera(spec, camera, (0.01, -0.02, 0.03, 0.0, 0.0, 90.0))
     np.testing.assert_allclose(camera.pos, [1.01, 1.98, 3.03])
     # A quarter turn about the camera's own viewing axis, after the nominal half turn about x.
+    quarter = np.array([math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)])
     expected = np.zeros(4)
-    mujoco.mju_mulQuat(expected, np.array([0.0, 1.0, 0.0, 0.0]),
-                       np.array([math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)]))
+    mujoco.mju_mulQuat(expected, np.array([0.0, 1.0, 0.0, 0.0]), quarter)
     np.testing.assert_allclose(camera.quat, expected, atol=1e-12)
+    # A nominal pose given in another form (here Euler angles, as a yaw option might set it) is jittered the same.
+    turned = spec.worldbody.add_camera(name="turned", pos=[0.0, 0.0, 1.0])
+    turned.alt.type = mujoco.mjtOrientation.mjORIENTATION_EULER
+    turned.alt.euler = [0.0, 0.0, 90.0]
+    jitter_camera(spec, turned, (0.0, 0.0, 0.0, 0.0, 0.0, 90.0))
+    np.testing.assert_allclose(spec.compile().camera("turned").quat, [0.0, 0.0, 0.0, 1.0], atol=1e-9)
 
 
 def test_textures_and_geometry_compile_for_every_shape_and_pattern():
