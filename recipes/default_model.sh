@@ -59,12 +59,14 @@ step_encoder() {
 }
 
 step_collect() {
-    # Scripted experts with noise and perturbations plus 20% random exploration, fixed appearance (the demo's scene).
+    # Scripted experts with noise and perturbations plus 20% random exploration, fixed appearance (the demo's scene);
+    # no noisy-expert or failed-attempt episodes, so the shipped model's data stays as it was.
     local task episodes
     for spec in reach:200 grasp:60 reach_with_object:60 pick_and_place:80; do
         task=${spec%%:*}
         episodes=${spec##*:}
-        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 0 --no-randomize --out "$WORK/episodes"
+        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 0 --no-randomize \
+            --noisy-fraction 0 --failed-fraction 0 --out "$WORK/episodes"
     done
 }
 
