@@ -79,7 +79,10 @@ def _run(args: argparse.Namespace) -> int:
             base = args.port_base
             link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
         config = dataclasses.replace(config, link=link)
-    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)))
+    from robot.cameras import CameraRig
+
+    cameras = CameraRig.from_configs(config.cameras) if config.cameras else None
+    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
     bridge.start()
     link = config.link
