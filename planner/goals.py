@@ -153,9 +153,9 @@ class GoalSchedule:
             for name in ("state", "joint_positions"):
                 value = getattr(goal, name)
                 if value is not None:
-                    data[name] = [round(float(v), 6) for v in value]
+                    data[name] = [float(v) for v in value]
             if goal.gripper_position is not None:
-                data["gripper_position"] = round(float(goal.gripper_position), 6)
+                data["gripper_position"] = float(goal.gripper_position)
             return data
 
         return {
@@ -300,9 +300,10 @@ class GoalScheduleWriter:
             image=f"goal_{len(self.goals):02d}.png",
             steps=steps,
             gripper=gripper,
-            state=tuple(float(v) for v in state),
-            joint_positions=tuple(float(v) for v in joint_positions),
-            gripper_position=float(gripper_position),
+            # Micrometres and microradians: a readable file that reads back to exactly these values.
+            state=tuple(round(float(v), 6) for v in state),
+            joint_positions=tuple(round(float(v), 6) for v in joint_positions),
+            gripper_position=round(float(gripper_position), 6),
         )
         candidate = GoalSchedule(
             camera=self.camera, image_size=self.image_size, goals=(*self.goals, goal), switch=self.switch,
