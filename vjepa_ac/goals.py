@@ -108,7 +108,7 @@ class GoalCapture:
 
     def __init__(self, robot, writer, *, camera: str, guide: bool = False, jog_step: float = 0.02,
                  jog_angle: float = 0.1, steps_per_goal: int | None = 10, gripper_rule: str = "auto",
-                 max_frame_age_s: float | None = 0.5, settle_s: float = 0.3, gripper_settle_periods: int = 8,
+                 max_frame_age_s: float | None = 0.5, settle_s: float = 0.3, gripper_settle_periods: int = 45,
                  frame_timeout_s: float = 5.0, echo: Callable[[str], None] = print,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if gripper_rule not in ("auto", "free"):
@@ -163,11 +163,23 @@ class GoalCapture:
         elif command.kind == "gripper":
             action[6] = command.sign
             self._send(action)
-            for _ in range(self.gripper_settle_periods):  # the fingers take a few control periods to get there
-                self._send(np.zeros(7))
+            self._settle_gripper()
         else:
             raise ValueError(f"unknown command kind {command.kind!r}")
         self._moved_at = self.robot.get_observation().timestamp
+
+    def _settle_gripper(self) -> None:
+        """Hold the arm (zero actions) until the fingers stop moving: about a second on a Franka Hand, less when
+        they close on an object."""
+        last, still = self.robot.get_observation().gripper_position, 0
+        for _ in range(self.gripper_settle_periods):
+            self._send(np.zeros(7))
+            position = self.robot.get_observation().gripper_position
+            still = still + 1 if abs(position - last) < 0.005 else 0
+            if still >= 3:
+                return
+            last = position
+        self.echo(f"the gripper was still moving after {self.gripper_settle_periods} control periods")
 
     def _send(self, action: np.ndarray) -> None:
         result = self.robot.send_action(action)

@@ -1,0 +1,183 @@
+"""`vjepa-ac goal capture` driven by command lists (no terminal) against the MuJoCo sim and against
+`vjepa-ac bridge run --backend mujoco` on free loopback ports; the schedules it writes feed `vjepa-ac run`, and
+`vjepa-ac goal show` renders them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+
+import cv2
+import numpy as np
+import pytest
+
+from planner.goals import load_goal_schedule
+from planner.report import read_jsonl
+from vjepa_ac.cli import main
+from vjepa_ac.goals import CaptureCommand, parse_command, parse_commands
+
+
+def _fails(argv, capsys) -> str:
+    """The error message of a command that must fail (raised, or printed with a non-zero exit code)."""
+    try:
+        code = main(argv)
+    except (ValueError, TimeoutError) as exc:
+        return str(exc)
+    assert code != 0
+    return capsys.readouterr().err
+
+
+def test_command_lists_parse():
+    commands = parse_commands("""
+        z-*3 x+   # approach
+        close capture:steps=5,gripper=free
+        capture:gripper=0.25 open yaw- finish
+    """)
+    assert commands[0] == CaptureCommand("jog", 2, -1.0, 3)
+    assert commands[1] == CaptureCommand("jog", 0, 1.0, 1)
+    assert commands[2] == CaptureCommand("gripper", sign=1.0)
+    assert commands[3] == CaptureCommand("capture", steps=5, gripper="free")
+    assert commands[4] == CaptureCommand("capture", gripper=0.25)
+    assert commands[5] == CaptureCommand("gripper", sign=-1.0)
+    assert commands[6] == CaptureCommand("jog", 5, -1.0, 1)
+    assert commands[7].kind == "finish"
+    for bad, message in (("jump", "unknown command"), ("x", "write e.g. x+"), ("x+*500", "at most 100"),
+                         ("capture:steps=0", "positive integer"), ("capture:gripper=2", "in \\[-1, 1\\]"),
+                         ("capture:speed=1", "unknown settings"), ("open+", "only jogs"), ("x+!", "cannot read")):
+        with pytest.raises(ValueError, match=message):
+            parse_command(bad)
+
+
+CAPTURE = "capture z-*3 capture close capture:steps=4 z+*2 capture finish"
+
+
+@pytest.fixture(scope="module")
+def sim_schedule(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim_goals")
+    assert main(["goal", "capture", "--robot", "sim", "--task", "pick_and_place", "--out", str(out), "--overwrite",
+                 "--commands", CAPTURE, "--settle", "0"]) == 0
+    return out
+
+
+def test_capture_against_the_sim(sim_schedule):
+    schedule = load_goal_schedule(sim_schedule)
+    assert schedule.camera == "left" and schedule.image_size == (180, 320) and schedule.crop == "droid"
+    goals = schedule.goals
+    assert [g.steps for g in goals] == [10, 10, 4, 10]
+    assert [g.gripper for g in goals] == [-0.5, -0.5, 0.5, 0.5]  # auto: the gripper state at capture
+    z = [g.state[2] for g in goals]
+    assert z[1] - z[0] == pytest.approx(-0.06, abs=0.01) and z[3] - z[2] == pytest.approx(0.04, abs=0.01)
+    assert goals[1].gripper_position < 0.1 and goals[2].gripper_position > 0.9
+    images = schedule.load_images()
+    assert not np.array_equal(images[0], images[1])  # the arm moved between the captures
+
+
+def test_run_takes_the_captured_schedule(sim_schedule, tmp_path, capsys):
+    code = main(["run", "--robot", "sim", "--task", "pick_and_place", "--goal-schedule", str(sim_schedule),
+                 "--samples", "8", "--iterations", "1", "--elites", "2", "--schedule", "1,1,1,1", "--device", "cpu",
+                 "--no-video", "--out", str(tmp_path / "run")])
+    assert code in (0, 1), capsys.readouterr().err
+    steps = read_jsonl(tmp_path / "run" / "steps.jsonl")
+    assert [s["goal_index"] for s in steps] == [0, 1, 2, 3]
+    assert [s["action"][6] for s in steps] == [-0.5, -0.5, 0.5, 0.5]  # the schedule's gripper pins
+
+
+def test_goal_show_renders_a_contact_sheet(sim_schedule, tmp_path):
+    out = tmp_path / "sheet.png"
+    assert main(["goal", "show", str(sim_schedule / "schedule.yaml"), "--out", str(out), "--columns", "2"]) == 0
+    sheet = cv2.imread(str(out))
+    # Two rows of two 320x180 tiles with captions under a header.
+    assert sheet.shape[1] == 8 + 2 * (320 + 8) and sheet.shape[0] > 2 * 180 + 40
+    tile = cv2.cvtColor(sheet[40:220, 8:328], cv2.COLOR_BGR2RGB)
+    first = load_goal_schedule(sim_schedule).load_images()[0]
+    assert np.abs(tile.astype(int) - first).mean() < 12  # the first tile is the first goal (with its crop outline)
+
+
+def test_capture_refuses_bad_requests_and_loses_nothing(sim_schedule, tmp_path, capsys):
+    before = (sim_schedule / "schedule.yaml").read_text()
+    assert "already exists" in _fails(["goal", "capture", "--robot", "sim", "--out", str(sim_schedule),
+                                       "--commands", "capture"], capsys)
+    assert (sim_schedule / "schedule.yaml").read_text() == before
+    assert "cannot be moved by hand" in _fails(["goal", "capture", "--robot", "sim", "--out", str(tmp_path / "g"),
+                                                "--guide", "--commands", "capture"], capsys)
+    assert "no terminal" in _fails(["goal", "capture", "--robot", "sim", "--out", str(tmp_path / "g")], capsys)
+    assert "unknown command 'jump'" in _fails(["goal", "capture", "--robot", "sim", "--out", str(tmp_path / "g"),
+                                               "--commands", "capture jump"], capsys)
+    assert not (tmp_path / "g").exists()
+    assert main(["goal", "capture", "--robot", "sim", "--out", str(tmp_path / "none"), "--commands", "z- finish",
+                 "--settle", "0"]) == 1
+    assert "no sub-goal captured" in capsys.readouterr().err
+    (sim_schedule / "goal_02.png").rename(tmp_path / "moved.png")
+    try:
+        assert "goal_02.png, which does not exist" in _fails(["goal", "show", str(sim_schedule)], capsys)
+    finally:
+        (tmp_path / "moved.png").rename(sim_schedule / "goal_02.png")
+
+
+def _free_port_base() -> int:
+    for _ in range(50):
+        with closing(socket.socket()) as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        try:
+            for offset in range(4):
+                with closing(socket.socket()) as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no block of 4 free loopback ports")
+
+
+@pytest.fixture
+def bridge_process(tmp_path):
+    """`vjepa-ac bridge run --backend mujoco` in its own process on free loopback ports (left camera only)."""
+    base = _free_port_base()
+    config = tmp_path / "bridge.yaml"
+    config.write_text("camera_hz: 15\nbackend_options:\n  mujoco: {cameras: [left]}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--backend", "mujoco", "--config", str(config),
+         "--port-base", str(base)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "bridge running" in line or (not line and proc.poll() is not None):
+            break
+    if proc.poll() is not None:
+        raise RuntimeError("bridge did not start:\n" + "".join(lines))
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_capture_through_the_bridge(bridge_process, tmp_path, capsys):
+    out = tmp_path / "goals"
+    commands = tmp_path / "commands.txt"
+    commands.write_text("capture\nz-*2 y+\ncapture\nclose\ncapture:steps=3\nfinish\n")
+    assert main(["goal", "capture", "--robot", "bridge", "--port-base", str(bridge_process), "--out", str(out),
+                 "--commands-file", str(commands)]) == 0, capsys.readouterr().err
+    schedule = load_goal_schedule(out)
+    assert schedule.image_size == (180, 320) and [g.steps for g in schedule.goals] == [10, 10, 3]
+    first, second, third = schedule.goals
+    # The jogs went through the bridge's safety filter and interpolator: the arm moved 4 cm down, 2 cm left.
+    np.testing.assert_allclose(np.subtract(second.state[:3], first.state[:3]), [0.0, 0.02, -0.04], atol=0.008)
+    assert third.gripper_position > 0.5 and third.gripper == 0.5 and first.gripper == -0.5
+    images = schedule.load_images()
+    assert not np.array_equal(images[0], images[1])
+    # Hand-guiding needs an arm that can be moved by hand; the simulated one cannot, and nothing is written.
+    message = _fails(["goal", "capture", "--robot", "bridge", "--port-base", str(bridge_process), "--guide",
+                      "--out", str(tmp_path / "guided"), "--commands", "capture"], capsys)
+    assert "MuJoCo arm, which cannot be moved by hand" in message
+    assert not (tmp_path / "guided" / "schedule.yaml").exists()
