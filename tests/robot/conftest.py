@@ -1,5 +1,5 @@
 """Fixtures for the robot link tests: free loopback ports, CurveZMQ keys, a bridge running in a thread, and a real
-ROS 1 master with the franka_ros stand-in.
+ROS 1 master with the franka_ros stand-in (helper processes and port blocks: tests/conftest.py).
 
 ROS 1 tests need Debian's ROS 1 packages; without them they skip with the install command. In CI (`.ci/run` exports
 VJEPA_AC_REQUIRE_ROS=1) a missing ROS installation is a failure instead.
@@ -90,31 +90,6 @@ def client(running_bridge, keys):
     robot.close()
 
 
-def free_port_base(count: int = 4) -> int:
-    """A port P with P..P+count-1 all free on 127.0.0.1 (for `--port-base`)."""
-    for _ in range(100):
-        base = free_port()
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no block of {count} free ports found")
-
-
-@pytest.fixture(scope="session")
-def make_port_base():
-    """free_port_base(count=4) -> first of `count` consecutive free loopback ports."""
-    return free_port_base
-
-
 @pytest.fixture(scope="session")
 def make_link():
     """link_config(keys | None) -> LinkConfig on free loopback ports."""
@@ -147,42 +122,8 @@ def require_ros():
         pytest.skip(message)
 
 
-class Processes:
-    """Start a helper process and wait for its ready line; stop it (terminate, then kill)."""
-
-    @staticmethod
-    def start(cmd: list[str], env: dict[str, str], ready: str, timeout: float = 30.0) -> subprocess.Popen:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + timeout
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            lines.append(line)
-            if ready in line:
-                return proc
-        proc.kill()
-        raise RuntimeError(f"{cmd[:4]} did not become ready:\n{''.join(lines[-30:])}")
-
-    @staticmethod
-    def stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture(scope="session")
-def processes() -> type[Processes]:
-    return Processes
-
-
 @pytest.fixture(scope="module")
-def ros_master(require_ros, tmp_path_factory):
+def ros_master(require_ros, tmp_path_factory, processes):
     """rosmaster --core on a free 127.0.0.1 port; yields the environment for ROS processes."""
     port = free_port()
     home = tmp_path_factory.mktemp("ros_home")
@@ -200,12 +141,12 @@ def ros_master(require_ros, tmp_path_factory):
         master.kill()
         pytest.fail("rosmaster did not start")
     yield env
-    Processes.stop(master)
+    processes.stop(master)
 
 
 @pytest.fixture(scope="module")
-def franka_standin(ros_master):
-    proc = Processes.start([sys.executable, "-m", "vjepa_ac.cli", "bridge", "fake-franka-ros"], ros_master,
+def franka_standin(ros_master, processes):
+    proc = processes.start([sys.executable, "-m", "vjepa_ac.cli", "bridge", "fake-franka-ros"], ros_master,
                            "stand-in running")
     yield proc
-    Processes.stop(proc)
+    processes.stop(proc)

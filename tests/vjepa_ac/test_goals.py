@@ -5,11 +5,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
-from contextlib import closing
 
 import cv2
 import numpy as np
@@ -118,48 +114,19 @@ def test_capture_refuses_bad_requests_and_loses_nothing(sim_schedule, tmp_path, 
         (tmp_path / "moved.png").rename(sim_schedule / "goal_02.png")
 
 
-def _free_port_base() -> int:
-    for _ in range(50):
-        with closing(socket.socket()) as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        try:
-            for offset in range(4):
-                with closing(socket.socket()) as probe:
-                    probe.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of 4 free loopback ports")
-
-
 @pytest.fixture
-def bridge_process(tmp_path):
+def bridge_process(tmp_path, make_port_base, processes):
     """`vjepa-ac bridge run --backend mujoco` in its own process on free loopback ports (left camera only)."""
-    base = _free_port_base()
+    base = make_port_base()
     config = tmp_path / "bridge.yaml"
     config.write_text("camera_hz: 15\nbackend_options:\n  mujoco: {cameras: [left]}\n")
-    proc = subprocess.Popen(
+    proc = processes.start(
         [sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--backend", "mujoco", "--config", str(config),
          "--port-base", str(base)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        dict(os.environ, OMP_NUM_THREADS="1"), "bridge running", timeout=60,
     )
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "bridge running" in line or (not line and proc.poll() is not None):
-            break
-    if proc.poll() is not None:
-        raise RuntimeError("bridge did not start:\n" + "".join(lines))
     yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    processes.stop(proc)
 
 
 def test_capture_through_the_bridge(bridge_process, tmp_path, capsys):
