@@ -105,7 +105,7 @@ class CameraConfig:
     @property
     def description(self) -> str:
         """Where the frames come from, for messages."""
-        where = self.topic or self.device or self.serial or "first device"
+        where = next((v for v in (self.topic, self.device, self.serial) if v is not None), "first device")
         return f"{self.source} camera {self.role!r} ({where})"
 
 
