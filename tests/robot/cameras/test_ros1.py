@@ -157,3 +157,44 @@ def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, 
             processes.stop(bridge)
         for proc in procs.values():
             processes.stop(proc)
+
+
+@pytest.mark.ros
+def test_planner_process_reads_a_ros_topic_beside_a_bridge(ros_master, processes, make_port_base, tmp_path):
+    """The camera on the workstation's side: `vjepa-ac goal capture --cameras` subscribes to the topic in its own
+    rospy node and merges the frames into the bridge's observations (here a MuJoCo bridge without cameras)."""
+    rgb = _pattern()
+    raw = tmp_path / "left.raw"
+    raw.write_bytes(rgb.tobytes())
+    script = tmp_path / "publish.py"
+    script.write_text(PUBLISHER)
+    cams = tmp_path / "cams.yaml"
+    cams.write_text("cameras:\n  left: {source: ros1, topic: /ws/left/image_raw}\n")
+    bridge_config = tmp_path / "bridge.yaml"
+    bridge_config.write_text("camera_hz: 0\nbackend_options:\n  mujoco: {cameras: []}\n")
+    base = make_port_base()
+    publisher = processes.start([DEBIAN_PYTHON, str(script), "/ws/left/image_raw", "raw", str(raw),
+                                 str(rgb.shape[1]), str(rgb.shape[0]), "rgb8", "20", "0"], ros_master,
+                                "publisher running")
+    bridge = None
+    try:
+        bridge = processes.start([sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--backend", "mujoco",
+                                  "--config", str(bridge_config), "--port-base", str(base)], ros_master,
+                                 "bridge running", timeout=60)
+        out = tmp_path / "goals"
+        capture = processes.start(
+            [sys.executable, "-m", "vjepa_ac.cli", "goal", "capture", "--robot", "bridge", "--port-base", str(base),
+             "--cameras", str(cams), "--out", str(out), "--commands", "capture z- capture finish"],
+            ros_master, "goal schedule:", timeout=60)
+        assert capture.wait(timeout=30) == 0
+    finally:
+        if bridge is not None:
+            processes.stop(bridge)
+        processes.stop(publisher)
+    from planner.goals import load_goal_schedule
+
+    schedule = load_goal_schedule(out)
+    assert schedule.image_size == (48, 64) and len(schedule.goals) == 2
+    for image in schedule.load_images():
+        np.testing.assert_array_equal(image, rgb)  # raw topic -> PNG: lossless, RGB order kept
+    assert schedule.goals[1].state[2] < schedule.goals[0].state[2] - 0.01  # the jog moved the bridged arm
