@@ -138,12 +138,20 @@ class GoalCapture:
 
         return observe(self.robot, self.camera, self.max_frame_age_s)
 
-    def run(self, commands: Iterable[CaptureCommand]) -> int:
-        """Carry out commands until "finish" (or their end); returns the number of sub-goals captured."""
+    def run(self, commands: Iterable[CaptureCommand], *, keep_going: bool = False) -> int:
+        """Carry out commands until "finish" (or their end); returns the number of sub-goals captured.
+
+        `keep_going` (interactive use): a command that cannot be carried out is reported and the session goes on;
+        otherwise its error ends the session (sub-goals captured before it stay written)."""
         for command in commands:
             if command.kind == "finish":
                 break
-            self.execute(command)
+            try:
+                self.execute(command)
+            except (ValueError, TimeoutError) as exc:
+                if not keep_going:
+                    raise
+                self.echo(f"not done: {exc}")
         return len(self.writer.goals)
 
     def execute(self, command: CaptureCommand) -> None:
@@ -336,9 +344,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
+    from planner.cli import make_robot
     from planner.goals import GoalScheduleWriter
     from planner.model_card import load_planning_defaults, resolve_checkpoint
-    from planner.cli import make_robot
 
     if args.switch == "energy" and args.switch_energy is None:
         raise ValueError("--switch energy needs --switch-energy")
@@ -367,7 +375,10 @@ def _capture(args: argparse.Namespace) -> int:
             if state.backend == "mujoco":
                 raise ValueError("the bridge runs the MuJoCo arm, which cannot be moved by hand; drop --guide")
         session.start()
-        count = session.run(commands if commands is not None else terminal_commands())
+        if commands is not None:
+            count = session.run(commands)
+        else:
+            count = session.run(terminal_commands(), keep_going=True)
     finally:
         session.close()
     if count == 0:

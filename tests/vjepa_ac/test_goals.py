@@ -148,3 +148,81 @@ def test_capture_through_the_bridge(bridge_process, tmp_path, capsys):
                       "--out", str(tmp_path / "guided"), "--commands", "capture"], capsys)
     assert "MuJoCo arm, which cannot be moved by hand" in message
     assert not (tmp_path / "guided" / "schedule.yaml").exists()
+
+
+class StillRobot:
+    """A robot that stays put: one image, state and clock set by the test (frames `lag` s older than the state)."""
+
+    camera_roles = ("left",)
+    control_hz = 15.0
+
+    def __init__(self, lag: float = 0.0):
+        self.lag, self.sent, self.held, self.closed = lag, [], 0, False
+
+    def connect(self):
+        pass
+
+    def get_observation(self):
+        from robot.interface import Observation
+
+        return Observation(images={"left": np.full((24, 32, 3), 80, np.uint8)}, state=np.zeros(7),
+                           joint_positions=np.zeros(7), gripper_position=0.0, timestamp=10.0,
+                           image_timestamps={"left": 10.0 - self.lag})
+
+    def send_action(self, action):
+        raise AssertionError("a guided session must not send actions")
+
+    def hold(self):
+        self.held += 1
+
+    def stop(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_interactive_sessions_report_refused_commands_and_go_on(tmp_path):
+    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.goals import GoalCapture
+
+    lines = []
+    robot = StillRobot()
+    writer = GoalScheduleWriter(tmp_path, camera="left", crop="droid")
+    session = GoalCapture(robot, writer, camera="left", guide=True, echo=lines.append)
+    session.start()
+    assert session.run(parse_commands("x+ capture finish capture"), keep_going=True) == 1
+    assert any("not done: jog commands move the arm, but --guide leaves it to your hands" in line for line in lines)
+    with pytest.raises(ValueError, match="--guide leaves it to your hands"):
+        session.run(parse_commands("x+ capture"))
+    session.close()
+    assert robot.closed and robot.held == 0  # guided: never armed, so never held either
+    # A stale camera: the capture is refused with the camera, its age and the bound; nothing is added.
+    stale = GoalCapture(StillRobot(lag=2.0), writer, camera="left", guide=True, echo=lines.append,
+                        max_frame_age_s=0.5, sleep=lambda s: None)
+    with pytest.raises(ValueError, match=r"camera 'left': the newest frame is 2\.00 s old, more than the 0\.50 s"):
+        stale.run(parse_commands("capture"))
+    assert len(load_goal_schedule(tmp_path).goals) == 1
+
+
+def test_keys_map_to_commands_on_a_terminal(monkeypatch):
+    import pty
+    import termios
+
+    from vjepa_ac.goals import terminal_commands
+
+    master, slave = pty.openpty()
+    stdin = os.fdopen(slave, "r")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    before = termios.tcgetattr(slave)
+    try:
+        os.write(master, b"w?c \r")
+        lines = []
+        keys = terminal_commands(echo=lines.append)
+        assert [next(keys) for _ in range(4)] == [parse_command(c) for c in ("x+", "close", "capture", "finish")]
+        assert len(lines) == 2 and "space capture" in lines[1]  # help at the start and for the unknown key
+        keys.close()
+        assert termios.tcgetattr(slave) == before  # the terminal is restored
+    finally:
+        stdin.close()
+        os.close(master)
