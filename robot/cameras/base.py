@@ -131,7 +131,7 @@ class CameraSource(abc.ABC):
     def close(self) -> None:
         """Release the device; idempotent."""
 
-    def __enter__(self) -> "CameraSource":
+    def __enter__(self) -> CameraSource:
         self.start()
         return self
 

@@ -121,7 +121,7 @@ class CameraRig:
         for camera in self.cameras:
             try:
                 camera.close()
-            except Exception:  # noqa: BLE001 (closing the others matters more)
+            except Exception:  # closing the others matters more
                 log.exception("closing camera %r failed", camera.role)
 
     def __enter__(self) -> CameraRig:

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from robot.cameras.base import CameraConfig, CameraError, CameraSource, Frame, stamp_to_clock
+from robot.cameras.base import (
+    CameraConfig,
+    CameraError,
+    CameraSource,
+    Frame,
+    stamp_to_clock,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import yaml
 
-from planner.goals import GoalSchedule, GoalScheduleError, GoalScheduleWriter, SubGoal, load_goal_schedule
+from planner.goals import (
+    GoalSchedule,
+    GoalScheduleError,
+    GoalScheduleWriter,
+    SubGoal,
+    load_goal_schedule,
+)
 from planner.mpc import MPCConfig
 
 

@@ -23,7 +23,7 @@ class StubCapture:
         self.reads = 0
         self.released = threading.Event()
 
-    def isOpened(self):  # noqa: N802 (OpenCV's name)
+    def isOpened(self):
         return self.opened
 
     def set(self, prop, value):

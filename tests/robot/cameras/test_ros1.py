@@ -82,7 +82,7 @@ def test_malformed_raw_images_are_refused_with_the_reason(encoding, height, widt
 
 def test_compressed_images_decode_and_garbage_is_refused():
     rgb = _pattern()
-    ok, png = cv2.imencode(".png", rgb[..., ::-1])
+    _, png = cv2.imencode(".png", rgb[..., ::-1])
     np.testing.assert_array_equal(compressed_message_to_rgb(png.tobytes()), rgb)
     with pytest.raises(ValueError, match="not a decodable"):
         compressed_message_to_rgb(b"\xff\xd8 not a jpeg")
@@ -97,7 +97,7 @@ def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, 
     raw = tmp_path / "left.raw"
     raw.write_bytes(rgb[..., ::-1].tobytes())  # bgr8, as most ROS camera drivers publish
     wrist_rgb = np.full((60, 80, 3), (30, 200, 60), np.uint8)
-    ok, jpeg = cv2.imencode(".jpg", wrist_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    _, jpeg = cv2.imencode(".jpg", wrist_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
     (tmp_path / "wrist.jpg").write_bytes(jpeg.tobytes())
     script = tmp_path / "publish.py"
     script.write_text(PUBLISHER)

@@ -17,7 +17,7 @@ from robot.cameras.sdk import RealSenseCamera, ZedCamera
 class _ZedSdk:
     """Stub of `pyzed.sl`: images are BGRA with blue = 200; stamps are wall-clock ns 0.25 s in the past."""
 
-    class ERROR_CODE:  # noqa: N801 (the SDK's names)
+    class ERROR_CODE:
         SUCCESS = "SUCCESS"
         CAMERA_NOT_DETECTED = "CAMERA NOT DETECTED"
 
