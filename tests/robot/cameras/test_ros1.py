@@ -90,6 +90,20 @@ def test_compressed_images_decode_and_garbage_is_refused():
         compressed_message_to_rgb(b"")
 
 
+def _observe_until(client, predicate, timeout=20.0):
+    """The first observation whose frame ages (s, relative to its state) satisfy `predicate`; a loaded machine may
+    deliver a frame late now and then, so freshness is awaited rather than sampled once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        observation = client.get_observation()
+        ages = {role: observation.timestamp - t for role, t in observation.image_timestamps.items()}
+        if predicate(ages):
+            return observation, ages
+        if time.monotonic() > deadline:
+            raise AssertionError(f"frame ages never satisfied the check within {timeout} s; last: {ages}")
+        time.sleep(0.05)
+
+
 @pytest.mark.ros
 def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, franka_standin, processes,
                                                                     make_port_base, tmp_path):
@@ -125,9 +139,9 @@ def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, 
         bridge = processes.start(
             [sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--config", str(config), "--backend", "ros1",
              "--port-base", str(base)], ros_master, "bridge running")
-        observation = client.get_observation()
+        observation, ages = _observe_until(
+            client, lambda a: set(a) == {"left", "wrist", "right"} and abs(a["left"]) < 0.5 and abs(a["wrist"]) < 0.5)
         assert client.state.backend == "ros1"
-        assert set(observation.images) == {"left", "wrist", "right"}
         # Raw bgr8 arrives as RGB, pixel for pixel (JPEG on the bridge link: within a few levels).
         left = observation.images["left"]
         assert left.shape == rgb.shape
@@ -135,19 +149,16 @@ def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, 
         assert left[8, 8, 1] > 200 and left[30, 10, 0] > 180 and left[30, 50, 2] > 180
         wrist = observation.images["wrist"]
         assert wrist.shape == (60, 80, 3) and np.abs(wrist.astype(int) - wrist_rgb).max() < 12
-        # Capture times travel with the frames: fresh for the live drivers, 2 s old for the late one.
-        ages = {role: observation.timestamp - t for role, t in observation.image_timestamps.items()}
-        assert ages["left"] < 0.5 and ages["wrist"] < 0.5, ages
-        assert 1.8 < ages["right"] < 2.6, ages
+        # Capture times travel with the frames: the late driver's frames are 2 s older than they arrive. (Ages count
+        # from the state that came with the frames, which on a loaded machine may be a little older than a frame.)
+        assert ages["right"] - max(ages["left"], ages["wrist"]) > 1.25, ages
         assert camera_frame(observation, "left", 0.5) is left
-        with pytest.raises(StaleFrameError, match=r"camera 'right': the newest frame is [12]\.\d\d s old, more than the "
-                                                  r"0\.50 s"):
+        with pytest.raises(StaleFrameError, match=r"camera 'right': the newest frame is \d+\.\d\d s old, more than "
+                                                  r"the 0\.50 s"):
             camera_frame(observation, "right", 0.5)
-        # A driver that stops: its last frame ages and is refused once older than the bound.
+        # A driver that stops: its last frame ages and is refused once older than the bound; the others go on.
         processes.stop(procs.pop("left"))
-        time.sleep(1.0)
-        later = client.get_observation()
-        assert later.timestamp - later.image_timestamps["left"] > 0.9
+        later, _ = _observe_until(client, lambda a: a["left"] > 0.9 and a["wrist"] < 0.5)
         with pytest.raises(StaleFrameError, match="camera 'left'"):
             camera_frame(later, "left", 0.5)
         assert camera_frame(later, "wrist", 0.5).shape == (60, 80, 3)
@@ -184,7 +195,8 @@ def test_planner_process_reads_a_ros_topic_beside_a_bridge(ros_master, processes
         out = tmp_path / "goals"
         capture = processes.start(
             [sys.executable, "-m", "vjepa_ac.cli", "goal", "capture", "--robot", "bridge", "--port-base", str(base),
-             "--cameras", str(cams), "--out", str(out), "--commands", "capture z- capture finish"],
+             "--cameras", str(cams), "--out", str(out), "--commands", "capture z- capture finish",
+             "--max-frame-age", "3"],  # freshness is tested above; here a loaded machine must not fail the capture
             ros_master, "goal schedule:", timeout=60)
         assert capture.wait(timeout=30) == 0
     finally:
