@@ -148,7 +148,8 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     parser.add_argument(
         "--task", default="reach",
-        help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
+        help="sim task whose scene is used: reach, grasp, reach_with_object or pick_and_place (run: its goal images "
+        "too, unless --goal / --goal-schedule)",
     )
     parser.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
     bridge = parser.add_argument_group("bridge (--robot bridge)")

@@ -174,7 +174,9 @@ class GoalCapture:
             self._settle_gripper()
         else:
             raise ValueError(f"unknown command kind {command.kind!r}")
-        self._moved_at = self.robot.get_observation().timestamp
+        observation = self.robot.get_observation()
+        self._moved_at = observation.timestamp
+        self.echo(f"arm at {np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
 
     def _settle_gripper(self) -> None:
         """Hold the arm (zero actions) until the fingers stop moving: about a second on a Franka Hand, less when
@@ -298,10 +300,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     capture = sub.add_parser(
         "capture",
         help="move the arm to each sub-goal and capture it (keys, a command list, or hand-guiding)",
-        description="Write OUT/schedule.yaml and OUT/goal_NN.png. Interactive: " + KEY_HELP + ". Scripted: "
-        "--commands 'z-*3 capture close capture:steps=5 z+*4 capture finish' (jogs x+ x- y+ y- z+ z- yaw+ yaw- "
-        "with an optional *N repeat, open, close, capture[:steps=N,gripper=G|free], finish). Jogs are DROID delta "
-        "actions through the robot's normal path (the bridge's session, watchdog and safety filter).",
+        description=(
+            "Write OUT/schedule.yaml and OUT/goal_NN.png, one sub-goal per capture (planner/goals.py documents the\n"
+            "format). Jogs are DROID delta actions through the robot's normal path (through the bridge: its session,\n"
+            "watchdog and safety filter).\n\n"
+            "interactive " + KEY_HELP.replace(", ", "\n  ") + "\n\n"
+            "scripted: --commands 'z-*3 capture close capture:steps=5 z+*4 capture finish'\n"
+            "  jogs x+ x- y+ y- z+ z- yaw+ yaw- (optional *N repeat), open, close,\n"
+            "  capture[:steps=N,gripper=G|free], finish"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_robot_options(capture)
