@@ -381,6 +381,11 @@ def _capture(args: argparse.Namespace) -> int:
             state = client.wait_state(timeout_s=client.config.rpc_timeout_s)
             if state.backend == "mujoco":
                 raise ValueError("the bridge runs the MuJoCo arm, which cannot be moved by hand; drop --guide")
+            if state.watchdog in ("ARMED", "TRACKING", "HOLD"):
+                raise ValueError(f"the bridge is armed (watchdog {state.watchdog}) by another client that may move "
+                                 "the arm; stop that client (the bridge then stops) before guiding the arm by hand")
+            print(f"bridge watchdog {state.watchdog}, robot mode {state.robot_mode}: move the arm with its guiding "
+                  "button, then capture")
         session.start()
         if commands is not None:
             count = session.run(commands)
