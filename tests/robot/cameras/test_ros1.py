@@ -14,9 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
+from planner.goals import load_goal_schedule
 from planner.mpc import StaleFrameError, camera_frame
 from robot.cameras.ros1 import compressed_message_to_rgb, image_message_to_rgb
 from robot.client import BridgeClient, ClientConfig
+from vjepa_ac.cli import main
 
 DEBIAN_PYTHON = "/usr/bin/python3"
 PUBLISHER = r"""
@@ -162,6 +164,19 @@ def test_bridge_publishes_ros_image_topics_through_the_ros1_backend(ros_master, 
         with pytest.raises(StaleFrameError, match="camera 'left'"):
             camera_frame(later, "left", 0.5)
         assert camera_frame(later, "wrist", 0.5).shape == (60, 80, 3)
+        # Goal capture by hand-guiding on this (non-simulated) backend: the bridge is not armed, frames and state
+        # come from its streams; while a client has the bridge armed, guiding is refused.
+        out = tmp_path / "guided"
+        guide = ["goal", "capture", "--robot", "bridge", "--port-base", str(base), "--guide", "--camera", "wrist",
+                 "--max-frame-age", "3", "--commands", "capture finish"]
+        assert main([*guide, "--out", str(out)]) == 0
+        schedule = load_goal_schedule(out)
+        assert schedule.camera == "wrist" and schedule.image_size == (60, 80)
+        assert client.state.watchdog == "IDLE"  # nothing was armed
+        client.connect()
+        with pytest.raises(ValueError, match="the bridge is armed \\(watchdog ARMED\\) by another client"):
+            main([*guide, "--out", str(tmp_path / "refused")])
+        assert not (tmp_path / "refused" / "schedule.yaml").exists()
     finally:
         client.close()
         if bridge is not None:
@@ -203,8 +218,6 @@ def test_planner_process_reads_a_ros_topic_beside_a_bridge(ros_master, processes
         if bridge is not None:
             processes.stop(bridge)
         processes.stop(publisher)
-    from planner.goals import load_goal_schedule
-
     schedule = load_goal_schedule(out)
     assert schedule.image_size == (48, 64) and len(schedule.goals) == 2
     for image in schedule.load_images():
