@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -209,6 +210,7 @@ def test_interactive_sessions_report_refused_commands_and_go_on(tmp_path):
 def test_keys_map_to_commands_on_a_terminal(monkeypatch):
     import pty
     import termios
+    import threading
 
     from vjepa_ac.goals import terminal_commands
 
@@ -216,8 +218,19 @@ def test_keys_map_to_commands_on_a_terminal(monkeypatch):
     stdin = os.fdopen(slave, "r")
     monkeypatch.setattr(sys, "stdin", stdin)
     before = termios.tcgetattr(slave)
+
+    def type_keys():
+        # Keys are typed once the session has put the terminal in cbreak mode (single key presses, no Enter).
+        for _ in range(2000):
+            if not termios.tcgetattr(slave)[3] & termios.ICANON:
+                os.write(master, b"w?c \r")
+                return
+            time.sleep(0.005)
+        os.write(master, b"\n")  # never in cbreak mode: end the line so that the read returns and the test fails
+
+    typist = threading.Thread(target=type_keys, daemon=True)
+    typist.start()
     try:
-        os.write(master, b"w?c \r")
         lines = []
         keys = terminal_commands(echo=lines.append)
         assert [next(keys) for _ in range(4)] == [parse_command(c) for c in ("x+", "close", "capture", "finish")]
@@ -225,5 +238,6 @@ def test_keys_map_to_commands_on_a_terminal(monkeypatch):
         keys.close()
         assert termios.tcgetattr(slave) == before  # the terminal is restored
     finally:
+        typist.join(timeout=10)
         stdin.close()
         os.close(master)
