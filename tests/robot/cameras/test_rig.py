@@ -194,3 +194,27 @@ def test_bridge_publishes_rig_frames_once_each(make_link, make_client_config):
     with pytest.raises(ValueError, match="camera_hz is 0"):
         Bridge(BridgeConfig(link=make_link(None), camera_hz=0), MujocoBackend(cameras=()),
                cameras=CameraRig([MemoryCamera("left")]))
+
+
+def test_a_launch_config_runs_in_sim_without_its_cameras(make_port_base, processes, tmp_path):
+    """`bridge run --config launch/panda.yaml --backend mujoco --no-cameras`: the ROS cameras of the config are not
+    opened (no ROS needed); the simulator's own frames are published."""
+    import dataclasses
+    import os
+    import sys
+
+    from robot.client import ClientConfig
+
+    base = make_port_base()
+    bridge = processes.start(
+        [sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--config", str(LAUNCH / "panda.yaml"), "--backend",
+         "mujoco", "--no-cameras", "--port-base", str(base)],
+        dict(os.environ, OMP_NUM_THREADS="1", ROS_MASTER_URI="http://127.0.0.1:9"), "bridge running", timeout=60)
+    client = BridgeClient(dataclasses.replace(ClientConfig(), cmd_port=base, state_port=base + 1, rpc_port=base + 2,
+                                              camera_port=base + 3, camera_roles=("left",), rpc_timeout_s=20.0))
+    try:
+        assert client.get_observation().images["left"].shape == (180, 320, 3)
+        assert client.call("config")["cameras"]  # still declared in the config, just not opened
+    finally:
+        client.close()
+        processes.stop(bridge)
