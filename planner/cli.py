@@ -142,6 +142,30 @@ def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--
                        help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
 
 
+def add_robot_options(parser: argparse.ArgumentParser) -> None:
+    """--robot sim|bridge with the sim task and the bridge's address and keys; shared by `run` and `goal capture`
+    (read by `make_robot`)."""
+    parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
+    parser.add_argument(
+        "--task", default="reach",
+        help="sim task whose scene is used: reach, grasp, reach_with_object or pick_and_place (run: its goal images "
+        "too, unless --goal / --goal-schedule)",
+    )
+    parser.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
+    bridge = parser.add_argument_group("bridge (--robot bridge)")
+    bridge.add_argument("--host", default="127.0.0.1", help="address of the machine running `vjepa-ac bridge run`")
+    bridge.add_argument(
+        "--port-base", type=int, default=5555, help="the bridge's cmd port (state, rpc, camera: +1..+3)"
+    )
+    bridge.add_argument("--client-key", default=None, help="this workstation's .key_secret file (CurveZMQ)")
+    bridge.add_argument("--bridge-key", default=None, help="the bridge's public .key file (CurveZMQ)")
+    parser.add_argument(
+        "--cameras", type=existing_file, default=None, metavar="YAML",
+        help="cameras read in this process rather than through the bridge: a YAML file with a `cameras:` mapping "
+        "role -> settings as in the bridge config (launch/README.md); they replace the robot's frames of those roles",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     plan = subparsers.add_parser(
         "plan",
@@ -154,7 +178,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--state", required=True,
         help="current DROID state: 7 numbers x,y,z,roll,pitch,yaw,gripper (metres, radians, 0 open..1 closed)",
     )
-    plan.add_argument("--goal", type=Path, required=True, help="goal image from the same camera and resolution")
+    plan_goal = plan.add_mutually_exclusive_group(required=True)
+    plan_goal.add_argument("--goal", type=Path, help="goal image from the same camera and resolution")
+    plan_goal.add_argument("--goal-schedule", dest="goal_schedule_file", type=Path, metavar="FILE",
+                           help="goal schedule (vjepa-ac goal capture); plans toward sub-goal --goal-index with its "
+                           "gripper pin")
+    plan.add_argument("--goal-index", type=int_at_least(0), default=0,
+                      help="sub-goal of --goal-schedule to plan toward (default 0)")
     plan.add_argument("--json", action="store_true", help="print actions, energies and timing as JSON")
     _add_model_options(plan)
     add_planner_options(plan)
@@ -167,20 +197,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "energy threshold or the step budget. Writes steps.jsonl (one line per control step), energies.png and "
         "episode.mp4 (camera frames beside the goal image) to --out.",
     )
-    run.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
-    run.add_argument(
-        "--task", default="reach",
-        help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
+    add_robot_options(run)
+    run_goal = run.add_mutually_exclusive_group()
+    run_goal.add_argument("--goal", type=Path, nargs="+", default=None, help="goal image(s), one per sub-goal, in order")
+    run_goal.add_argument(
+        "--goal-schedule", dest="goal_schedule_file", type=Path, metavar="FILE", default=None,
+        help="goal schedule file or folder (vjepa-ac goal capture): its images, steps per sub-goal, gripper pins and "
+        "switching rule; --schedule, --goal-gripper, --switch-energy and --stop-energy override it",
     )
-    run.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
-    bridge = run.add_argument_group("bridge (--robot bridge)")
-    bridge.add_argument("--host", default="127.0.0.1", help="address of the machine running `vjepa-ac bridge run`")
-    bridge.add_argument(
-        "--port-base", type=int, default=5555, help="the bridge's cmd port (state, rpc, camera: +1..+3)"
-    )
-    bridge.add_argument("--client-key", default=None, help="this workstation's .key_secret file (CurveZMQ)")
-    bridge.add_argument("--bridge-key", default=None, help="the bridge's public .key file (CurveZMQ)")
-    run.add_argument("--goal", type=Path, nargs="+", default=None, help="goal image(s), one per sub-goal, in order")
     run.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
     run.add_argument(
         "--fps", type=float, default=None,
@@ -202,6 +226,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"advance to the next goal below this energy ({card_default('none')})")
     run.add_argument("--stop-energy", type=float, default=None,
                      help=f"stop when the last goal's energy is below this ({card_default('none')})")
+    run.add_argument("--max-frame-age", dest="max_frame_age_s", metavar="SECONDS", type=float, default=None,
+                     help="refuse camera frames older than this relative to the arm state "
+                     f"({card_default(0.5)})")
     run.add_argument("--context-frames", type=positive_int, default=None,
                      help=f"observed frames given to the predictor ({card_default(1)})")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
@@ -257,19 +284,38 @@ def parse_state(text: str):
     return check_state(np.array(values))
 
 
+def with_goal_schedule(config, schedule, args: argparse.Namespace):
+    """`config` with the goal schedule's settings, except those given on the command line; the schedule replaces a
+    sim task's own sub-goal settings."""
+    settings = {k: v for k, v in schedule.mpc_settings().items() if k != "camera" and getattr(args, k, None) is None}
+    return dataclasses.replace(config, **settings)
+
+
 def _run_plan(args: argparse.Namespace) -> int:
+    from planner.goals import load_goal_schedule
     from planner.mpc import LatentPlanner, check_goal_images
 
     try:
         state = parse_state(args.state)
-        obs, goal = read_image(args.obs), read_image(args.goal)
-        check_goal_images([goal], obs.shape)
+        obs = read_image(args.obs)
         world_model, defaults = _load_world_model(args)
-        controller = LatentPlanner(world_model, [goal], resolved_config(args, defaults))
+        config = resolved_config(args, defaults)
+        goal_index = 0
+        if args.goal_schedule_file is not None:
+            schedule = load_goal_schedule(args.goal_schedule_file)
+            schedule.check_camera(config.camera, obs.shape)
+            if args.goal_index >= len(schedule.goals):
+                raise ValueError(f"--goal-index {args.goal_index}: {schedule.path} has {len(schedule.goals)} sub-goals")
+            goals, goal_index = schedule.load_images(), args.goal_index
+            config = with_goal_schedule(config, schedule, args)
+        else:
+            goals = [read_image(args.goal)]
+        check_goal_images(goals, obs.shape)
+        controller = LatentPlanner(world_model, goals, config)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = controller.plan(controller.encode([obs]), state[None])
+    result = controller.plan(controller.encode([obs]), state[None], goal_index=goal_index)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:
@@ -277,26 +323,47 @@ def _run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_robot(args: argparse.Namespace, defaults, camera: str):
+def make_robot(args: argparse.Namespace, defaults, camera: str):
     """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
+    local = _local_cameras(args.cameras) if getattr(args, "cameras", None) else None
     if args.robot == "sim":
         from planner.model_card import sim_config_options
         from sim import make_env
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
         robot, task = make_env(args.task, seed=args.task_seed, goal_camera=camera, **sim_config_options(defaults.sim))
-        return robot, task.goal_images(), task.success, task.max_steps
-    from robot.client import BridgeClient, ClientConfig
+        goals, success, periods = task.goal_images(), task.success, task.max_steps
+    else:
+        from robot.client import BridgeClient, ClientConfig
 
-    base = args.port_base
-    config = ClientConfig(
-        host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
-        client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=(camera,),
-    )
-    return BridgeClient(config), None, None, None
+        base = args.port_base
+        config = ClientConfig(
+            host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
+            client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
+            camera_roles=() if local is not None and camera in local.roles else (camera,),
+        )
+        robot, goals, success, periods = BridgeClient(config), None, None, None
+    if local is not None:
+        from robot.cameras import WithCameras
+
+        robot = WithCameras(robot, local)
+    return robot, goals, success, periods
+
+
+def _local_cameras(path: Path):
+    """The `CameraRig` of a YAML file's `cameras:` mapping."""
+    import yaml
+
+    from robot.cameras import CameraRig, cameras_from_mapping
+
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not data.get("cameras"):
+        raise ValueError(f"{path}: expected a `cameras:` mapping of role -> camera settings")
+    return CameraRig.from_configs(cameras_from_mapping(data["cameras"]))
 
 
 def _run_closed_loop(args: argparse.Namespace) -> int:
+    from planner.goals import load_goal_schedule
     from planner.mpc import run_mpc
     from planner.report import save_episode
     from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
@@ -307,14 +374,22 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
         if not fps > 0:
             raise ValueError(f"--fps must be > 0, got {fps}")
         config = resolved_config(args, defaults)
-        robot, task_goals, success, task_periods = _make_robot(args, defaults, config.camera)
+        schedule = None
+        if args.goal_schedule_file is not None:
+            schedule = load_goal_schedule(args.goal_schedule_file)
+            schedule.check_camera(config.camera)
+            config = with_goal_schedule(config, schedule, args)
+        robot, task_goals, success, task_periods = make_robot(args, defaults, config.camera)
         periods = control_periods_per_step(robot.control_hz, fps)
         # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
-        if config.max_steps is None and task_periods is not None:
+        if config.max_steps is None and task_periods is not None and schedule is None:
             config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
-        goals = [read_image(p) for p in args.goal] if args.goal else task_goals
+        if schedule is not None:
+            goals = schedule.load_images()
+        else:
+            goals = [read_image(p) for p in args.goal] if args.goal else task_goals
         if goals is None:
-            raise ValueError("--robot bridge needs --goal images (take them with the same camera beforehand)")
+            raise ValueError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal capture)")
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ _PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon":
 _SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
                   "close_gripper": "close_gripper"}
 _LOOP_OPTIONS = ("max_steps", "goal_schedule", "goal_gripper", "switch_energy", "stop_energy", "context_frames",
-                 "camera", "precision")
+                 "camera", "precision", "max_frame_age_s")
 
 
 def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:

@@ -55,6 +55,9 @@ class MPCConfig:
     """Stop once the observed frame's energy to the last goal is at most this."""
     camera: str = "left"
     """Camera role whose frames are encoded."""
+    max_frame_age_s: float | None = 0.5
+    """Refuse to plan from a frame captured longer than this before the state it comes with (seconds, on the
+    producer's clock; None = no bound): a stalled camera must not make the arm chase an old view."""
     context_frames: int = 1
     """Observed frames the predictor sees as context (1 = only the current frame, as the reference)."""
     metric: Metric = "l1"
@@ -77,6 +80,8 @@ class MPCConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.context_frames < 1:
             raise ValueError(f"context_frames must be >= 1, got {self.context_frames}")
+        if self.max_frame_age_s is not None and not self.max_frame_age_s > 0:
+            raise ValueError(f"max_frame_age_s must be > 0 or None, got {self.max_frame_age_s}")
         for name in ("switch_energy", "stop_energy"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -289,8 +294,7 @@ def run_mpc(
     rejections, goal_index = 0, 0
     robot.connect()
     try:
-        observation = robot.get_observation()
-        frame = _camera_frame(observation, config.camera)
+        observation, frame = observe(robot, config.camera, config.max_frame_age_s)
         check_goal_images(goals, frame.shape)
         bar = tqdm(range(config.step_budget), desc="mpc", unit="step", disable=not progress)
         for step in bar:
@@ -350,8 +354,7 @@ def run_mpc(
             if rejections >= config.max_rejections:
                 episode.outcome = f"robot rejected {rejections} actions in a row: {outcome.reason}"
                 break
-            observation = robot.get_observation()
-            frame = _camera_frame(observation, config.camera)
+            observation, frame = observe(robot, config.camera, config.max_frame_age_s)
             if done is not None and done():
                 episode.frames.append(frame)
                 episode.frame_goals.append(goal_index)
@@ -370,7 +373,36 @@ def run_mpc(
     return episode
 
 
-def _camera_frame(observation, camera: str) -> np.ndarray:
+class StaleFrameError(ValueError):
+    """The camera's newest frame is older than the planner accepts."""
+
+
+def camera_frame(observation, camera: str, max_age_s: float | None = None) -> np.ndarray:
+    """The observation's frame of `camera`, or ValueError: the camera is missing, or (with `max_age_s`) its frame
+    was captured more than `max_age_s` before the observation's state (`StaleFrameError`)."""
     if camera not in observation.images:
         raise ValueError(f"camera {camera!r} not in the observation; available: {sorted(observation.images)}")
+    if max_age_s is not None and camera in observation.image_timestamps:
+        age = observation.timestamp - observation.image_timestamps[camera]
+        if not age <= max_age_s:
+            raise StaleFrameError(
+                f"camera {camera!r}: the newest frame is {age:.2f} s old, more than the {max_age_s:.2f} s the "
+                "planner accepts (max_frame_age_s / --max-frame-age); is the camera still streaming?"
+            )
     return observation.images[camera]
+
+
+def observe(robot: Robot, camera: str, max_age_s: float | None, *, sleep=time.sleep):
+    """(observation, frame of `camera`): a stale frame is waited on for up to `max_age_s` more (a frame may be late
+    on a loaded link), then refused with `StaleFrameError`."""
+    deadline = None
+    while True:
+        observation = robot.get_observation()
+        try:
+            return observation, camera_frame(observation, camera, max_age_s)
+        except StaleFrameError:
+            now = time.monotonic()
+            deadline = now + max_age_s if deadline is None else deadline
+            if now >= deadline:
+                raise
+            sleep(0.02)

@@ -27,6 +27,7 @@ import zmq
 from scipy.spatial.transform import Rotation
 
 from robot.backends.base import ArmState, Backend
+from robot.cameras import CameraRig
 from robot.config import BridgeConfig
 from robot.interpolation import MotionLimits, SetpointInterpolator
 from robot.keys import make_curve_server, start_authenticator
@@ -143,7 +144,10 @@ class Bridge:
         kinematics: ArmKinematics | None = None,
         context: zmq.Context | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cameras: CameraRig | None = None,
     ) -> None:
+        """`cameras`: cameras read by the bridge (e.g. `CameraRig.from_configs(config.cameras)`), published on the
+        camera stream beside the backend's own frames; a camera and the backend serving one role: the camera wins."""
         if not config.link.curve and config.link.host not in _LOOPBACK_HOSTS:
             raise ValueError(
                 f"refusing to bind {config.link.host} without CurveZMQ keys; set link.secret_key and "
@@ -157,6 +161,9 @@ class Bridge:
         self.safety = SafetyFilter(self.kinematics, config.safety)
         self.watchdog = Watchdog(config.watchdog)
         self.clock = clock
+        self.cameras = cameras
+        if cameras is not None and cameras.roles and not config.camera_hz > 0:
+            raise ValueError(f"cameras {list(cameras.roles)} are given but camera_hz is {config.camera_hz}")
         self._tracker = _PoseTracker(self) if config.control_mode == "cartesian" else _JointTracker(self)
         # A context of its own: the ZAP authenticator is per context, so bridges in one process stay independent.
         self._owns_context = context is None
@@ -210,6 +217,8 @@ class Bridge:
         self._arm_state = self.backend.read_state()
         self._record(self.watchdog.state.value, "started")
         if self.config.camera_hz > 0:
+            if self.cameras is not None:
+                self.cameras.start()  # before the camera thread, so a missing device stops the start with its name
             camera = self._bind(zmq.PUB, link.camera_port)
             camera.sndhwm = 2
             self._camera_thread = threading.Thread(target=self._camera_loop, args=(camera,), daemon=True)
@@ -507,13 +516,21 @@ class Bridge:
         period = 1.0 / self.config.camera_hz
         params = [int(cv2.IMWRITE_JPEG_QUALITY), int(self.config.jpeg_quality)]
         seq = 0
+        published: dict[str, int] = {}
+        """Role -> seq of the last camera frame published, so a camera slower than camera_hz is not re-sent."""
         try:
             while not self._stop.wait(period):
                 try:
                     images = self.backend.read_images()
                 except Exception:  # a camera failure must never take the bridge down
                     log.exception("camera read failed")
-                    continue
+                    images = {}
+                if self.cameras is not None:
+                    for role, frame in self.cameras.read().items():
+                        images.pop(role, None)
+                        if published.get(role) != frame.seq:
+                            published[role] = frame.seq
+                            images[role] = (frame.image, frame.capture_time)
                 for role, (image, t_capture) in images.items():
                     ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), params)
                     if ok:
@@ -524,6 +541,8 @@ class Bridge:
                 seq += 1
         finally:
             self.backend.close_cameras()
+            if self.cameras is not None:
+                self.cameras.close()
 
 
 def _plain(value: Any) -> Any:

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--host", help="address to bind (overrides link.host; non-loopback needs CurveZMQ keys)")
     run.add_argument("--port-base", type=int,
                      help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera)")
+    run.add_argument("--no-cameras", action="store_true",
+                     help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
     run.set_defaults(handler=_run)
 
     keygen = sub.add_parser("keygen", help="create a CurveZMQ key pair",
@@ -79,7 +81,10 @@ def _run(args: argparse.Namespace) -> int:
             base = args.port_base
             link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
         config = dataclasses.replace(config, link=link)
-    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)))
+    from robot.cameras import CameraRig
+
+    cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
+    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
     bridge.start()
     link = config.link

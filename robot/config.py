@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from robot.backends import BACKEND_NAMES
+from robot.cameras import CameraConfig, cameras_from_mapping
 from robot.kinematics import DROID_HOME_Q
 from robot.limits import JOINT_LIMITS, ActionLimits
 from robot.safety import SafetyConfig
@@ -60,6 +61,9 @@ class BridgeConfig:
     state_hz: float = 100.0
     camera_hz: float = 10.0
     jpeg_quality: int = 90
+    cameras: tuple[CameraConfig, ...] = ()
+    """Cameras read by the bridge and published on its camera stream beside the backend's own (MuJoCo renders
+    "left", "right", "wrist"); in YAML a mapping role -> settings (`robot.cameras.CameraConfig`)."""
     home_q: tuple[float, ...] = tuple(DROID_HOME_Q.tolist())
 
     def __post_init__(self) -> None:
@@ -71,6 +75,8 @@ class BridgeConfig:
             raise ValueError(f"control_mode must be 'joint' or 'cartesian', got {self.control_mode!r}")
         if self.tick_hz < 100:
             raise ValueError(f"tick_hz must be at least 100 (set-point rate), got {self.tick_hz}")
+        if self.cameras and not self.camera_hz > 0:
+            raise ValueError(f"cameras {[c.role for c in self.cameras]} are declared but camera_hz is {self.camera_hz}")
         if len(self.home_q) != 7:
             raise ValueError(f"home_q needs 7 joint angles, got {len(self.home_q)}")
         unknown = set(self.backend_options) - set(BACKEND_NAMES)
@@ -107,6 +113,8 @@ def bridge_config_from_dict(data: dict[str, Any]) -> BridgeConfig:
         data["safety"] = _build(SafetyConfig, safety, "safety")
     if "home_q" in data:
         data["home_q"] = tuple(float(x) for x in data["home_q"])
+    if "cameras" in data:
+        data["cameras"] = cameras_from_mapping(data["cameras"])
     return _build(BridgeConfig, data, "the bridge config")
 
 

@@ -1,9 +1,76 @@
-"""Suite-wide settings. Package-specific fixtures live in the conftest.py of each test folder."""
+"""Suite-wide settings and helpers (free loopback port blocks, helper processes). Package-specific fixtures live in
+the conftest.py of each test folder."""
 
 import os
+import socket
+import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 # Offscreen MuJoCo rendering on machines without a display; EGL works on a plain CPU-only Debian machine.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port_base(count: int = 4) -> int:
+    """A port P with P..P+count-1 all free on 127.0.0.1 (for `--port-base`)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        try:
+            socks = []
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+@pytest.fixture(scope="session")
+def make_port_base():
+    """free_port_base(count=4) -> first of `count` consecutive free loopback ports."""
+    return free_port_base
+
+
+class Processes:
+    """Start a helper process and wait for its ready line; stop it (terminate, then kill)."""
+
+    @staticmethod
+    def start(cmd: list[str], env: dict[str, str], ready: str, timeout: float = 30.0) -> subprocess.Popen:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + timeout
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            lines.append(line)
+            if ready in line:
+                return proc
+        proc.kill()
+        raise RuntimeError(f"{cmd[:4]} did not become ready:\n{''.join(lines[-30:])}")
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def processes() -> type[Processes]:
+    return Processes

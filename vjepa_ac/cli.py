@@ -21,6 +21,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "planner.cli",
     "robot.cli",
     "vjepa_ac.app",
+    "vjepa_ac.goals",
 )
 
 _DESCRIPTION = """\
@@ -32,6 +33,7 @@ Typical workflow:
   vjepa-ac droid index ROOT          list DROID episodes for training
   vjepa-ac encode ...                cache encoder latents of a dataset
   vjepa-ac train CONFIG              train the action-conditioned predictor
+  vjepa-ac goal capture / show       goal images for a task (a goal schedule) from the planner's camera
   vjepa-ac plan / run                one-shot planning / closed-loop control
   vjepa-ac bridge ...                robot-side bridge to a Franka arm
 Run `vjepa-ac SUBCOMMAND --help` for details.

@@ -132,3 +132,53 @@ def test_without_a_card_the_paper_defaults_apply(files):
         0.075, "l1_ball", None, {})
     assert (config.planner.seed, config.reduce, config.precision, config.compile, config.context_frames) == (
         0, "last", "auto", False, 1)
+
+
+def _schedule(folder, images, camera="left", pins=(-0.5, 0.5)):
+    from planner.goals import GoalScheduleWriter
+
+    writer = GoalScheduleWriter(folder, camera=camera, crop="droid")
+    for image, pin in zip(images, pins):
+        writer.add(image, steps=3, gripper=pin, state=[0.5, 0, 0.3, 3.1, 0, 0, 0], joint_positions=np.zeros(7),
+                   gripper_position=0.0)
+    return writer.path
+
+
+def test_plan_toward_a_sub_goal_of_a_schedule(files, tmp_path, capsys):
+    robot = PointRobot()
+    goals = [robot.image_at([0.4, -0.1, 0.3, 0, 0, 0, 0]), robot.image_at([0.6, 0.1, 0.3, 0, 0, 0, 0])]
+    schedule = _schedule(tmp_path / "goals", goals)
+    argv = ["plan", "--checkpoint", str(files["ckpt"]), "--obs", str(files["obs"]), "--state", STATE,
+            "--samples", "32", "--iterations", "2", "--elites", "4", "--device", "cpu"]
+    assert main([*argv, "--goal-schedule", str(schedule), "--goal-index", "1"]) == 0
+    action = np.array([float(v) for v in capsys.readouterr().out.split()])
+    assert action[6] == 0.5  # the sub-goal's gripper pin
+    assert main([*argv, "--goal-schedule", str(schedule), "--goal-index", "0"]) == 0
+    assert float(capsys.readouterr().out.split()[6]) == -0.5
+    assert main([*argv, "--goal-schedule", str(schedule), "--goal-index", "2"]) == 2
+    assert "has 2 sub-goals" in capsys.readouterr().err
+    wrist = _schedule(tmp_path / "wrist", goals, camera="wrist")
+    assert main([*argv, "--goal-schedule", str(wrist)]) == 2
+    assert "taken with camera 'wrist' but the planner uses 'left'" in capsys.readouterr().err
+    (tmp_path / "goals" / "goal_00.png").unlink()
+    assert main([*argv, "--goal-schedule", str(schedule)]) == 2
+    assert "goal_00.png, which does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--goal-schedule", str(schedule), "--goal", str(files["goal"])])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_schedule_replaces_the_task_sub_goal_settings(tmp_path):
+    """run --goal-schedule: the schedule's steps and pins replace the card's task settings; options override both."""
+    from planner.cli import with_goal_schedule
+    from planner.goals import load_goal_schedule
+    from vjepa_ac.cli import build_parser
+
+    robot = PointRobot()
+    schedule = load_goal_schedule(_schedule(tmp_path, [robot.image_at(robot.state)] * 2))
+    argv = ["run", "--robot", "sim", "--task", "pick_and_place", "--goal-schedule", str(schedule.path)]
+    config = with_goal_schedule(_resolved(argv), schedule, build_parser().parse_args(argv))
+    assert config.goal_schedule == (3, 3) and config.goal_gripper == (-0.5, 0.5) and config.step_budget == 6
+    argv += ["--goal-gripper=free,1", "--stop-energy", "0.2"]
+    config = with_goal_schedule(_resolved(argv), schedule, build_parser().parse_args(argv))
+    assert config.goal_schedule == (3, 3) and config.goal_gripper == (None, 1.0) and config.stop_energy == 0.2

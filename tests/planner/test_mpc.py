@@ -1,10 +1,12 @@
+import dataclasses
+
 import av
 import numpy as np
 import pytest
 import torch
 
 from planner.cem import CEMConfig
-from planner.mpc import LatentPlanner, MPCConfig, run_mpc
+from planner.mpc import LatentPlanner, MPCConfig, StaleFrameError, run_mpc
 from planner.mppi import MPPIConfig
 from planner.report import read_jsonl, save_episode
 from planner.rollout import candidate_memory_bytes
@@ -140,3 +142,39 @@ def test_closed_loop_is_deterministic(tiny_world_model, planner):
         run_mpc(robot, tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=3), progress=False)
         runs.append(np.stack(robot.sent))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+class LaggingCameraRobot(PointRobot):
+    """Its frames are stamped `lag` seconds before its state; after `recover_after` observations they are fresh."""
+
+    def __init__(self, lag: float, recover_after: int | None = None) -> None:
+        super().__init__()
+        self.lag, self.recover_after, self.observations = lag, recover_after, 0
+
+    def get_observation(self):
+        import dataclasses
+
+        self.observations += 1
+        observation = super().get_observation()
+        fresh = self.recover_after is not None and self.observations > self.recover_after
+        return dataclasses.replace(observation, timestamp=100.0,
+                                   image_timestamps={"left": 100.0 if fresh else 100.0 - self.lag})
+
+
+def test_stale_frames_are_refused_with_camera_age_and_bound(tiny_world_model):
+    robot = LaggingCameraRobot(lag=1.25)
+    goal = robot.image_at(robot.state)
+    config = MPCConfig(planner=CEMConfig(samples=8, iterations=1, topk=2), max_steps=2, max_frame_age_s=0.05)
+    with pytest.raises(StaleFrameError, match=r"camera 'left': the newest frame is 1\.25 s old, more than the 0\.05 s"):
+        run_mpc(robot, tiny_world_model, [goal], config, progress=False)
+    assert robot.sent == [] and robot.holds == 1  # nothing moved; the arm is held
+    assert robot.observations > 1  # a late frame was waited for before refusing
+    # A frame that is only late for a moment is waited for, then planning goes on.
+    late_once = LaggingCameraRobot(lag=1.25, recover_after=1)
+    episode = run_mpc(late_once, tiny_world_model, [goal], config, progress=False)
+    assert len(episode.steps) == 2
+    # No bound: the old frame is used.
+    unbounded = dataclasses.replace(config, max_frame_age_s=None)
+    assert len(run_mpc(LaggingCameraRobot(lag=5.0), tiny_world_model, [goal], unbounded, progress=False).steps) == 2
+    with pytest.raises(ValueError, match="max_frame_age_s must be > 0"):
+        MPCConfig(max_frame_age_s=0.0)

@@ -1,14 +1,25 @@
-"""Fixtures for the robot link tests: free loopback ports, CurveZMQ keys and a bridge running in a thread."""
+"""Fixtures for the robot link tests: free loopback ports, CurveZMQ keys, a bridge running in a thread, and a real
+ROS 1 master with the franka_ros stand-in (helper processes and port blocks: tests/conftest.py).
+
+ROS 1 tests need Debian's ROS 1 packages; without them they skip with the install command. In CI (`.ci/run` exports
+VJEPA_AC_REQUIRE_ROS=1) a missing ROS installation is a failure instead.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from robot.backends.mujoco import MujocoBackend
+from robot.backends.ros1_msgs import DEBIAN_DIST_PACKAGES, ROS_ENABLE_HINT
 from robot.bridge import Bridge
 from robot.client import BridgeClient, ClientConfig
 from robot.config import BridgeConfig, LinkConfig
@@ -79,31 +90,6 @@ def client(running_bridge, keys):
     robot.close()
 
 
-def free_port_base(count: int = 4) -> int:
-    """A port P with P..P+count-1 all free on 127.0.0.1 (for `--port-base`)."""
-    for _ in range(100):
-        base = free_port()
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no block of {count} free ports found")
-
-
-@pytest.fixture(scope="session")
-def make_port_base():
-    """free_port_base(count=4) -> first of `count` consecutive free loopback ports."""
-    return free_port_base
-
-
 @pytest.fixture(scope="session")
 def make_link():
     """link_config(keys | None) -> LinkConfig on free loopback ports."""
@@ -114,3 +100,53 @@ def make_link():
 def make_client_config():
     """client_config(link, keys | None, secret="client_secret", **overrides) -> ClientConfig."""
     return client_config
+
+
+def _ros_available() -> str | None:
+    """None if ROS 1 can run here, else why not."""
+    if shutil.which("rosmaster") is None:
+        return "rosmaster not found"
+    if not (Path(DEBIAN_DIST_PACKAGES) / "rospy").is_dir():
+        return f"rospy not found in {DEBIAN_DIST_PACKAGES}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def require_ros():
+    """Skips (fails with VJEPA_AC_REQUIRE_ROS=1) where ROS 1 cannot run; use with `pytest.mark.usefixtures`."""
+    missing = _ros_available()
+    if missing:
+        message = f"{missing}. {ROS_ENABLE_HINT}"
+        if os.environ.get("VJEPA_AC_REQUIRE_ROS") == "1":
+            pytest.fail(f"VJEPA_AC_REQUIRE_ROS=1 but ROS 1 is unavailable: {message}")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def ros_master(require_ros, tmp_path_factory, processes):
+    """rosmaster --core on a free 127.0.0.1 port; yields the environment for ROS processes."""
+    port = free_port()
+    home = tmp_path_factory.mktemp("ros_home")
+    env = dict(os.environ, ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1", ROS_HOSTNAME="127.0.0.1",
+               ROS_HOME=str(home), ROS_LOG_DIR=str(home / "log"))
+    master = subprocess.Popen(["rosmaster", "--core", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    else:
+        master.kill()
+        pytest.fail("rosmaster did not start")
+    yield env
+    processes.stop(master)
+
+
+@pytest.fixture(scope="module")
+def franka_standin(ros_master, processes):
+    proc = processes.start([sys.executable, "-m", "vjepa_ac.cli", "bridge", "fake-franka-ros"], ros_master,
+                           "stand-in running")
+    yield proc
+    processes.stop(proc)
