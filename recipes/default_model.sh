@@ -7,9 +7,12 @@
 #   STEP is one of: encoder collect pretrain encode train export eval
 # Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), ENCODER (random, the
 # shipped model: the frozen encoder stays at its random initialisation; pretrained: V-JEPA self-supervised
-# pretraining of the encoder on the collected sim video first, see EVALUATION.md), EVAL_EPISODES (per task, default
-# 20), THREADS (torch/OpenMP threads, default 1: on a CPU shared with other jobs one thread per process is much faster
-# than oversubscribed cores; use the core count on an idle machine).
+# pretraining of the encoder on the collected sim video first, see EVALUATION.md), OBJECTIVE (the pretraining
+# objective with ENCODER=pretrained: vjepa2, the default, on a vit_tiny encoder; vjepa2_1, V-JEPA 2.1's dense loss with
+# deep supervision on images and clips, on a vjepa2_1_vit_tiny encoder; vjepa2_1_dense, the same without deep
+# supervision; see `vjepa-ac pretrain --help`), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
+# default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
+# core count on an idle machine).
 # Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +21,7 @@ WORK=${WORK:-runs/default_model}
 OUT=${OUT:-vjepa_ac/default_model/vjepa-ac-sim-tiny.pt}
 EVAL_EPISODES=${EVAL_EPISODES:-20}
 ENCODER=${ENCODER:-random}
+OBJECTIVE=${OBJECTIVE:-vjepa2}
 export OMP_NUM_THREADS=${THREADS:-1}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 VJEPA=${VJEPA:-.venv/bin/vjepa-ac}
@@ -32,31 +36,49 @@ timed() {
     printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$WORK/timings.tsv"
 }
 
+# Per objective: the starting encoder (file and preset), the pretraining folder and options.
+case $OBJECTIVE in
+    vjepa2) INIT_ENCODER=$WORK/encoder.pt INIT_PRESET=vit_tiny PRETRAIN_OPTIONS=(--objective vjepa2) ;;
+    vjepa2_1) INIT_ENCODER=$WORK/encoder_vjepa2_1.pt INIT_PRESET=vjepa2_1_vit_tiny
+        PRETRAIN_OPTIONS=(--objective vjepa2_1) ;;
+    vjepa2_1_dense) INIT_ENCODER=$WORK/encoder_vjepa2_1.pt INIT_PRESET=vjepa2_1_vit_tiny
+        PRETRAIN_OPTIONS=(--objective vjepa2_1 --no-deep-supervision) ;;
+    *) echo "OBJECTIVE must be vjepa2, vjepa2_1 or vjepa2_1_dense, got $OBJECTIVE" >&2; exit 2 ;;
+esac
+PRETRAIN_DIR=$WORK/pretrain
+if [ "$OBJECTIVE" != vjepa2 ]; then PRETRAIN_DIR=$WORK/pretrain_$OBJECTIVE; fi
+
 step_encoder() {
-    # A random-initialised V-JEPA encoder, vit_tiny (64-d, depth 2, 4 heads) at 128 px = 64 tokens/frame: the start of
-    # pretraining, or the frozen encoder itself with ENCODER=random.
+    # A random-initialised V-JEPA encoder at 128 px = 64 tokens/frame: vit_tiny (64-d, depth 2, 4 heads), or for the
+    # 2.1 objectives vjepa2_1_vit_tiny (64-d, depth 4 = four output levels, image tokenizer): the start of
+    # pretraining, or (vit_tiny, encoder.pt) the frozen encoder itself with ENCODER=random.
     "$PY" -m vjepa_ac.recipe init-encoder --out "$WORK/encoder.pt" --preset vit_tiny --img-size 128 --seed 0
+    if [ "$INIT_ENCODER" != "$WORK/encoder.pt" ]; then
+        "$PY" -m vjepa_ac.recipe init-encoder --out "$INIT_ENCODER" --preset "$INIT_PRESET" --img-size 128 --seed 0
+    fi
 }
 
 step_collect() {
-    # Scripted experts with noise and perturbations plus 20% random exploration, fixed appearance (the demo's scene).
+    # Scripted experts with noise and perturbations plus 20% random exploration, fixed appearance (the demo's scene);
+    # no noisy-expert or failed-attempt episodes, so the shipped model's data stays as it was.
     local task episodes
     for spec in reach:200 grasp:60 reach_with_object:60 pick_and_place:80; do
         task=${spec%%:*}
         episodes=${spec##*:}
-        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 0 --no-randomize --out "$WORK/episodes"
+        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 0 --no-randomize \
+            --noisy-fraction 0 --failed-fraction 0 --out "$WORK/episodes"
     done
 }
 
 step_pretrain() {
     # V-JEPA masked-latent prediction on every third frame of the left camera, starting from the random encoder.
-    "$VJEPA" pretrain "$WORK/episodes" --out "$WORK/pretrain" --init "$WORK/encoder.pt"
+    "$VJEPA" pretrain "$WORK/episodes" --out "$PRETRAIN_DIR" --init "$INIT_ENCODER" "${PRETRAIN_OPTIONS[@]}"
 }
 
 frozen_encoder() {
     case $ENCODER in
         random) echo "$WORK/encoder.pt" ;;
-        pretrained) echo "$WORK/pretrain/latest.pt" ;;
+        pretrained) echo "$PRETRAIN_DIR/latest.pt" ;;
         *) echo "ENCODER must be random or pretrained, got $ENCODER" >&2; exit 2 ;;
     esac
 }
@@ -72,12 +94,13 @@ step_train() {
 }
 
 step_export() {
-    local sets=() name seconds
+    local sets=() objective=() name seconds
+    if [ "$ENCODER" = pretrained ]; then objective=(--set "pretrain_objective=$OBJECTIVE"); fi
     while IFS=$'\t' read -r name seconds; do
         sets+=(--set "timings_seconds.$name=$seconds")
     done < "$WORK/timings.tsv"
     "$PY" -m vjepa_ac.recipe export "$WORK/train/latest.pt" "$OUT" --card recipes/default_model_card.yaml \
-        --set "recipe_threads=$OMP_NUM_THREADS" --set "encoder_weights=$ENCODER" "${sets[@]}"
+        --set "recipe_threads=$OMP_NUM_THREADS" --set "encoder_weights=$ENCODER" "${sets[@]}" "${objective[@]}"
 }
 
 step_eval() {

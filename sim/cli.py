@@ -35,9 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     collect = sim_sub.add_parser(
         "collect", help="record scripted-expert and exploration episodes in the raw DROID layout",
-        description="Record episodes with noisy scripted experts and random exploration, written as raw DROID "
-                    "episodes (trajectory.h5, metadata JSON, one MP4 per camera). Seeded and resumable: rerunning "
-                    "with the same --out, --task and --seed skips finished episodes.",
+        description="Record episodes written as raw DROID episodes (trajectory.h5, metadata JSON, one MP4 per "
+                    "camera). Each episode is driven by the scripted expert, a noisier expert, a deliberately failed "
+                    "attempt or random exploration, in the proportions given below. With --randomize (the default) "
+                    "every episode gets its own scene: object shape, size and colour, distractor objects, table and "
+                    "room textures, lighting and exterior camera poses (ranges: sim/randomization.py, overridable "
+                    "with --randomization FILE). Each trajectory.h5 records its motion mode, the proportions, its "
+                    "scene and every object's pose per step. Seeded and resumable: rerunning with the same --out, "
+                    "--task and --seed skips finished episodes.",
     )
     collect.add_argument("--task", choices=TASK_CHOICES, required=True, help="task to collect")
     collect.add_argument("--episodes", type=int, required=True, help="number of episodes in this run (indices 0..N-1)")
@@ -46,14 +51,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     collect.add_argument("--image-size", type=_image_size, default=(180, 320), metavar="HxW",
                          help="camera resolution (default 180x320; DROID's raw videos are 720x1280)")
     collect.add_argument("--explore-fraction", type=_fraction, default=0.2,
-                         help="share of episodes driven by random exploration instead of the expert (default 0.2)")
+                         help="share of episodes driven by random exploration (default 0.2)")
+    collect.add_argument("--noisy-fraction", type=_fraction, default=0.15,
+                         help="share of episodes driven by the expert with larger action noise (default 0.15)")
+    collect.add_argument("--failed-fraction", type=_fraction, default=0.1,
+                         help="share of deliberately failed attempts: missed grasps, early closing, drops, "
+                              "misplacing (default 0.1); the plain expert drives the rest")
     collect.add_argument("--perturb-probability", type=_fraction, default=0.3,
                          help="chance an expert episode gets a burst of random actions (default 0.3)")
     collect.add_argument("--min-steps", type=int, default=48,
                          help="shortest episode in 15 Hz steps; after success, free play fills up to it (default 48, "
                               "enough for 8-frame clips at 4 fps)")
-    collect.add_argument("--no-randomize", action="store_true",
-                         help="keep object colours and camera poses fixed instead of varying them per episode")
+    collect.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=True,
+                         help="domain randomisation: a new scene per episode (default); --no-randomize keeps the "
+                              "fixed evaluation scene")
+    collect.add_argument("--randomization", metavar="FILE", default=None,
+                         help="YAML or JSON file overriding domain randomisation ranges (field names of "
+                              "sim.randomization.DomainRandomization, e.g. 'distractors: [0, 2]')")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -72,21 +86,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--robot", default="panda", help=robot_help)
     replay.add_argument("--keep-camera", action="store_true",
                         help="keep the simulator's camera pose instead of moving it to the recorded extrinsics")
+    replay.add_argument("--no-objects", action="store_true",
+                        help="do not rebuild the recorded scene and object poses (sim episodes record them)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(handler=_replay)
 
     show = sim_sub.add_parser(
-        "show", help="render a task's cameras and goal images to PNG files",
-        description="Reset a task with a seed and write PNGs of every camera and of each (sub-)goal image.",
+        "show", help="render a task's cameras and goal images, or a contact sheet of scenes, to PNG files",
+        description="Reset a task with a seed and write PNGs of every camera and of each (sub-)goal image. With "
+                    "--scenes N, write one contact sheet of N scenes (seeds SEED .. SEED+N-1) instead, e.g. "
+                    "`--randomize --scenes 16` to look at the variety of domain randomisation.",
     )
     show.add_argument("--task", choices=TASK_CHOICES, default="pick_and_place", help="task (default pick_and_place)")
     show.add_argument("--seed", type=int, default=0, help="task seed (default 0)")
     show.add_argument("--out", default="sim_show", help="output folder (default ./sim_show)")
     show.add_argument("--image-size", type=_image_size, default=(360, 640), metavar="HxW",
                       help="image resolution (default 360x640)")
-    show.add_argument("--randomize", action="store_true", help="vary colours and camera poses with the seed")
+    show.add_argument("--randomize", action="store_true",
+                      help="domain randomisation: the scene each seed draws (as `sim collect` records it)")
+    show.add_argument("--randomization", metavar="FILE", default=None,
+                      help="YAML or JSON file overriding domain randomisation ranges (see `sim collect --help`)")
+    show.add_argument("--scenes", type=int, default=0, metavar="N",
+                      help="write a contact sheet of N scenes (seeds SEED..SEED+N-1) to OUT/<task>_scenes.png")
+    show.add_argument("--camera", choices=("left", "right", "wrist"), default="left",
+                      help="camera of the contact sheet (default left)")
     show.add_argument("--robot", default="panda", help=robot_help)
     show.set_defaults(handler=_show)
+
+
+def _randomization(path: str | None):
+    """The domain randomisation ranges: defaults, or overridden by a YAML/JSON file."""
+    from pathlib import Path
+
+    import yaml
+
+    from sim.randomization import DomainRandomization
+
+    if path is None:
+        return DomainRandomization()
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError("expected a mapping of setting names to values")
+        return DomainRandomization.from_dict(values)
+    except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
+        raise SystemExit(f"--randomization {path}: {exc}") from None
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -94,11 +138,16 @@ def _collect(args: argparse.Namespace) -> int:
 
     if args.episodes < 0:
         raise SystemExit("--episodes must be >= 0")
-    config = CollectConfig(
-        task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
-        explore_fraction=args.explore_fraction, perturb_probability=args.perturb_probability, min_steps=args.min_steps,
-        randomize_appearance=not args.no_randomize, lab=args.lab, robot=args.robot,
-    )
+    try:
+        config = CollectConfig(
+            task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
+            explore_fraction=args.explore_fraction, noisy_fraction=args.noisy_fraction,
+            failed_fraction=args.failed_fraction, perturb_probability=args.perturb_probability,
+            min_steps=args.min_steps, randomize_appearance=args.randomize,
+            randomization=_randomization(args.randomization), lab=args.lab, robot=args.robot,
+        )
+    except ValueError as exc:  # e.g. the motion mode fractions add up to more than 1
+        raise SystemExit(f"sim collect: {exc}") from None
     summary = collect(args.out, config, progress=not args.quiet)
     print(f"wrote {summary.written} episodes ({summary.successes} successful), skipped {summary.skipped} "
           f"already collected, into {args.out}")
@@ -112,8 +161,9 @@ def _replay(args: argparse.Namespace) -> int:
 
     out = args.out or f"replay_{Path(args.episode).resolve().name}.mp4"
     report = replay_episode(args.episode, out, camera=args.camera, height=args.height, robot_model=args.robot,
-                            match_camera=not args.keep_camera, progress=not args.quiet)
-    print(f"wrote {report.video} ({report.steps} steps)")
+                            match_camera=not args.keep_camera, objects=not args.no_objects, progress=not args.quiet)
+    print(f"wrote {report.video} ({report.steps} steps, {len(report.objects)} objects replayed"
+          f"{', recorded scene' if report.recorded_scene else ''})")
     print(f"forward kinematics vs recorded flange: {report.fk_position_error * 1000:.2f} mm, "
           f"{report.fk_rotation_error:.4f} rad (mean)")
     print(f"simulated flange vs recorded: {report.tracking_error * 1000:.2f} mm (mean); "
@@ -129,10 +179,21 @@ def _show(args: argparse.Namespace) -> int:
     from sim.scene import SceneConfig
     from sim.tasks import make_env
 
-    robot, task = make_env(args.task, seed=args.seed, image_size=args.image_size, randomize_appearance=args.randomize,
-                           scene=SceneConfig(robot=args.robot))
+    if args.scenes < 0:
+        raise SystemExit("--scenes must be >= 0")
+    options = dict(image_size=args.image_size, randomize_appearance=args.randomize,
+                   randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.scenes:
+        from sim.show import contact_sheet
+
+        path = out / f"{args.task}_scenes.png"
+        sheet = contact_sheet(args.task, range(args.seed, args.seed + args.scenes), camera=args.camera, **options)
+        cv2.imwrite(str(path), sheet[..., ::-1])
+        print(f"wrote {path} ({args.scenes} scenes, {args.camera} camera)")
+        return 0
+    robot, task = make_env(args.task, seed=args.seed, **options)
     images = {f"camera_{role}": image for role, image in robot.render().items()}
     images.update({f"goal_{i}": image for i, image in enumerate(task.goal_images())})
     for name, image in images.items():

@@ -1,5 +1,13 @@
-"""Collect simulated episodes in the raw DROID layout: scripted experts with noise, perturbations and pure random
-exploration, three cameras (left/right exterior and wrist), written through `data.droid.write_episode`.
+"""Collect simulated episodes in the raw DROID layout, three cameras (left/right exterior and wrist), written through
+`data.droid.write_episode`.
+
+Each episode is driven in one motion mode (`MOTION_MODES`), drawn with the configured proportions: the scripted
+expert (action noise, sometimes a burst of random actions), a much noisier expert, a deliberately failed attempt
+(`sim.experts.FailedAttempt`) or random exploration ("explore"). With domain randomisation on (the default), every
+episode also gets its own scene (`sim.randomization`). Each episode's `trajectory.h5` is self-describing: root
+attributes `sim_policy` (its mode), `sim_failure`, `sim_motion_mix` (the proportions), `sim_scene` (the scene
+variation, JSON; empty for the fixed scene) and `sim_config`, plus the pose of every object at every step under
+`observation/sim_object_poses/<name>` ([T, 6] xyz + Euler "xyz", base frame) for `vjepa-ac sim replay`.
 
 Collection is seeded per episode (episode i of a run with seed s always plays out the same) and resumable: every
 finished episode is appended to `<out>/sim_collect.jsonl`, and a rerun skips the (task, seed, index) triples listed
@@ -17,19 +25,23 @@ from tqdm import tqdm
 
 from data.droid.poses import apply_actions
 from data.droid.writer import CameraRecording, EpisodeRecording, write_episode
-from sim.experts import ExpertConfig, RandomExplorer, ScriptedExpert
+from sim.experts import ExpertConfig, FailedAttempt, RandomExplorer, ScriptedExpert
+from sim.randomization import DomainRandomization
 from sim.robot import SimRobot
-from sim.scene import SceneConfig, cube_color_name
+from sim.scene import SceneConfig, cube_color_name, cube_shape_name
 from sim.tasks import TASKS, Task, make_env
 
 MANIFEST_NAME = "sim_collect.jsonl"
+MOTION_MODES = ("explore", "noisy_expert", "failed", "expert")
+"""How an episode is driven; drawn in this order from the configured fractions (the expert takes the rest)."""
+OBJECT_POSES_GROUP = "observation/sim_object_poses"
 CAMERA_SERIALS = {"left": "20000001", "right": "20000002", "wrist": "10000001"}
 """Made-up ZED serials; DROID tells cameras apart by serial and derives left/right from the extrinsics."""
 TASK_INSTRUCTIONS = {
     "reach": "move the gripper to the goal position",
-    "grasp": "pick up the {color} cube",
-    "reach_with_object": "carry the {color} cube to the goal position",
-    "pick_and_place": "put the {color} cube on the mat",
+    "grasp": "pick up the {color} {shape}",
+    "reach_with_object": "carry the {color} {shape} to the goal position",
+    "pick_and_place": "put the {color} {shape} on the mat",
 }
 
 
@@ -41,9 +53,14 @@ class CollectConfig:
     image_size: tuple[int, int] = (180, 320)
     """(height, width) of every camera's frames; DROID's raw videos are 720x1280."""
     explore_fraction: float = 0.2
-    """Share of episodes driven by the random explorer instead of the expert."""
+    """Share of episodes driven by the random explorer (mode "explore")."""
+    noisy_fraction: float = 0.15
+    """Share of episodes driven by the expert with `noisy_expert`'s much larger action noise ("noisy_expert")."""
+    failed_fraction: float = 0.1
+    """Share of deliberately failed attempts ("failed", see `sim.experts.FailedAttempt`). The plain expert drives
+    the remaining 1 - explore - noisy - failed."""
     perturb_probability: float = 0.3
-    """Chance that an expert episode gets a burst of random actions at a random time."""
+    """Chance that an expert or noisy-expert episode gets a burst of random actions at a random time."""
     steps_after_success: int = 8
     """Keep recording this many steps after the task succeeds (the operator's reaction time)."""
     min_steps: int = 48
@@ -51,10 +68,40 @@ class CollectConfig:
     min_speed_factor: float = 0.4
     """Expert episodes move at a random fraction in [min_speed_factor, 1] of the expert's top speed."""
     randomize_appearance: bool = True
+    """Domain randomisation: a new scene per episode, drawn from `randomization`; off: the fixed evaluation scene."""
+    randomization: DomainRandomization = field(default_factory=DomainRandomization)
     robot: str = "panda"
     """Robot model, see `sim.scene.SceneConfig.robot`."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
+    noisy_expert: ExpertConfig = field(
+        default_factory=lambda: ExpertConfig(translation_noise=0.006, rotation_noise=0.03))
+    """The expert of "noisy_expert" episodes: twice and three times the usual translation and rotation noise."""
     lab: str = "SIM"
+
+    def __post_init__(self) -> None:
+        for name in ("explore_fraction", "noisy_fraction", "failed_fraction", "perturb_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.explore_fraction + self.noisy_fraction + self.failed_fraction > 1.0 + 1e-9:
+            raise ValueError(
+                f"explore_fraction + noisy_fraction + failed_fraction must be <= 1, got {self.explore_fraction} + "
+                f"{self.noisy_fraction} + {self.failed_fraction}")
+
+    @property
+    def motion_mix(self) -> dict[str, float]:
+        """Share of each motion mode."""
+        shares = {"explore": self.explore_fraction, "noisy_expert": self.noisy_fraction,
+                  "failed": self.failed_fraction}
+        return {**shares, "expert": max(0.0, 1.0 - sum(shares.values()))}
+
+    def motion_mode(self, draw: float) -> str:
+        """The mode of an episode whose uniform draw in [0, 1) is `draw`."""
+        edge = 0.0
+        for mode, share in self.motion_mix.items():
+            edge += share
+            if draw < edge:
+                return mode
+        return "expert"
 
 
 @dataclass
@@ -89,8 +136,6 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
     """Collect `config.episodes` episodes of `config.task` into `out` (a DROID root folder)."""
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; choose from {list(TASKS)}")
-    if not 0.0 <= config.explore_fraction <= 1.0:
-        raise ValueError(f"explore_fraction must be in [0, 1], got {config.explore_fraction}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST_NAME
@@ -107,15 +152,15 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
             if robot is None:
                 robot, task = make_env(config.task, seed=task_seed, image_size=config.image_size,
                                        randomize_appearance=config.randomize_appearance,
-                                       scene=SceneConfig(robot=config.robot))
+                                       randomization=config.randomization, scene=SceneConfig(robot=config.robot))
             else:
                 robot, task = make_env(config.task, seed=task_seed, robot=robot)
-            explore = bool(rng.random() < config.explore_fraction)
-            recording = record_episode(task, rng, config, explore=explore)
+            mode = config.motion_mode(float(rng.random()))
+            recording = record_episode(task, rng, config, mode=mode)
             path = write_episode(out, recording)
             # Recorded right after the episode folder appears, so a rerun redoes at most the interrupted episode.
             entry = {"task": config.task, "seed": config.seed, "index": index, "task_seed": task_seed,
-                     "explore": explore, "success": recording.success, "steps": recording.num_steps,
+                     "mode": mode, "success": recording.success, "steps": recording.num_steps,
                      "path": str(path.relative_to(out))}
             with manifest.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
@@ -129,15 +174,24 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
     return summary
 
 
-def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, *, explore: bool) -> EpisodeRecording:
-    """Run one episode on an already reset task and return its DROID recording."""
+def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, *, mode: str) -> EpisodeRecording:
+    """Run one episode in motion `mode` (see `MOTION_MODES`) on an already reset task and return its recording."""
+    if mode not in MOTION_MODES:
+        raise ValueError(f"unknown motion mode {mode!r}; choose from {MOTION_MODES}")
     robot = task.robot
+    explore = mode == "explore"
     # Each expert episode moves at its own speed, so the data holds a range of action sizes.
     speed = float(rng.uniform(config.min_speed_factor, 1.0))
-    expert_config = replace(config.expert, max_translation=config.expert.max_translation * speed)
-    policy = RandomExplorer(rng) if explore else ScriptedExpert(task, rng, expert_config)
+    base = config.noisy_expert if mode == "noisy_expert" else config.expert
+    expert_config = replace(base, max_translation=base.max_translation * speed)
+    if explore:
+        policy = RandomExplorer(rng)
+    elif mode == "failed":
+        policy = FailedAttempt(task, rng, expert_config)
+    else:
+        policy = ScriptedExpert(task, rng, expert_config)
     explorer = RandomExplorer(rng)
-    perturbed = not explore and rng.random() < config.perturb_probability
+    perturbed = mode in ("expert", "noisy_expert") and rng.random() < config.perturb_probability
     perturb_at = int(rng.integers(5, task.max_steps // 2)) if perturbed else -1
     perturb_steps = int(rng.integers(5, 15))
     min_steps = min(config.min_steps, task.max_steps)
@@ -146,9 +200,12 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
     frames = {role: [] for role in CAMERA_SERIALS}
     extrinsics = {role: [] for role in CAMERA_SERIALS}
     states, joints, velocities, targets, gripper_targets, joint_targets = [], [], [], [], [], []
+    object_poses = {name: [] for name in robot.object_names}
     success_step = None
     for step in range(num_steps + 1):
         state = robot.droid_state()
+        for name, pose in robot.object_poses().items():
+            object_poses[name].append(pose)
         for role, image in robot.render(tuple(CAMERA_SERIALS)).items():
             frames[role].append(image)
             extrinsics[role].append(robot.camera_extrinsics(role))
@@ -173,7 +230,7 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
         if success_step is None and task.success():
             success_step = step
 
-    color = cube_color_name(robot.model)
+    color, shape = cube_color_name(robot.model), cube_shape_name(robot.model)
     cameras = {
         CAMERA_SERIALS[role]: CameraRecording(
             frames=np.stack(frames[role]), extrinsics=np.stack(extrinsics[role]),
@@ -190,11 +247,15 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
         action_cartesian_position=np.stack(targets),
         action_gripper_position=np.asarray(gripper_targets),
         action_joint_position=np.stack(joint_targets),
-        task=TASK_INSTRUCTIONS[task.name].format(color=color),
+        task=TASK_INSTRUCTIONS[task.name].format(color=color, shape=shape),
         success=success_step is not None,
         lab=config.lab,
         scene_id=f"sim-{task.name}",
-        extra_attrs={"sim_task": task.name, "sim_policy": "explore" if explore else "expert",
+        extra_attrs={"sim_task": task.name, "sim_policy": mode,
+                     "sim_failure": policy.failure if isinstance(policy, FailedAttempt) else "",
+                     "sim_motion_mix": json.dumps(config.motion_mix),
+                     "sim_scene": robot.variation.to_json() if robot.variation is not None else "",
                      "sim_config": json.dumps(asdict(config), default=str)},
+        extra_datasets={f"{OBJECT_POSES_GROUP}/{name}": np.stack(poses) for name, poses in object_poses.items()},
     )
 

@@ -6,7 +6,7 @@ enough to visit states around the expert's path, plus undirected exploration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -117,6 +117,70 @@ class ScriptedExpert:
         carrying = [i for i, w in enumerate(self.waypoints) if w.gripper == 1.0]
         first_carry, last_carry = carrying[0] + 1, carrying[-1]
         return first_carry <= self.index <= last_carry and not self.task.cube_in_hand()
+
+
+FAILURES = {
+    "reach": ("miss",),
+    "reach_with_object": ("miss", "drop"),
+    "grasp": ("miss", "early_close", "drop"),
+    "pick_and_place": ("miss", "early_close", "drop", "misplace"),
+}
+"""Deliberate mistakes a `FailedAttempt` can make, per task: `miss` aims beside the goal (or the object),
+`early_close` closes the fingers before they reach the object, `drop` lets go while carrying, `misplace` puts the
+object down beside the mat."""
+
+
+class FailedAttempt(ScriptedExpert):
+    """The scripted expert making one deliberate mistake (`failure`, drawn from `FAILURES` unless given) and never
+    retrying: the near-misses and botched grasps a human operator's data also holds."""
+
+    def __init__(self, task: Task, rng: np.random.Generator, config: ExpertConfig = ExpertConfig(),
+                 failure: str | None = None) -> None:
+        choices = FAILURES[task.name]
+        if failure is not None and failure not in choices:
+            raise ValueError(f"failure {failure!r} does not apply to {task.name}; choose from {choices}")
+        self.failure = failure or str(rng.choice(choices))
+        angle = rng.uniform(-np.pi, np.pi)
+        direction = np.array([np.cos(angle), np.sin(angle), 0.0])
+        if self.failure == "misplace":
+            # Off the 12 cm mat: 11-15 cm from its centre along x or y, whichever is larger.
+            self.offset = direction * rng.uniform(0.11, 0.15) / np.abs(direction).max()
+        else:
+            # Far enough that the fingers close beside the object and a reach ends outside its tolerance.
+            self.offset = direction * rng.uniform(0.05, 0.09)
+        super().__init__(task, rng, config)
+
+    def _plan(self) -> list[Waypoint]:
+        plan = list(super()._plan())
+        if self.failure == "miss":
+            # Every waypoint up to the first gripper change is shifted, so the hand arrives beside its target. The
+            # shift is square to the way there, so the hand does not pass through the goal on its way past it.
+            approach = plan[0].pos - self.task.robot.droid_state()[:3]
+            approach[2] = 0.0
+            if np.linalg.norm(approach) > 1e-3:
+                along = approach / np.linalg.norm(approach)
+                square = self.offset - (self.offset @ along) * along
+                if np.linalg.norm(square) < 1e-3:  # shifted straight ahead: turn it by 90 degrees
+                    square = np.array([-self.offset[1], self.offset[0], 0.0])
+                self.offset = square * (np.linalg.norm(self.offset) / np.linalg.norm(square))
+            change = next((i for i, w in enumerate(plan) if w.gripper != plan[0].gripper), len(plan))
+            return [replace(w, pos=w.pos + self.offset) if i <= change else w for i, w in enumerate(plan)]
+        if self.failure == "early_close":
+            return [replace(w, gripper=1.0) for w in plan]
+        carrying = [i for i, w in enumerate(plan) if w.gripper == 1.0]
+        if self.failure == "drop":
+            if len(carrying) == 1:  # the object starts in the hand: let go at once
+                return [replace(plan[0], gripper=0.0)]
+            # Start lifting, then open the fingers 3 cm above the grasp (below a grasp task's 5 cm success height).
+            lift = carrying[1]
+            up = replace(plan[lift], pos=plan[lift - 1].pos + [0.0, 0.0, 0.03])
+            return [*plan[:lift], up, replace(up, gripper=0.0, wait=0)]
+        # misplace: everything after the lift goes to a spot off the mat.
+        lift = carrying[1]
+        return [replace(w, pos=w.pos + self.offset) if i > lift else w for i, w in enumerate(plan)]
+
+    def _grasp_lost(self) -> bool:
+        return False
 
 
 def _object_yaw(task: Task) -> float:

@@ -1,6 +1,9 @@
 """Replay a DROID episode's recorded joint trajectory on the simulated arm and write a side-by-side video (recorded
 camera | simulation), plus how far the simulated flange is from the recorded `cartesian_position`.
 
+Episodes from `sim collect` also carry their scene (`sim_scene`) and every object's pose per step; the replay
+rebuilds that scene and puts the objects where they were at each step.
+
 The flange comparison is the check that the simulator's kinematics and DROID's end-effector convention agree: the
 forward kinematics of the recorded joint angles should land on the recorded poses.
 """
@@ -16,11 +19,14 @@ import numpy as np
 from tqdm import tqdm
 
 from data.droid import EpisodeError, open_episode
+from data.droid.raw import RawEpisode
 from data.droid.poses import euler_xyz_to_matrix
 from data.droid.video import write_video
 from robot.interface import ActionStatus
 from robot.kinematics import rotation_error
 from sim.robot import SimConfig, SimRobot
+from sim.collect import OBJECT_POSES_GROUP
+from sim.randomization import SceneVariation
 from sim.scene import SceneConfig, set_camera_pose
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,18 @@ class ReplayReport:
     """Mean distance (m) between the simulated flange (after the joint servos) and the recorded flange position."""
     clamped_steps: int
     """Steps where the recorded motion had to be clamped to the simulated arm's limits."""
+    objects: tuple[str, ...] = ()
+    """Objects whose recorded poses were replayed."""
+    recorded_scene: bool = False
+    """Whether the episode's own (randomised) scene was rebuilt."""
+
+
+def recorded_objects(episode, object_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-step poses [L, 6] of the objects a `sim collect` episode recorded, for those the scene has."""
+    if not isinstance(episode, RawEpisode) or not episode.has_key(OBJECT_POSES_GROUP):
+        return {}
+    return {name: episode.read_array(f"{OBJECT_POSES_GROUP}/{name}") for name in object_names
+            if episode.has_key(f"{OBJECT_POSES_GROUP}/{name}")}
 
 
 def replay_episode(
@@ -51,11 +69,13 @@ def replay_episode(
     height: int = 270,
     robot_model: str = "panda",
     match_camera: bool = True,
+    objects: bool = True,
     progress: bool = True,
 ) -> ReplayReport:
     """Play `episode_path` in the simulator and write `out` (MP4, recorded | simulated, `height` rows each).
 
-    With `match_camera`, an exterior camera is placed at the episode's recorded extrinsics."""
+    With `match_camera`, an exterior camera is placed at the episode's recorded extrinsics. With `objects`, a sim
+    episode's recorded scene is rebuilt and its objects follow their recorded poses."""
     episode = open_episode(episode_path)
     if camera not in episode.camera_roles:
         raise ValueError(f"episode has no {camera!r} camera; it has {sorted(episode.camera_roles)}")
@@ -65,6 +85,10 @@ def replay_episode(
     width = 2 * round(height * 16 / 9 / 2)
     robot = SimRobot(SimConfig(scene=SceneConfig(robot=robot_model), cameras=(camera,), image_size=(height, width)))
     robot.connect()
+    scene_json = episode.attrs.get("sim_scene", "") if objects and isinstance(episode, RawEpisode) else ""
+    if scene_json:
+        robot.load_scene(SceneVariation.from_json(scene_json))
+    object_poses = recorded_objects(episode, robot.object_names) if objects else {}
     if match_camera and camera != "wrist":
         # Put the simulated camera where the recorded one stood, so the two halves of the video line up.
         try:
@@ -87,6 +111,7 @@ def replay_episode(
                 result = robot.send_joint_target(joints[t], gripper=float(states[t, 6]))
                 clamped += int(result.status is not ActionStatus.ACCEPTED)
             tracking.append(np.linalg.norm(robot.droid_state()[:3] - states[t, :3]))
+            robot.set_object_poses({name: poses[t] for name, poses in object_poses.items() if t < len(poses)})
             sim_image = robot.render()[camera]
             recorded_width = 2 * round(image.shape[1] * height / image.shape[0] / 2)
             recorded_image = cv2.resize(image, (recorded_width, height), interpolation=cv2.INTER_AREA)
@@ -95,4 +120,4 @@ def replay_episode(
     video = write_video(out, np.stack(frames), episode.fps or robot.control_hz)
     # Rows with non-finite recordings are skipped (their joint targets are rejected and counted as clamped).
     return ReplayReport(Path(video), steps, float(np.mean(fk_pos)), float(np.mean(fk_rot)),
-                        float(np.nanmean(tracking)), clamped)
+                        float(np.nanmean(tracking)), clamped, tuple(object_poses), bool(scene_json))

@@ -17,7 +17,8 @@ from data.droid.poses import apply_actions, euler_xyz_to_matrix, matrix_to_euler
 from robot.interface import ActionResult, ActionStatus, Observation, Robot, validate_action
 from robot.kinematics import DROID_HOME_Q, ArmKinematics, rotation_error, rotvec_to_matrix
 from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
-from sim.scene import CAMERA_ROLES, SceneConfig, build_scene, camera_extrinsics, randomize_appearance
+from sim.randomization import DomainRandomization, SceneVariation, variation_rng
+from sim.scene import CAMERA_ROLES, SceneConfig, build_scene, camera_extrinsics
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ class SimConfig:
     """No multisampling, shadows or reflections: 14-40x faster offscreen rendering on a CPU (bench/sim.py)."""
     action_limits: ActionLimits = DEFAULT_ACTION_LIMITS
     randomize_appearance: bool = False
-    """New object/table colours and jittered exterior cameras at every `reset` with a seed."""
+    """Domain randomisation: every `reset` with a seed rebuilds the scene with a new variation drawn from
+    `randomization` (objects, distractors, textures, lights, camera poses). Off: the fixed evaluation scene."""
+    randomization: DomainRandomization = field(default_factory=DomainRandomization)
+    """Ranges the variations are drawn from (used only with `randomize_appearance`)."""
     velocity_margin: float = 0.9
     """Fraction of the joint velocity limits that commanded steps may use (servo overshoot stays inside them)."""
     ik_warn_distance: float = 0.005
@@ -61,34 +65,55 @@ class SimRobot(Robot):
         self.model: mujoco.MjModel | None = None
         self.data: mujoco.MjData | None = None
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self.variation: SceneVariation | None = None
+        """The randomised scene in use, or None for the fixed scene."""
+        self.object_names: tuple[str, ...] = ()
+        """Free and mocap bodies of the scene (cube, mug, target mat, distractors), see `object_poses`."""
         self._stopped = True
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
         if self.model is None:
-            self.model, self.info = build_scene(self.config.scene)
-            self.data = mujoco.MjData(self.model)
-            self.kinematics = ArmKinematics(self.model)
-            self._arm_qpos_adr = self.kinematics.qpos_adr
-            self._arm_dof_adr = np.array([self.model.jnt_dofadr[j] for j in self.kinematics.joint_ids])
-            self._substeps = max(1, round(1.0 / (self.control_hz * self.model.opt.timestep)))
-            servos = self.info.arm_actuators
-            self._servo_lead = -self.model.actuator_biasprm[servos, 2] / self.model.actuator_gainprm[servos, 0]
-            if self.config.fast_render:
-                self.model.vis.quality.offsamples = 0
+            self.load_scene(None)
             self.reset()
         self._stopped = False
 
+    def load_scene(self, variation: SceneVariation | None) -> None:
+        """(Re)build the scene: the fixed one, or a randomised `variation` (e.g. one recorded with an episode).
+        The arm is left at rest at DROID's home pose; call `reset` to place it elsewhere."""
+        self.model, self.info = build_scene(self.config.scene, variation)
+        self.variation = variation
+        self.data = mujoco.MjData(self.model)
+        self.kinematics = ArmKinematics(self.model)
+        self._arm_qpos_adr = self.kinematics.qpos_adr
+        self._arm_dof_adr = np.array([self.model.jnt_dofadr[j] for j in self.kinematics.joint_ids])
+        self._substeps = max(1, round(1.0 / (self.control_hz * self.model.opt.timestep)))
+        servos = self.info.arm_actuators
+        self._servo_lead = -self.model.actuator_biasprm[servos, 2] / self.model.actuator_gainprm[servos, 0]
+        if self.config.fast_render:
+            self.model.vis.quality.offsamples = 0
+        # Renderers hold the old model's textures; the next `render` makes new ones.
+        self._close_renderers()
+        # Objects are the bodies that are not part of the robot: free bodies and mocap bodies.
+        self.object_names = tuple(
+            self.model.body(b).name for b in range(1, self.model.nbody)
+            if self.model.body_mocapid[b] >= 0
+            or (self.model.body_jntnum[b] == 1
+                and self.model.jnt_type[self.model.body_jntadr[b]] == mujoco.mjtJoint.mjJNT_FREE)
+        )
+
     def reset(self, q: np.ndarray | None = None, gripper: float = 0.0, *, seed: int | None = None) -> None:
-        """Put the arm at `q` (DROID's home pose by default) at rest with the gripper at `gripper` (0..1)."""
+        """Put the arm at `q` (DROID's home pose by default) at rest with the gripper at `gripper` (0..1).
+
+        With domain randomisation on, a `seed` first rebuilds the scene with the variation that seed draws."""
         self._require_model()
         q = DROID_HOME_Q if q is None else np.asarray(q, dtype=np.float64)
         if not self.info.limits.within(q):
             raise ValueError(f"reset pose outside the joint limits: {q.tolist()}")
-        mujoco.mj_resetData(self.model, self.data)
         if seed is not None and self.config.randomize_appearance:
-            randomize_appearance(self.model, np.random.default_rng(seed))
+            self.load_scene(self.config.randomization.sample(variation_rng(seed)))
+        mujoco.mj_resetData(self.model, self.data)
         self.data.qpos[self._arm_qpos_adr] = q
         self.data.qpos[self.info.finger_qpos_adr] = self.info.finger_open_qpos * (1.0 - float(np.clip(gripper, 0, 1)))
         self.data.ctrl[self.info.arm_actuators] = q
@@ -112,6 +137,9 @@ class SimRobot(Robot):
 
     def close(self) -> None:
         self.stop()
+        self._close_renderers()
+
+    def _close_renderers(self) -> None:
         for renderer in self._renderers.values():
             renderer.close()
         self._renderers.clear()
@@ -305,8 +333,22 @@ class SimRobot(Robot):
 
     def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
         """Place a free object (e.g. "cube", "mug") at rest, or move a mocap body (e.g. "target")."""
+        self._place_body(name, pos, np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]))
+
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """Pose [6] of every object (`object_names`): xyz + Euler "xyz" in the base frame, DROID's pose convention."""
+        return {name: np.concatenate([self.data.body(name).xpos, matrix_to_euler_xyz(
+            self.data.body(name).xmat.reshape(3, 3))]) for name in self.object_names}
+
+    def set_object_poses(self, poses: dict[str, np.ndarray]) -> None:
+        """Put objects at recorded poses {name: xyz + Euler "xyz"} (at rest), e.g. to replay an episode."""
+        for name, pose in poses.items():
+            quat = np.zeros(4)
+            mujoco.mju_mat2Quat(quat, euler_xyz_to_matrix(np.asarray(pose[3:6], dtype=np.float64)).reshape(-1))
+            self._place_body(name, np.asarray(pose[:3], dtype=np.float64), quat)
+
+    def _place_body(self, name: str, pos: np.ndarray, quat: np.ndarray) -> None:
         body = self.model.body(name)
-        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
         if self.model.body_mocapid[body.id] >= 0:
             self.data.mocap_pos[self.model.body_mocapid[body.id]] = pos
             self.data.mocap_quat[self.model.body_mocapid[body.id]] = quat

@@ -17,6 +17,7 @@ import numpy as np
 from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import ArmKinematics, default_arm_mjcf
 from robot.limits import FR3, PANDA, JointLimits
+from sim.randomization import SceneVariation, apply_variation
 
 MENAGERIE_MODELS = {"panda": "franka_emika_panda/panda.xml", "fr3": "franka_fr3/fr3.xml"}
 """Model name -> file inside a MuJoCo Menagerie checkout."""
@@ -99,8 +100,11 @@ def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
-def build_scene(config: SceneConfig = SceneConfig()) -> tuple[mujoco.MjModel, RobotModelInfo]:
-    """Compile the tabletop scene around the configured robot."""
+def build_scene(
+    config: SceneConfig = SceneConfig(), variation: SceneVariation | None = None
+) -> tuple[mujoco.MjModel, RobotModelInfo]:
+    """Compile the tabletop scene around the configured robot; with a `variation` (see `sim.randomization`), the
+    randomised version of it. Without one it is the fixed evaluation scene."""
     robot_path = resolve_robot_mjcf(config.robot)
     spec = mujoco.MjSpec.from_file(str(robot_path))
     # Without gravity compensation the arm sags several millimetres below its targets; the real controller
@@ -118,6 +122,8 @@ def build_scene(config: SceneConfig = SceneConfig()) -> tuple[mujoco.MjModel, Ro
     _add_room(spec)
     _add_objects(spec)
     _add_cameras(spec)
+    if variation is not None:
+        apply_variation(spec, variation)
     model = spec.compile()
     return model, _robot_info(model, config.robot)
 
@@ -239,22 +245,30 @@ def _is_descendant(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
     return False
 
 
-def randomize_appearance(model: mujoco.MjModel, rng: np.random.Generator, *, camera_jitter: float = 0.03) -> None:
-    """Vary object colours, table tint and the exterior cameras' poses in place (a new look per episode)."""
-    model.geom_rgba[model.geom("cube").id, :3] = list(CUBE_COLORS.values())[rng.integers(len(CUBE_COLORS))]
-    model.mat_rgba[model.material("table").id, :3] = rng.uniform(0.8, 1.0, 3)
-    model.geom_rgba[model.geom("target").id, :3] = rng.uniform(0.1, 0.8, 3)
-    for role, (pos, target) in _EXTERIOR_CAMERAS.items():
-        cam = model.camera(role).id
-        new_pos = pos + rng.uniform(-camera_jitter, camera_jitter, 3)
-        model.cam_pos[cam] = new_pos
-        model.cam_quat[cam] = look_at_quat(new_pos, target + rng.uniform(-camera_jitter, camera_jitter, 3))
+def resting_height(model: mujoco.MjModel, body: str) -> float:
+    """Height of a body's origin above the table when its (first) geom stands upright on it."""
+    geom = model.body_geomadr[model.body(body).id]
+    size = model.geom_size[geom]
+    kind = int(model.geom_type[geom])
+    if kind in (mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_CYLINDER):
+        return float(size[1] if kind == mujoco.mjtGeom.mjGEOM_CYLINDER
+                     else size[0] if kind == mujoco.mjtGeom.mjGEOM_SPHERE else size[0] + size[1])
+    return float(size[2])
 
 
 def cube_color_name(model: mujoco.MjModel) -> str:
     """Name of the palette colour closest to the cube's current colour (for task instructions)."""
     rgb = model.geom_rgba[model.geom("cube").id, :3]
     return min(CUBE_COLORS, key=lambda name: float(np.abs(np.asarray(CUBE_COLORS[name]) - rgb).sum()))
+
+
+def cube_shape_name(model: mujoco.MjModel) -> str:
+    """What to call the manipulated object in instructions: "cube" in the fixed scene, else its shape."""
+    geom = model.geom("cube").id
+    kind, size = int(model.geom_type[geom]), model.geom_size[geom]
+    if kind == mujoco.mjtGeom.mjGEOM_BOX:
+        return "cube" if np.ptp(size) < 0.1 * size.max() else "block"
+    return {mujoco.mjtGeom.mjGEOM_SPHERE: "ball", mujoco.mjtGeom.mjGEOM_CYLINDER: "cylinder"}.get(kind, "object")
 
 
 _OPTICAL_FROM_MUJOCO = np.diag([1.0, -1.0, -1.0])

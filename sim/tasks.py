@@ -17,7 +17,8 @@ import numpy as np
 from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot
-from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE
+from sim.randomization import DISTRACTOR_PREFIX
+from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, resting_height
 
 DOWN = np.diag([1.0, -1.0, -1.0])
 """Flange rotation with the gripper pointing straight down (DROID's home orientation)."""
@@ -35,6 +36,10 @@ START_YAW_JITTER = 0.3
 """Largest initial turn (rad) of the gripper about the vertical."""
 OBJECT_REGION = (np.array([0.45, -0.18]), np.array([0.62, 0.18]))
 """Table area (x, y bounds in the base frame) where objects and targets are placed."""
+DISTRACTOR_REGION = (np.array([0.3, -0.45]), np.array([0.8, 0.45]))
+"""Table area where the distractors of a randomised scene stand, clear of the task's objects."""
+DISTRACTOR_CLEARANCE = 0.15
+"""Least distance (m) from a distractor to the cube, the mat, the mug and the other distractors."""
 
 
 def yaw_rotation(yaw: float) -> np.ndarray:
@@ -88,6 +93,7 @@ class Task(abc.ABC):
         start = home_pos + self.rng.uniform(-1.0, 1.0, 3) * START_JITTER
         self.robot.reset(self.solve_ik(start, float(self.rng.uniform(-START_YAW_JITTER, START_YAW_JITTER))))
         self._place_objects()
+        self._place_distractors()
         self.goals = self._goals()
         self.robot.settle()
 
@@ -108,7 +114,7 @@ class Task(abc.ABC):
         if "cube" in goal.objects:
             cube = self.robot.body_position("cube")
             out["object_goal_distance"] = float(np.linalg.norm(cube - goal.objects["cube"][0]))
-            out["object_height"] = float(cube[2] - TABLE_HEIGHT - CUBE_HALF_SIZE)
+            out["object_height"] = float(cube[2] - self._cube_resting_z())
         out["success"] = self.success()
         return out
 
@@ -145,10 +151,26 @@ class Task(abc.ABC):
                 return xy
         raise RuntimeError("could not place an object away from the others")
 
+    def _place_distractors(self) -> None:
+        """Stand the distractors of a randomised scene (none in the fixed scene) on the table, away from the rest."""
+        names = [n for n in self.robot.object_names if n.startswith(DISTRACTOR_PREFIX)]
+        occupied = [self.robot.body_position(n) for n in ("cube", "mug", "target") if n in self.robot.object_names]
+        low, high = DISTRACTOR_REGION
+        for name in names:
+            for _ in range(100):
+                xy = self.rng.uniform(low, high)
+                if all(np.linalg.norm(xy - other[:2]) >= DISTRACTOR_CLEARANCE for other in occupied):
+                    break
+            else:
+                raise RuntimeError("could not place the distractors away from the task's objects")
+            pos = np.array([*xy, TABLE_HEIGHT + resting_height(self.robot.model, name)])
+            self.robot.set_object_pose(name, pos, float(self.rng.uniform(-np.pi, np.pi)))
+            occupied.append(pos)
+
     def _place_cube_and_mug(self, avoid: list[np.ndarray] | None = None) -> None:
         avoid = list(avoid or [])
         cube_xy = self._sample_table_point(avoid, 0.15)
-        self.cube_start = np.array([*cube_xy, TABLE_HEIGHT + CUBE_HALF_SIZE])
+        self.cube_start = np.array([*cube_xy, self._cube_resting_z()])
         self.cube_yaw = float(self.rng.uniform(0, np.pi / 2))
         self.robot.set_object_pose("cube", self.cube_start, self.cube_yaw)
         self._place_mug([*avoid, self.cube_start])
@@ -181,7 +203,11 @@ class Task(abc.ABC):
 
     def _cube_is_held(self) -> bool:
         cube = self.robot.body_position("cube")
-        return self.cube_in_hand() and bool(cube[2] > TABLE_HEIGHT + CUBE_HALF_SIZE + 0.01)
+        return self.cube_in_hand() and bool(cube[2] > self._cube_resting_z() + 0.01)
+
+    def _cube_resting_z(self) -> float:
+        """Height of the cube's centre when it rests on the table (randomised scenes vary its size and shape)."""
+        return TABLE_HEIGHT + resting_height(self.robot.model, "cube")
 
 
 class ReachTask(Task):
@@ -285,7 +311,7 @@ class PickAndPlaceTask(Task):
     def success(self) -> bool:
         cube = self.robot.body_position("cube")
         on_target = bool(np.all(np.abs(cube[:2] - self.target_pos[:2]) <= TARGET_HALF_SIZE))
-        resting = cube[2] <= TABLE_HEIGHT + CUBE_HALF_SIZE + 0.01
+        resting = cube[2] <= self._cube_resting_z() + 0.01
         return on_target and resting and not self._cube_is_held()
 
 

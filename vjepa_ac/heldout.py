@@ -36,6 +36,9 @@ def collect_heldout(folder: Path, defaults, *, episodes: int, seed: int,
             seed=seed,
             image_size=tuple(sim.get("image_size", CollectConfig.image_size)),
             randomize_appearance=bool(sim.get("randomize_appearance", False)),
+            # The held-out set keeps the expert/exploration mix it always had, so open-loop errors stay comparable.
+            noisy_fraction=0.0,
+            failed_fraction=0.0,
         )
         collect(folder, config, progress=False)
     return folder

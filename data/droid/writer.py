@@ -59,6 +59,8 @@ class EpisodeRecording:
     robot_serial: str = "panda-sim"
     droid_version: str = layout.DEFAULT_DROID_VERSION
     extra_attrs: dict[str, str | float | int | bool] = field(default_factory=dict)
+    extra_datasets: dict[str, np.ndarray] = field(default_factory=dict)
+    """Further per-step arrays [T, ...] by h5 key (e.g. a simulator's object poses); DROID readers ignore them."""
 
     @property
     def num_steps(self) -> int:
@@ -87,6 +89,12 @@ class EpisodeRecording:
                 raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
             if not np.all(np.isfinite(arr.astype(np.float64))):
                 raise ValueError(f"{name} contains NaN or inf")
+        for key, value in self.extra_datasets.items():
+            arr = np.asarray(value)
+            if not key or key.startswith("/") or arr.ndim < 1 or arr.shape[0] != steps:
+                raise ValueError(f"extra dataset {key!r} must be a relative h5 key with {steps} rows, got {arr.shape}")
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError(f"extra dataset {key!r} contains NaN or inf")
         if not self.cameras:
             raise ValueError("an episode needs at least one camera")
         wrists = [s for s, cam in self.cameras.items() if cam.kind == "wrist"]
@@ -142,6 +150,8 @@ def _write_trajectory(path: Path, recording: EpisodeRecording, when: datetime) -
         for name in ("step_start", "step_end"):
             _write_dataset(h5, f"{layout.CONTROL_TIMESTAMPS_GROUP}/{name}", times_ms)
         _write_dataset(h5, layout.SKIP_ACTION, np.zeros(steps, bool))
+        for key, value in recording.extra_datasets.items():
+            _write_dataset(h5, key, np.asarray(value))
         for name, value in (
             ("success", False),
             ("failure", False),

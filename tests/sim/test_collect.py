@@ -11,7 +11,9 @@ from data.droid.poses import states_to_actions
 from robot.kinematics import ArmKinematics
 from sim.collect import MANIFEST_NAME, CollectConfig, collect
 
-SMALL = dict(task="grasp", image_size=(48, 64), steps_after_success=3)
+SMALL = dict(task="grasp", image_size=(48, 64), steps_after_success=3, noisy_fraction=0.0, failed_fraction=0.0,
+             randomize_appearance=False)
+"""The fixed scene and the expert/exploration mix; tests/sim/test_variety.py covers randomised scenes and modes."""
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """V-JEPA 2 / 2.1 encoder: reference equality, full-size key tables, 2.1 features, bad inputs."""
 
+import copy
+
 import pytest
 import torch
 
@@ -187,3 +189,42 @@ def test_meta_constructor_arguments_are_accepted_or_refused():
     assert encoder.config == ENCODER_PRESETS["vit_tiny"]
     with pytest.raises(ValueError, match="use_rope=False is not supported"):
         build_encoder("vit_tiny", use_rope=False)
+
+
+# ---------------------------------------------------------------------------------------------------- Meta's 2.1 code
+_V2_1_CASES = [("img_x", "img_out", False), ("vid_x", "vid_out", False), ("interp_x", "interp_out", False),
+               ("img_x", "img_hier_out", True), ("vid_x", "vid_hier_out", True)]
+
+
+@pytest.fixture(scope="module")
+def v2_1_reference(v2_1_reference_dir):
+    encoder = load_encoder(v2_1_reference_dir / "vjepa2_1-tiny.pt", num_heads=2, img_size=64)
+    cases = torch.load(v2_1_reference_dir / "cases.pt", map_location="cpu", weights_only=True)
+    return encoder, cases
+
+
+def test_v2_1_reference_checkpoint_is_identified_from_its_keys(v2_1_reference):
+    encoder, _ = v2_1_reference
+    config = encoder.config
+    assert config.is_v2_1 and config.hierarchical_layers == (2, 5, 8, 11)
+    assert (config.embed_dim, config.depth, config.img_temporal_dim_size) == (32, 12, 1)
+    assert config.rope_interleaved and config.interpolate_rope and config.modality_embedding
+    assert sum(p.numel() for p in encoder.parameters()) == 226_560
+
+
+@pytest.mark.parametrize("inputs, outputs, hierarchical", _V2_1_CASES, ids=[case[1] for case in _V2_1_CASES])
+def test_v2_1_matches_meta_reference_outputs(v2_1_reference, inputs, outputs, hierarchical):
+    """Image tokenizer, video tokenizer, the four normed levels and RoPE interpolation (6x6 grid on a 4x4 model)."""
+    encoder, cases = v2_1_reference
+    with torch.no_grad():
+        out = encoder(cases[inputs], return_hierarchical=hierarchical)
+    assert out.shape == cases[outputs].shape
+    torch.testing.assert_close(out, cases[outputs], atol=REFERENCE_ATOL, rtol=REFERENCE_ATOL)
+
+
+def test_v2_1_reference_catches_swapped_modality_embeddings(v2_1_reference):
+    encoder, cases = v2_1_reference
+    swapped = copy.deepcopy(encoder)
+    with torch.no_grad():
+        swapped.img_mod_embed.copy_(encoder.video_mod_embed)
+        assert (swapped(cases["img_x"]) - cases["img_out"]).abs().max() > 0.1

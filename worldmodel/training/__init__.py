@@ -2,7 +2,8 @@
 
 `vjepa-ac encode` fills a `LatentCache` once; `vjepa-ac train CONFIG` runs `Trainer` (teacher-forcing + rollout L1,
 AdamW with the reference's warmup-stable-decay schedule, DDP under torchrun, resumable atomic checkpoints).
-`vjepa-ac pretrain` (`pretrain_encoder`) pretrains an encoder itself with V-JEPA's masked-latent objective on video.
+`vjepa-ac pretrain` (`pretrain_encoder`) pretrains an encoder itself with V-JEPA 2's masked-latent objective or
+V-JEPA 2.1's dense, deeply supervised one on images and video clips.
 """
 
 from worldmodel.training.config import (

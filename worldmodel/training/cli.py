@@ -28,12 +28,26 @@ OUTPUT_DIR/latest.pt when it exists; metrics go to OUTPUT_DIR/{train,val}.{jsonl
 
 
 _PRETRAIN_EPILOG = """\
+objectives:
+  vjepa2    V-JEPA 2: single frames (duplicated into a tubelet), multi-block masks, L1 to the EMA target encoder's
+            layer-normed features at the masked tokens only. Encoder default: vit_tiny.
+  vjepa2_1  V-JEPA 2.1: each step an image batch (tubelet-1 image tokenizer, 10 blocks of 15%) and a video batch
+            (--clip-frames consecutive frames, tubelet 2, 8 x 15% and 2 x 70% space-time tube masks), weighted 1:1;
+            the dense loss adds the visible tokens' targets, each weighted 1/sqrt(distance to the nearest masked
+            token), times lambda (0 until --context-lambda-ramp START, linear to the value at END, then held);
+            deep self-supervision predicts the target encoder's 4 hierarchical levels, each layer-normed on its own.
+            --no-deep-supervision is the ablation "2.1 dense loss without deep supervision" (last level only).
+            Needs a 2.1 encoder (default preset vjepa2_1_vit_tiny; --init with a 2.1 checkpoint).
 examples:
   vjepa-ac pretrain runs/default_model/episodes --out runs/pretrain --init runs/default_model/encoder.pt
   vjepa-ac pretrain episodes/ --out runs/pretrain_tiny --preset vit_tiny --img-size 128 --seed 0 --steps 1000
+  vjepa-ac pretrain episodes/ --out runs/pretrain_2_1 --objective vjepa2_1 --img-size 128
+  torchrun --nproc-per-node 2 -m vjepa_ac.cli pretrain episodes/ --out runs/pretrain_2_1 --objective vjepa2_1
   vjepa-ac encode runs/default_model/episodes --out cache/ --encoder-checkpoint runs/pretrain/latest.pt
-The run resumes from OUT/latest.pt when it exists (same options); metrics go to OUT/train.{jsonl,csv}. latest.pt is
-in Meta's pretraining layout, and its target encoder is what `--encoder-checkpoint` and load_encoder pick.
+The run resumes from OUT/latest.pt when it exists (same options); metrics (losses per modality and level, lambda,
+collapse monitors: per-level target std and effective rank) go to OUT/train.{jsonl,csv}. latest.pt is in Meta's
+pretraining layout (2.1 runs add `ema_encoder`), and its target encoder is what `--encoder-checkpoint` and
+load_encoder pick. Batch sizes are global: under torchrun each process takes an equal share.
 """
 
 
@@ -106,15 +120,33 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
     pre = subparsers.add_parser(
         "pretrain", help="V-JEPA self-supervised pretraining of an encoder on episode video",
         description="Pretrain a (small) V-JEPA encoder on the frames of DROID-layout episodes: multi-block masks, a "
-        "context encoder plus mask-token predictor, L1 to the layer-normed features of an EMA target encoder. "
-        "Frames are cropped, resized and duplicated into a tubelet exactly as at planning time. Resumable.",
+        "context encoder plus mask-token predictor, L1 to the layer-normed features of an EMA target encoder, with "
+        "the V-JEPA 2 or the V-JEPA 2.1 objective (--objective, see below). Frames are cropped and resized exactly "
+        "as at planning time. Resumable; DDP under torchrun.",
         epilog=_PRETRAIN_EPILOG, formatter_class=_ExamplesAndDefaultsFormatter,
     )
     pre.add_argument("episodes", nargs="+", help="episode index file(s), folders to scan, or episode folders")
     pre.add_argument("--out", required=True, help="output folder (latest.pt, train.jsonl, train.csv)")
+    objective = pre.add_argument_group("objective")
+    objective.add_argument("--objective", choices=("vjepa2", "vjepa2_1"), default=defaults.objective,
+                           help="V-JEPA 2 (frames, masked tokens) or V-JEPA 2.1 (images + clips, dense loss, levels)")
+    objective.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false",
+                           help="vjepa2_1: turn deep_supervision off and predict the last level only (the "
+                           "ablation: dense loss without deep supervision)")
+    objective.add_argument("--context-lambda", type=float, nargs=2, default=defaults.context_lambda,
+                           metavar=("IMAGE", "VIDEO"), help="vjepa2_1: weight of the context (dense) loss per "
+                           "modality; 0 0 turns it off")
+    objective.add_argument("--context-lambda-ramp", type=int, nargs=2, default=defaults.context_lambda_ramp,
+                           metavar=("START", "END"), help="vjepa2_1: lambda is 0 before step START, linear to its "
+                           "value at END, then constant (Meta: 15000 30000 of 300000 steps)")
+    objective.add_argument("--no-distance-weighting", dest="distance_weighting", action="store_false",
+                           help="vjepa2_1: turn distance_weighting off, weighing every context token equally "
+                           "instead of by 1/sqrt(distance)")
     start = pre.add_argument_group("starting encoder (a checkpoint, or a preset built from a seed)")
     start.add_argument("--init", help="encoder checkpoint to start from (e.g. runs/default_model/encoder.pt)")
-    start.add_argument("--preset", default=defaults.preset, help="encoder architecture without --init")
+    start.add_argument("--preset", default=defaults.preset,
+                       help="encoder architecture without --init; None = vit_tiny for vjepa2, vjepa2_1_vit_tiny "
+                       "for vjepa2_1")
     start.add_argument("--img-size", type=int, default=defaults.img_size,
                        help="encoder resolution in pixels without --init")
     start.add_argument("--seed", type=int, default=defaults.seed,
@@ -127,7 +159,12 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
                       help="keep every N-th video frame in the in-memory frame bank")
     opt = pre.add_argument_group("optimisation")
     opt.add_argument("--steps", type=int, default=optim.total_steps, help="optimizer steps in the whole run")
-    opt.add_argument("--batch-size", type=int, default=defaults.batch_size, help="frames per step")
+    opt.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                     help="single frames per step (vjepa2_1: the image batch), over all processes")
+    opt.add_argument("--clip-batch-size", type=int, default=defaults.clip_batch_size,
+                     help="vjepa2_1: video clips per step, over all processes")
+    opt.add_argument("--clip-frames", type=int, default=defaults.clip_frames,
+                     help="vjepa2_1: consecutive kept frames per clip (a multiple of the tubelet, 2)")
     opt.add_argument("--lr", type=float, default=optim.lr, help="peak learning rate (AdamW)")
     opt.add_argument("--warmup-steps", type=int, default=optim.warmup_steps,
                      help="linear warmup from lr/5 to the peak")
@@ -232,9 +269,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    import torch.distributed as torch_dist
+
     from data.droid import EpisodeError, resolve_episode_references
     from worldmodel.mask_predictor import MaskPredictorConfig
 
+    from . import distributed
     from .config import OptimConfig
     from .pretrain import PretrainConfig, pretrain_encoder
 
@@ -250,9 +290,12 @@ def _pretrain(args: argparse.Namespace) -> int:
         optim = OptimConfig(total_steps=args.steps, warmup_steps=args.warmup_steps, anneal_steps=args.anneal_steps,
                             start_lr=args.lr / 5, lr=args.lr, final_lr=args.lr / 50, weight_decay=args.weight_decay)
         config = PretrainConfig(
-            output_dir=args.out, init=args.init, preset=args.preset, img_size=args.img_size, seed=args.seed,
+            output_dir=args.out, objective=args.objective, deep_supervision=args.deep_supervision, init=args.init,
+            preset=args.preset, img_size=args.img_size, seed=args.seed,
             camera=args.camera, crop=None if args.crop == "none" else args.crop, frame_stride=args.frame_stride,
-            batch_size=args.batch_size, optim=optim, ema=tuple(args.ema),
+            batch_size=args.batch_size, clip_batch_size=args.clip_batch_size, clip_frames=args.clip_frames,
+            context_lambda=tuple(args.context_lambda), context_lambda_ramp=tuple(args.context_lambda_ramp),
+            distance_weighting=args.distance_weighting, optim=optim, ema=tuple(args.ema),
             predictor=MaskPredictorConfig(predictor_embed_dim=args.predictor_dim, depth=args.predictor_depth,
                                           num_heads=args.predictor_heads),
             checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
@@ -265,5 +308,12 @@ def _pretrain(args: argparse.Namespace) -> int:
     except ValueError as exc:  # unreadable episodes, a foreign checkpoint in --out, a bad --init file
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"pretrained encoder: {path} (load_encoder / --encoder-checkpoint use its target_encoder)")
+    finally:
+        is_distributed = torch_dist.is_initialized()
+        is_main = not is_distributed or torch_dist.get_rank() == 0
+        distributed.shutdown_distributed()
+    if is_main:
+        print(f"pretrained encoder: {path} (load_encoder / --encoder-checkpoint use its target_encoder)")
+    if is_distributed:
+        distributed.exit_skipping_teardown(0)
     return 0

@@ -6,7 +6,11 @@ then places `num_blocks` such blocks at random; their union is the prediction ta
 context the encoder sees. Every sample of a batch must have the same token counts, so context and target lists are
 trimmed to the smallest in the batch, as Meta does (the trimmed tokens are simply left out of both).
 
-Meta's video recipe pairs two generators: 8 blocks of 15% ("short range") and 2 blocks of 70% ("long range").
+Meta's video recipe pairs two generators: 8 blocks of 15% ("short range") and 2 blocks of 70% ("long range");
+V-JEPA 2.1 masks images with one generator of 10 blocks of 15% (vjepa2_1_pretraining.md §3).
+
+`nearest_target_distance` gives V-JEPA 2.1's dense-loss geometry: how far each context token is from the closest
+target token of its sample (§1 "Distance d").
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ DEFAULT_MASK_SPECS: tuple[BlockMaskSpec, ...] = (
     BlockMaskSpec(spatial_scale=0.15, num_blocks=8),
     BlockMaskSpec(spatial_scale=0.7, num_blocks=2),
 )
+
+
+IMAGE_MASK_SPECS: tuple[BlockMaskSpec, ...] = (BlockMaskSpec(spatial_scale=0.15, num_blocks=10),)
+"""V-JEPA 2.1's `img_mask`: 10 blocks of 15% on single frames (aspect ratio 0.75-1.5)."""
 
 
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:
@@ -103,3 +111,24 @@ def sample_block_masks(grid: tuple[int, int, int], batch_size: int, spec: BlockM
     context_idx = torch.stack([context[:keep_context] for context, _ in samples])
     target_idx = torch.stack([target[:keep_target] for _, target in samples])
     return context_idx, target_idx
+
+
+def token_coordinates(indices: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """(t, row, col) of flat token indices [..., K] on a (frames, rows, cols) grid -> float [..., K, 3]."""
+    _, rows, cols = grid
+    return torch.stack([indices // (rows * cols), (indices // cols) % rows, indices % cols], dim=-1).float()
+
+
+def nearest_target_distance(context_idx: Tensor, target_idx: Tensor, grid: tuple[int, int, int]) -> Tensor:
+    """Euclidean distance [B, Kc], in token units over (token-frame, row, col), from every context token to the nearest
+    target token of the same sample (Meta's `masks_dist.py`, vectorised). Both lists are the trimmed ones the loss
+    sees; disjoint lists give distances >= 1."""
+    if context_idx.ndim != 2 or target_idx.ndim != 2 or context_idx.shape[0] != target_idx.shape[0]:
+        raise ValueError(f"expected context [B, Kc] and target [B, Kt] indices, got {tuple(context_idx.shape)} and "
+                         f"{tuple(target_idx.shape)}")
+    if target_idx.shape[1] == 0:
+        raise ValueError("every sample needs at least one target token to measure distances to")
+    # Exact differences rather than the matrix-product shortcut, so integer offsets give exact distances.
+    distances = torch.cdist(token_coordinates(context_idx, grid), token_coordinates(target_idx, grid),
+                            compute_mode="donot_use_mm_for_euclid_dist")
+    return distances.min(dim=-1).values

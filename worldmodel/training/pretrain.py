@@ -1,16 +1,27 @@
 """V-JEPA self-supervised pretraining of a (small) encoder on DROID-layout video, e.g. `vjepa-ac sim collect` output.
 
-Recipe (Meta's `app/vjepa/train.py`, reduced to single frames): a context encoder sees only the context tokens of a
-multi-block mask; the `MaskPredictor` fills in the masked tokens; the loss is the L1 distance to the layer-normed
-features of an EMA target encoder that sees the whole frame. Frames are prepared exactly as at planning time (crop,
-resize, ImageNet normalisation, each frame duplicated to fill one tubelet), so the encoder is trained on the inputs it
-will later encode.
+Two objectives, chosen by `PretrainConfig.objective` (section numbers: `vjepa2_1_pretraining.md`):
+
+* `vjepa2` (Meta's `app/vjepa/train.py`, reduced to single frames): a context encoder sees only the context tokens
+  of a multi-block mask; the `MaskPredictor` fills in the masked tokens; the loss is the L1 distance to the
+  layer-normed features of an EMA target encoder that sees the whole frame. Frames are duplicated to fill a tubelet.
+* `vjepa2_1` (Meta's `app/vjepa_2_1/train.py`): every step has an image batch (single frames through the tubelet-1
+  image tokenizer, 10 blocks of 15%) and a video batch (`clip_frames` consecutive frames through the tubelet-2 video
+  tokenizer, two space-time mask sets), weighted 1:1 (§3, §4); the predictor also predicts the context tokens
+  (dense loss, weighted by distance to the nearest masked token and a warm-up/hold lambda per modality, §1) and,
+  with `deep_supervision`, all four hierarchical levels of the target encoder, each layer-normed on its own (§2).
+  `deep_supervision=False` is the "dense loss without deep supervision" ablation: last level only.
+
+Frames are prepared exactly as at planning time (crop, resize, ImageNet normalisation), so the encoder is trained on
+the inputs it will later encode.
 
 Output folder: `latest.pt` in Meta's pretraining layout (`encoder`, `target_encoder`, `predictor` with the
-`module.backbone.` prefix, `opt`, `epoch`) plus the architecture under `worldmodel.CONFIG_KEY`, so
-`worldmodel.load_encoder(latest.pt)` and `vjepa-ac encode --encoder-checkpoint latest.pt` take the target encoder;
-`train.jsonl` / `train.csv` hold loss, learning rate, EMA momentum and collapse signals. A run resumes from
-`latest.pt` when it exists and continues at the saved step with the saved random state.
+`module.backbone.` prefix, `opt`, `epoch`; a 2.1 run also `ema_encoder`, the same tensors as `target_encoder`, as the
+2.1 releases name it) plus the architecture under `worldmodel.CONFIG_KEY`, so `worldmodel.load_encoder(latest.pt)`
+and `vjepa-ac encode --encoder-checkpoint latest.pt` take the target encoder; `train.jsonl` / `train.csv` hold the
+losses, learning rate, EMA momentum, lambda and collapse monitors. A run resumes from `latest.pt` when it exists and
+continues at the saved step with the saved random state. Under torchrun every rank takes an equal slice of the same
+global batch and DDP averages the gradients, so N ranks train like one process with N times the batch.
 """
 
 from __future__ import annotations
@@ -21,12 +32,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from data.droid import EpisodeError, open_episode
@@ -42,10 +54,24 @@ from worldmodel.checkpoints import atomic_torch_save, encoder_from_checkpoint
 from worldmodel.frames import Crop, crop_box, device_autocast
 from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
 
+from . import distributed
 from .config import OptimConfig
-from .distributed import resolve_device
-from .masks import DEFAULT_MASK_SPECS, BlockMaskSpec, sample_block_masks
+from .distributed import DistInfo
+from .masks import (
+    DEFAULT_MASK_SPECS,
+    IMAGE_MASK_SPECS,
+    BlockMaskSpec,
+    nearest_target_distance,
+    sample_block_masks,
+)
 from .metrics import MetricsLogger
+from .objective import (
+    ContextLambda,
+    MaskSet,
+    ModalityBatch,
+    PretrainObjective,
+    context_weights,
+)
 from .optim import WSDSchedule, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -54,6 +80,10 @@ LATEST = "latest.pt"
 PRETRAIN_KEY = "vjepa_ac_pretrain"
 """Checkpoint entry with what a resume needs beyond Meta's keys: step, run config, predictor config, RNG state."""
 _PREFIX = "module.backbone."  # Meta's DDP(MultiSeqWrapper(...)) key prefix, for encoders and predictor alike
+Objective = Literal["vjepa2", "vjepa2_1"]
+OBJECTIVES: tuple[str, ...] = ("vjepa2", "vjepa2_1")
+DEFAULT_PRESETS = {"vjepa2": "vit_tiny", "vjepa2_1": "vjepa2_1_vit_tiny"}
+"""Encoder preset per objective when none is given: 2.1 needs the image tokenizer and four output levels."""
 
 
 def _pretrain_optim() -> OptimConfig:
@@ -63,12 +93,19 @@ def _pretrain_optim() -> OptimConfig:
 
 @dataclass
 class PretrainConfig:
-    """A pretraining run. The defaults pretrain `vit_tiny` at 128 px on one CPU core in about ten minutes."""
+    """A pretraining run. The defaults pretrain `vit_tiny` at 128 px with the V-JEPA 2 objective on one CPU core in
+    about ten minutes; `objective="vjepa2_1"` switches to V-JEPA 2.1 (see the module docstring)."""
 
     output_dir: str = "runs/pretrain"
+    objective: Objective = "vjepa2"
+    """"vjepa2": masked prediction on single frames. "vjepa2_1": images + video clips, dense (context) loss, and with
+    `deep_supervision` the four hierarchical levels."""
+    deep_supervision: bool = True
+    """vjepa2_1 only: predict all four levels of the target encoder (§2); False = last level only (the ablation)."""
     init: str | None = None
     """Encoder checkpoint to start from (its target/EMA encoder); None builds `preset` at `img_size` from `seed`."""
-    preset: str = "vit_tiny"
+    preset: str | None = None
+    """Encoder architecture without `init`; None = vit_tiny (vjepa2) or vjepa2_1_vit_tiny (vjepa2_1)."""
     img_size: int = 128
     seed: int = 0
     """Seeds the initial weights (without `init`), frame sampling and masks."""
@@ -76,31 +113,62 @@ class PretrainConfig:
     crop: str | None = "droid"
     """Crop before resizing, as `worldmodel.preprocess_frames` ("droid", "square" or None)."""
     frame_stride: int = 3
-    """Keep every n-th video frame (consecutive 15 Hz frames are nearly identical)."""
+    """Keep every n-th video frame (consecutive 15 Hz frames are nearly identical); clips are consecutive kept
+    frames, i.e. 5 fps at the default (Meta samples video at 4 fps)."""
     batch_size: int = 32
+    """Single frames per step (vjepa2: frames; vjepa2_1: the image batch)."""
+    clip_batch_size: int = 16
+    """vjepa2_1: video clips per step. Meta's pretraining configs draw 1.5 images per clip; either way the two
+    modalities' losses weigh 1:1 (§4)."""
+    clip_frames: int = 4
+    """vjepa2_1: frames per clip, a multiple of the encoder's tubelet (4 frames = 2 token-frames)."""
     optim: OptimConfig = field(default_factory=_pretrain_optim)
     """AdamW and the warmup-stable-decay schedule; `optim.total_steps` is the run length."""
     ema: tuple[float, float] = (0.99, 0.999)
     """Target-encoder EMA momentum, ramped linearly from the first to the second value over the run (Meta: `ema`)."""
     predictor: MaskPredictorConfig = field(default_factory=MaskPredictorConfig)
-    """`embed_dim`, `num_mask_tokens` and the RoPE layout follow the encoder and `mask_specs`; a resumed run keeps
-    the architecture saved in its checkpoint."""
+    """`embed_dim`, `num_mask_tokens`, levels, heads and the RoPE layout follow the encoder and the objective; a
+    resumed run keeps the architecture saved in its checkpoint."""
     mask_specs: tuple[BlockMaskSpec, ...] = DEFAULT_MASK_SPECS
+    """Mask generators of vjepa2 frames and of vjepa2_1 clips (8 x 15% and 2 x 70%, full-length tubes)."""
+    image_mask_specs: tuple[BlockMaskSpec, ...] = IMAGE_MASK_SPECS
+    """vjepa2_1: mask generators of the image batch (10 x 15%)."""
+    context_lambda: tuple[float, float] = (0.5, 0.5)
+    """vjepa2_1: weight of the context loss for (images, video); Meta's configs: 0.5 / 0.5 (§1). 0 turns it off."""
+    context_lambda_ramp: tuple[int, int] = (150, 300)
+    """vjepa2_1: lambda is 0 before the first step, rises linearly to `context_lambda` at the second, then holds
+    (Meta: 15k-30k of 300k steps; here the same 5%-10% of the default 3000). Equal values = constant lambda."""
+    distance_weighting: bool = True
+    """vjepa2_1: weight each context token's error by 1/sqrt(distance to the nearest masked token) (§1)."""
     checkpoint_every: int = 500
     log_every: int = 10
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.frame_stride < 1 or self.batch_size < 1:
-            raise ValueError(f"frame_stride and batch_size must be >= 1, got {self.frame_stride}, {self.batch_size}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if min(self.frame_stride, self.batch_size, self.clip_batch_size, self.clip_frames) < 1:
+            raise ValueError("frame_stride, batch_size, clip_batch_size and clip_frames must be >= 1")
         if not 0.0 <= self.ema[0] <= self.ema[1] <= 1.0:
             raise ValueError(f"ema must be (start, end) with 0 <= start <= end <= 1, got {self.ema}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ValueError("checkpoint_every and log_every must be >= 1")
-        if not self.mask_specs:
-            raise ValueError("mask_specs must name at least one mask generator")
+        if not self.mask_specs or not self.image_mask_specs:
+            raise ValueError("mask_specs and image_mask_specs must name at least one mask generator")
         if self.crop not in ("droid", "square", "none", None):
             raise ValueError(f"crop must be 'droid', 'square' or None, got {self.crop!r}")
+        for value in self.context_lambda:
+            ContextLambda(value, *self.context_lambda_ramp)  # validates both
+
+    @property
+    def encoder_preset(self) -> str:
+        return self.preset or DEFAULT_PRESETS[self.objective]
+
+    def context_schedules(self) -> dict[str, ContextLambda]:
+        """The lambda schedule of each modality."""
+        image, video = self.context_lambda
+        return {"image": ContextLambda(image, *self.context_lambda_ramp),
+                "video": ContextLambda(video, *self.context_lambda_ramp)}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,10 +186,29 @@ def resize_frames(frames: np.ndarray, img_size: tuple[int, int], crop: Crop = "d
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
+@dataclass
+class FrameBank:
+    """Decoded frames of all episodes, uint8 [N, h, w, 3] at the encoder resolution, episode after episode;
+    `episode_lengths` says where each episode's frames end, so that clips never straddle two episodes."""
+
+    frames: np.ndarray
+    episode_lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def clip_starts(self, clip_frames: int) -> np.ndarray:
+        """Indices i such that frames i .. i + clip_frames - 1 all belong to one episode."""
+        ends = np.cumsum(self.episode_lengths)
+        starts = [np.arange(end - length, end - clip_frames + 1) for end, length in zip(ends, self.episode_lengths)
+                  if length >= clip_frames]
+        return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+
+
 def load_frame_bank(references: Sequence[str], *, img_size: tuple[int, int], camera: str = "left",
-                    crop: Crop = "droid", frame_stride: int = 3, progress: bool = True) -> np.ndarray:
-    """Decode every `frame_stride`-th frame of `camera` from each episode once -> uint8 [N, h, w, 3] at the encoder
-    resolution. Unreadable episodes are reported and skipped; none readable is an error."""
+                    crop: Crop = "droid", frame_stride: int = 3, progress: bool = True) -> FrameBank:
+    """Decode every `frame_stride`-th frame of `camera` from each episode once, resized to the encoder resolution.
+    Unreadable episodes are reported and skipped; none readable is an error."""
     chunks: list[np.ndarray] = []
     failed = 0
     for reference in tqdm(references, desc="decoding frames", unit="episode", disable=not progress):
@@ -137,7 +224,7 @@ def load_frame_bank(references: Sequence[str], *, img_size: tuple[int, int], cam
         raise ValueError(f"no frames of camera {camera!r} could be read from {len(references)} episode(s)")
     if failed:
         log.warning("%d of %d episodes could not be read", failed, len(references))
-    return np.concatenate(chunks)
+    return FrameBank(np.concatenate(chunks), np.array([len(chunk) for chunk in chunks], dtype=np.int64))
 
 
 def frames_to_clips(frames: Tensor, encoder: VisionTransformer) -> Tensor:
@@ -146,6 +233,13 @@ def frames_to_clips(frames: Tensor, encoder: VisionTransformer) -> Tensor:
     config = encoder.config
     frames_per_clip = 1 if config.img_temporal_dim_size == 1 else config.tubelet_size
     return frames.unsqueeze(2).expand(-1, -1, frames_per_clip, -1, -1)
+
+
+def bank_clips(frames: Tensor, starts: Tensor, clip_frames: int, img_size: tuple[int, int]) -> Tensor:
+    """Clips of `clip_frames` consecutive bank frames from each start index -> normalised [B, 3, T, h, w]."""
+    index = starts.unsqueeze(1) + torch.arange(clip_frames)
+    pixels = preprocess_frames(frames[index.flatten()], img_size, crop=None)
+    return pixels.unflatten(0, (len(starts), clip_frames)).transpose(1, 2)
 
 
 # ---------------------------------------------------------------------------------------------------- math
@@ -165,10 +259,6 @@ def ema_momentum(step: int, total_steps: int, ema: tuple[float, float]) -> float
     return ema[0] + (ema[1] - ema[0]) * min(1.0, step / max(1, total_steps))
 
 
-def _gather_tokens(features: Tensor, indices: Tensor) -> Tensor:
-    return torch.gather(features, 1, indices.unsqueeze(-1).expand(-1, -1, features.shape[-1]))
-
-
 # ---------------------------------------------------------------------------------------------------- checkpoints
 def _prefixed(module: nn.Module) -> dict[str, Tensor]:
     return {f"{_PREFIX}{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
@@ -179,15 +269,18 @@ def _unprefixed(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @dataclass
-class _Run:
-    """Everything a step changes: the three networks, the optimizer state and the RNG."""
+class PretrainRun:
+    """Everything a step changes: the networks, the optimizer state and the RNG (`build_run` makes one, `train_step`
+    advances it). `model` is the loss module, wrapped in DDP under torchrun."""
 
     encoder: VisionTransformer
     target_encoder: VisionTransformer
     predictor: MaskPredictor
+    model: nn.Module
     optimizer: torch.optim.Optimizer
     schedule: WSDSchedule
     generator: torch.Generator
+    dist: DistInfo
     step: int = 0
 
 
@@ -196,38 +289,78 @@ def _initial_encoder(config: PretrainConfig) -> VisionTransformer:
         encoder = load_encoder(config.init)
     else:
         torch.manual_seed(config.seed)
-        encoder = build_encoder(config.preset, img_size=(config.img_size, config.img_size))
+        encoder = build_encoder(config.encoder_preset, img_size=(config.img_size, config.img_size))
     return encoder
 
 
-def _build_run(config: PretrainConfig, device: torch.device, resume: dict[str, Any] | None) -> _Run:
+def _check_encoder_fits(encoder: VisionTransformer, config: PretrainConfig) -> None:
+    c = encoder.config
+    if config.objective != "vjepa2_1":
+        return
+    if not (c.is_v2_1 and c.img_temporal_dim_size == 1 and c.modality_embedding):
+        raise ValueError("the vjepa2_1 objective needs a V-JEPA 2.1 encoder (image tokenizer, modality embeddings, "
+                         "hierarchical output norms), e.g. preset vjepa2_1_vit_tiny; this one is "
+                         f"{'V-JEPA 2.1 without them' if c.is_v2_1 else 'V-JEPA 2'}")
+    if config.clip_frames % c.tubelet_size:
+        raise ValueError(f"clip_frames {config.clip_frames} is not a multiple of the tubelet size {c.tubelet_size}")
+
+
+def _check_resume_matches(saved: dict[str, Any], config: PretrainConfig, source: Path) -> None:
+    for name, default in (("objective", "vjepa2"), ("deep_supervision", True)):
+        if saved.get(name, default) != getattr(config, name):
+            raise ValueError(f"{source} was trained with {name}={saved.get(name, default)!r}, this run asks for "
+                             f"{getattr(config, name)!r}; use another output_dir or the same setting")
+
+
+def _predictor_config(config: PretrainConfig, encoder: VisionTransformer) -> MaskPredictorConfig:
+    shared = {"embed_dim": encoder.embed_dim, "rope_interleaved": encoder.config.rope_interleaved}
+    if config.objective == "vjepa2_1":
+        # One mask token for every mask set: Meta's 2.1 wrapper indexes mask tokens by fpc group, of which
+        # single-length batches have one (§6).
+        levels = encoder.config.num_levels if config.deep_supervision else 1
+        return dataclasses.replace(config.predictor, **shared, num_mask_tokens=1, num_levels=levels,
+                                   predict_context=True, modality_embedding=True)
+    return dataclasses.replace(config.predictor, **shared, num_mask_tokens=len(config.mask_specs), num_levels=1,
+                               predict_context=False, modality_embedding=False)
+
+
+def build_run(config: PretrainConfig, dist: DistInfo, resume: dict[str, Any] | None, source: Path) -> PretrainRun:
+    """Networks, optimizer and RNG of a run: fresh from `config`, or restored from `resume` (a checkpoint dict read
+    from `source`) with the architecture and step saved in it."""
     if resume is not None:
+        _check_resume_matches(resume[PRETRAIN_KEY]["config"], config, source)
         encoder, _ = encoder_from_checkpoint(resume, source="resume", checkpoint_key="encoder")
     else:
         encoder = _initial_encoder(config)
+    _check_encoder_fits(encoder, config)
     if resume is not None:  # the saved architecture wins over this run's predictor options
         predictor_config = MaskPredictorConfig(**resume[PRETRAIN_KEY]["predictor"])
-        if predictor_config.num_mask_tokens != len(config.mask_specs):
+        if config.objective == "vjepa2" and predictor_config.num_mask_tokens != len(config.mask_specs):
             raise ValueError(f"the checkpoint was trained with {predictor_config.num_mask_tokens} mask generators, "
                              f"this run has {len(config.mask_specs)}")
     else:
-        predictor_config = dataclasses.replace(config.predictor, embed_dim=encoder.embed_dim,
-                                               num_mask_tokens=len(config.mask_specs),
-                                               rope_interleaved=encoder.config.rope_interleaved)
+        predictor_config = _predictor_config(config, encoder)
     predictor = MaskPredictor(predictor_config)
     target = copy.deepcopy(encoder)
     if resume is not None:
         target.load_state_dict(_unprefixed(resume["target_encoder"]))
         predictor.load_state_dict(_unprefixed(resume["predictor"]))
     for module in (encoder, target, predictor):
-        module.to(device)
+        module.to(dist.device)
     encoder.train().requires_grad_(True)
     predictor.train()
     target.eval().requires_grad_(False)
+    hierarchical = predictor_config.num_levels > 1
+    model: nn.Module = PretrainObjective(encoder, predictor, hierarchical=hierarchical)
+    if dist.is_distributed:
+        # A 2.1 encoder trained without all its levels (or on frames only) leaves some output norms unused.
+        unused = encoder.config.is_v2_1 and not hierarchical
+        model = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None,
+                                        find_unused_parameters=unused)
     optimizer = build_optimizer(nn.ModuleDict({"encoder": encoder, "predictor": predictor}), config.optim)
     schedule = WSDSchedule(optimizer, config.optim)
     generator = torch.Generator().manual_seed(config.seed)
-    run = _Run(encoder, target, predictor, optimizer, schedule, generator)
+    run = PretrainRun(encoder, target, predictor, model, optimizer, schedule, generator, dist)
     if resume is not None:
         optimizer.load_state_dict(resume["opt"])
         extra = resume[PRETRAIN_KEY]
@@ -237,42 +370,91 @@ def _build_run(config: PretrainConfig, device: torch.device, resume: dict[str, A
     return run
 
 
-def _save(run: _Run, config: PretrainConfig, path: Path, *, frames: int, loss: float) -> Path:
-    return atomic_torch_save({
+def _save(run: PretrainRun, config: PretrainConfig, path: Path, *, frames: int, loss: float) -> Path:
+    target = _prefixed(run.target_encoder)
+    payload: dict[str, Any] = {
         "encoder": _prefixed(run.encoder),
-        "target_encoder": _prefixed(run.target_encoder),
+        "target_encoder": target,
         "predictor": _prefixed(run.predictor),
         "opt": run.optimizer.state_dict(),
         "epoch": run.step * config.batch_size // max(1, frames),
         "loss": loss,
         "batch_size": config.batch_size,
+        "world_size": run.dist.world_size,
         "lr": run.optimizer.param_groups[0]["lr"],
         CONFIG_KEY: {"encoder": run.target_encoder.config.to_dict()},
         PRETRAIN_KEY: {"step": run.step, "config": config.to_dict(), "predictor": run.predictor.config.to_dict(),
                        "generator": run.generator.get_state(), "frames": frames},
-    }, path)
+    }
+    if config.objective == "vjepa2_1":
+        payload["ema_encoder"] = target  # the name of the 2.1 releases; the same tensors, stored once
+    return atomic_torch_save(payload, path)
 
 
 # ---------------------------------------------------------------------------------------------------- loop
-def _train_step(run: _Run, config: PretrainConfig, bank: Tensor, device: torch.device) -> dict[str, float]:
-    encoder = run.encoder
-    patch = encoder.config.patch_size
-    grid = (1, bank.shape[1] // patch, bank.shape[2] // patch)
-    picks = torch.randint(bank.shape[0], (config.batch_size,), generator=run.generator)
-    pixels = preprocess_frames(bank[picks].to(device), encoder.config.img_size, crop=None)
-    clips = frames_to_clips(pixels, encoder)
+def _rank_slice(values: Tensor, dist: DistInfo) -> Tensor:
+    """This rank's equal share of a global batch (dim 0)."""
+    share = values.shape[0] // dist.world_size
+    return values[dist.rank * share : (dist.rank + 1) * share]
+
+
+def _mask_sets(grid: tuple[int, int, int], batch_size: int, specs: Sequence[BlockMaskSpec], run: PretrainRun, *,
+               shared_token: bool, weighted: bool) -> list[MaskSet]:
+    """Masks drawn for the global batch (every rank draws the same), then cut to this rank's samples."""
+    sets = []
+    for index, spec in enumerate(specs):
+        context_idx, target_idx = (_rank_slice(m, run.dist) for m in
+                                   sample_block_masks(grid, batch_size, spec, run.generator))
+        weights = context_weights(nearest_target_distance(context_idx, target_idx, grid)) if weighted else None
+        device = run.dist.device
+        sets.append(MaskSet(context_idx.to(device), target_idx.to(device), 0 if shared_token else index,
+                            None if weights is None else weights.to(device)))
+    return sets
+
+
+@torch.no_grad()
+def _targets(run: PretrainRun, clips: Tensor) -> Tensor:
+    """Normalised EMA-encoder features of whole clips, each level on its own when deeply supervised."""
+    levels = run.predictor.config.num_levels
+    return normalize_reps(run.target_encoder(clips, return_hierarchical=levels > 1).float(), levels)
+
+
+def step_batches(run: PretrainRun, config: PretrainConfig, bank: Tensor,
+                 clip_starts: Tensor) -> list[ModalityBatch]:
+    """This step's modality batches (this rank's share), drawn from uint8 bank frames [N, h, w, 3]: frames (vjepa2),
+    or images and video clips starting at `clip_starts` indices (vjepa2_1)."""
+    encoder, device = run.encoder, run.dist.device
+    patch, img_size = encoder.config.patch_size, encoder.config.img_size
+    rows, cols = img_size[0] // patch, img_size[1] // patch
+    picks = _rank_slice(torch.randint(bank.shape[0], (config.batch_size,), generator=run.generator), run.dist)
+    frames = frames_to_clips(preprocess_frames(bank[picks].to(device), img_size, crop=None), encoder)
+    if config.objective == "vjepa2":
+        masks = _mask_sets((1, rows, cols), config.batch_size, config.mask_specs, run, shared_token=False,
+                           weighted=False)
+        return [ModalityBatch("image", frames, (1, rows, cols), _targets(run, frames), masks)]
+    schedules = config.context_schedules()
+    weighted = config.distance_weighting
+    image_masks = _mask_sets((1, rows, cols), config.batch_size, config.image_mask_specs, run, shared_token=True,
+                             weighted=weighted)
+    starts = clip_starts[torch.randint(len(clip_starts), (config.clip_batch_size,), generator=run.generator)]
+    clips = bank_clips(bank, _rank_slice(starts, run.dist), config.clip_frames, img_size).to(device)
+    video_grid = (config.clip_frames // encoder.config.tubelet_size, rows, cols)
+    video_masks = _mask_sets(video_grid, config.clip_batch_size, config.mask_specs, run, shared_token=True,
+                             weighted=weighted)
+    return [
+        ModalityBatch("image", frames, (1, rows, cols), _targets(run, frames), image_masks,
+                      schedules["image"].at(run.step)),
+        ModalityBatch("video", clips, video_grid, _targets(run, clips), video_masks, schedules["video"].at(run.step)),
+    ]
+
+
+def train_step(run: PretrainRun, config: PretrainConfig, bank: Tensor, clip_starts: Tensor) -> dict[str, float]:
+    """One optimizer step and EMA update; returns the step's metrics (averaged over ranks)."""
+    device = run.dist.device
     lr = run.schedule.step()
     with device_autocast(device):
-        with torch.no_grad():
-            targets = normalize_reps(run.target_encoder(clips).float())
-        losses = []
-        for mask_index, spec in enumerate(config.mask_specs):
-            context_idx, target_idx = (m.to(device) for m in
-                                       sample_block_masks(grid, config.batch_size, spec, run.generator))
-            context = encoder(clips, masks=context_idx)
-            predicted = run.predictor(context, context_idx, target_idx, grid, mask_index=mask_index)
-            losses.append((predicted.float() - _gather_tokens(targets, target_idx)).abs().mean())
-        loss = torch.stack(losses).mean()
+        batches = step_batches(run, config, bank, clip_starts)
+        loss, stats = run.model(batches)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"pretraining loss became {loss.item()} at step {run.step + 1}; lower optim.lr")
     run.optimizer.zero_grad(set_to_none=True)
@@ -283,25 +465,42 @@ def _train_step(run: _Run, config: PretrainConfig, bank: Tensor, device: torch.d
     run.optimizer.step()
     run.step += 1
     momentum = ema_momentum(run.step, config.optim.total_steps, config.ema)
-    ema_update(run.target_encoder, encoder, momentum)
-    return {
-        "loss": loss.item(),
-        "lr": lr,
-        "ema_momentum": momentum,
-        # Collapse signal: per-channel spread of the target features over tokens; it falls towards 0 on collapse.
-        "target_std": targets.flatten(0, 1).std(dim=0).mean().item(),
-        "prediction_std": predicted.detach().float().flatten(0, 1).std(dim=0).mean().item(),
-    }
+    ema_update(run.target_encoder, run.encoder, momentum)
+    names = ["loss", *sorted(stats)]
+    values = torch.stack([loss.detach().float().cpu(), *(stats[k].float().cpu() for k in names[1:])])
+    if run.dist.is_distributed:  # gloo reduces CPU tensors; NCCL needs them on the device
+        values = distributed.all_reduce_mean(values.to(device)).cpu()
+    return {"lr": lr, "ema_momentum": momentum, **dict(zip(names, values.tolist()))}
+
+
+def check_batches(config: PretrainConfig, dist: DistInfo, bank: FrameBank) -> Tensor:
+    """The clip start indices (empty for vjepa2), after checking that the batches split evenly over the ranks."""
+    sizes = {"batch_size": config.batch_size}
+    if config.objective == "vjepa2_1":
+        sizes["clip_batch_size"] = config.clip_batch_size
+    for name, size in sizes.items():
+        if size % dist.world_size:
+            raise ValueError(f"{name} {size} does not split evenly over {dist.world_size} processes")
+    if config.objective != "vjepa2_1":
+        return torch.zeros(0, dtype=torch.int64)
+    starts = bank.clip_starts(config.clip_frames)
+    if len(starts) == 0:
+        raise ValueError(f"no episode has {config.clip_frames} frames at frame_stride {config.frame_stride} "
+                         f"(longest: {int(bank.episode_lengths.max())}); lower clip_frames or frame_stride")
+    return torch.from_numpy(starts)
 
 
 def pretrain_encoder(references: Sequence[str], config: PretrainConfig | None = None, *,
                      progress: bool = True) -> Path:
     """Pretrain an encoder on the frames of `references` (DROID episode folders, index entries or RLDS references);
-    resumes from `config.output_dir/latest.pt` when present. Returns the path of the final checkpoint."""
+    resumes from `config.output_dir/latest.pt` when present. Returns the path of the final checkpoint.
+
+    Under torchrun (RANK / WORLD_SIZE set) it joins the process group and trains with DDP; the caller shuts the group
+    down (`distributed.shutdown_distributed`)."""
     config = config or PretrainConfig()
     output = Path(config.output_dir)
     latest = output / LATEST
-    device = resolve_device(config.device)
+    dist = distributed.init_distributed(config.device)
     # Read fully rather than memory-mapped: the loaded tensors become the trained parameters and optimizer state.
     resume = torch.load(latest, map_location="cpu", weights_only=True) if latest.is_file() else None
     if resume is not None and not isinstance(resume, dict):
@@ -309,29 +508,34 @@ def pretrain_encoder(references: Sequence[str], config: PretrainConfig | None = 
     if resume is not None and PRETRAIN_KEY not in resume:
         raise ValueError(f"{latest} is not a pretraining checkpoint (no {PRETRAIN_KEY!r} entry); use another "
                          f"output_dir")
-    run = _build_run(config, device, resume)
+    run = build_run(config, dist, resume, latest)
     img_size = run.encoder.config.img_size
     if any(side % run.encoder.config.patch_size for side in img_size):
         raise ValueError(f"encoder resolution {img_size} is not a multiple of its patch size")
-    metrics = MetricsLogger(output, tensorboard=False)
+    metrics = MetricsLogger(output, enabled=dist.is_main, tensorboard=False)
     metrics.truncate_after(run.step)
     if run.step >= config.optim.total_steps:
         log.info("%s is already at step %d of %d", latest, run.step, config.optim.total_steps)
         return latest
     crop = None if config.crop in (None, "none") else config.crop
-    bank = torch.from_numpy(load_frame_bank(references, img_size=img_size, camera=config.camera, crop=crop,
-                                            frame_stride=config.frame_stride, progress=progress))
-    log.info("pretraining on %d frames from %d episode(s)", bank.shape[0], len(references))
-    bar = tqdm(total=config.optim.total_steps, initial=run.step, desc="pretrain", unit="step", disable=not progress)
+    frame_bank = load_frame_bank(references, img_size=img_size, camera=config.camera, crop=crop,
+                                 frame_stride=config.frame_stride, progress=progress and dist.is_main)
+    clip_starts = check_batches(config, dist, frame_bank)
+    bank = torch.from_numpy(frame_bank.frames)
+    log.info("pretraining (%s) on %d frames from %d episode(s)", config.objective, len(frame_bank), len(references))
+    bar = tqdm(total=config.optim.total_steps, initial=run.step, desc=f"pretrain {config.objective}", unit="step",
+               disable=not (progress and dist.is_main))
     try:
         while run.step < config.optim.total_steps:
-            values = _train_step(run, config, bank, device)
+            values = train_step(run, config, bank, clip_starts)
             bar.update(1)
             if run.step % config.log_every == 0 or run.step == config.optim.total_steps:
                 metrics.log("train", run.step, values)
-                bar.set_postfix(loss=f"{values['loss']:.4f}", target_std=f"{values['target_std']:.3f}")
+                bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
             if run.step % config.checkpoint_every == 0 or run.step == config.optim.total_steps:
-                _save(run, config, latest, frames=bank.shape[0], loss=values["loss"])
+                if dist.is_main:
+                    _save(run, config, latest, frames=len(frame_bank), loss=values["loss"])
+                distributed.barrier()
     finally:
         bar.close()
         metrics.close()

@@ -7,8 +7,10 @@ import torch
 
 from worldmodel.training.masks import (
     DEFAULT_MASK_SPECS,
+    IMAGE_MASK_SPECS,
     BlockMaskSpec,
     block_size,
+    nearest_target_distance,
     sample_block_masks,
 )
 
@@ -86,3 +88,28 @@ def test_impossible_or_invalid_specs_raise():
         BlockMaskSpec(aspect_ratio=(2.0, 1.0))
     with pytest.raises(ValueError, match="batch_size"):
         sample_block_masks(GRID, 0, DEFAULT_MASK_SPECS[0], _generator())
+
+
+def test_nearest_target_distance_on_a_hand_made_mask():
+    """4x4 frame, one target token at (row 1, col 1): distances are plain Euclidean offsets in token units."""
+    target = torch.tensor([[5]])
+    context = torch.tensor([[0, 3, 6, 15]])
+    distance = nearest_target_distance(context, target, (1, 4, 4))
+    torch.testing.assert_close(distance, torch.tensor([[2**0.5, 5**0.5, 1.0, 8**0.5]]))
+
+
+def test_nearest_target_distance_counts_token_frames_and_takes_the_closest_target():
+    # 2 token-frames of 2x2: target tokens (t0, r0, c0) and (t1, r1, c0); context (t1, r1, c1) is 1 from the second.
+    target = torch.tensor([[0, 6]])
+    context = torch.tensor([[7, 3]])  # 3 = (t0, r1, c1) is sqrt(2) from both targets
+    torch.testing.assert_close(nearest_target_distance(context, target, (2, 2, 2)), torch.tensor([[1.0, 2**0.5]]))
+    # per sample: the second sample's target decides its own distances
+    two = nearest_target_distance(torch.tensor([[1], [1]]), torch.tensor([[0], [7]]), (2, 2, 2))
+    torch.testing.assert_close(two, torch.tensor([[1.0], [2**0.5]]))
+
+
+def test_image_mask_spec_is_ten_blocks_of_fifteen_percent():
+    (spec,) = IMAGE_MASK_SPECS
+    assert (spec.num_blocks, spec.spatial_scale, spec.aspect_ratio, spec.temporal_scale) == (10, 0.15, (0.75, 1.5), 1)
+    context, target = sample_block_masks(GRID, 4, spec, _generator())
+    assert target.shape[1] > context.shape[1]  # 10 blocks of 9 tokens cover most of an 8x8 grid
