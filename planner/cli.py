@@ -233,6 +233,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"observed frames given to the predictor ({card_default(1)})")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
+    record = run.add_argument_group("recording")
+    record.add_argument(
+        "--record", metavar="DIR", type=Path, default=None,
+        help="also write the episode in DROID's raw layout under DIR/<lab>/success|failure/... (every control period, "
+        "every camera the robot streams), labelled by the task's success check (sim) or the goal energy (bridge); a "
+        "run that is killed is closed as a failed episode the next time DIR is recorded into",
+    )
+    record.add_argument("--instruction", default=None,
+                        help="language instruction stored with the recording (default: the sim task's name)")
+    record.add_argument("--lab", default="VJEPAAC", help="DROID lab name of the recording (default: VJEPAAC)")
     _add_model_options(run)
     add_planner_options(run)
     run.set_defaults(handler=_run_closed_loop)
@@ -362,6 +372,28 @@ def _local_cameras(path: Path):
     return CameraRig.from_configs(cameras_from_mapping(data["cameras"]))
 
 
+def _recording_robot(args: argparse.Namespace, robot):
+    """`robot` wrapped in a `RecordingRobot` when `--record` is given (closing it keeps a failed run as such)."""
+    if args.record is None:
+        return robot
+    from robot.recording import RecordingConfig, RecordingRobot
+
+    instruction = args.instruction if args.instruction is not None else (args.task if args.robot == "sim" else "")
+    config = RecordingConfig(task=instruction, lab=args.lab, scene_id=f"sim-{args.task}" if args.robot == "sim" else "",
+                             robot_serial="panda-sim" if args.robot == "sim" else "franka")
+    return RecordingRobot(robot, args.record, config, extra_attrs={"run_robot": args.robot})
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so a stopped run holds the arm and closes its recording, as Ctrl-C does."""
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 def _run_closed_loop(args: argparse.Namespace) -> int:
     from planner.goals import load_goal_schedule
     from planner.mpc import run_mpc
@@ -390,20 +422,25 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
             goals = [read_image(p) for p in args.goal] if args.goal else task_goals
         if goals is None:
             raise ValueError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal capture)")
+        recorder = _recording_robot(args, robot)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "steps.jsonl"
     log_path.unlink(missing_ok=True)
-    with ActionRepeatRobot(robot, periods) as controlled:
+    _exit_on_sigterm()
+    with ActionRepeatRobot(recorder, periods) as controlled:
         episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
+        recorded = recorder.finish(success=episode.goal_reached) if recorder is not robot else None
     outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)
     plan_seconds = [r.plan_seconds for r in episode.steps]
     print(f"outcome: {episode.outcome} after {len(episode.steps)} planned actions ({periods} control periods each)")
     if plan_seconds:
         print(f"planning: {sum(plan_seconds) / len(plan_seconds):.2f} s per action")
     print(f"log: {log_path}")
+    if recorded is not None:
+        print(f"recording: {recorded}")
     for name, path in outputs.items():
         print(f"{name}: {path}")
     return 0 if episode.goal_reached else 1

@@ -3,6 +3,7 @@
 import av
 import numpy as np
 
+from data.droid import open_episode, validate_episode
 from planner.report import read_jsonl
 from vjepa_ac.cli import main
 from worldmodel import save_ac_checkpoint
@@ -15,7 +16,7 @@ def test_run_on_sim_writes_log_plot_and_video(tiny_world_model, tmp_path, capsys
     out = tmp_path / "run"
     code = main(
         ["run", "--robot", "sim", "--task", "reach", "--checkpoint", str(ckpt), "--device", "cpu", "--steps", "3",
-         "--samples", "16", "--iterations", "2", "--elites", "4", "--out", str(out)]
+         "--samples", "16", "--iterations", "2", "--elites", "4", "--out", str(out), "--record", str(tmp_path / "data")]
     )
     assert code in (0, 1)  # 1 = goal not reached, expected with random weights
     printed = capsys.readouterr().out
@@ -33,3 +34,11 @@ def test_run_on_sim_writes_log_plot_and_video(tiny_world_model, tmp_path, capsys
     with av.open(str(out / "episode.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 4 and frames[0].shape == (180, 640, 3)
+    # --record: the run as a DROID episode, every control period (3 actions x 4 periods + the final step).
+    [recording] = [p.parent for p in (tmp_path / "data").rglob("trajectory.h5")]
+    assert f"recording: {recording}" in printed
+    assert recording.parents[1].name == ("success" if code == 0 else "failure")
+    assert validate_episode(recording).ok
+    episode = open_episode(recording)
+    assert episode.num_steps == 13 and episode.task == "reach"
+    np.testing.assert_allclose(episode.states()[::4][:3], [s["state"] for s in steps], atol=1e-9)
