@@ -151,8 +151,9 @@ def test_honest_stream_is_never_stale_under_a_concurrent_flood(keys, make_link, 
     def flood(i: int) -> None:
         sock = pusher(link, keys)
         sock.sndhwm = 1000
-        junk = [msgpack.packb({"v": 1, "kind": "cmd", "session": f"flood-{i}", "seq": n, "t_send_ns": 0,
-                               "pad": "x" * 200}) for n in range(50)]
+        # Heartbeats of a foreign session padded with thousands of values: each costs real decoding work.
+        junk = [msgpack.packb({"v": 1, "kind": "hb", "session": f"flood-{i}", "seq": n, "t_send_ns": 0,
+                               "pad": list(range(6000))}) for n in range(50)]
         for msg in itertools.cycle(junk):
             if stop.is_set():
                 break
@@ -175,7 +176,7 @@ def test_honest_stream_is_never_stale_under_a_concurrent_flood(keys, make_link, 
                 results.append(client.send_action(np.array([0, 0.002 * (-1) ** i, 0, 0, 0, 0, 0])))
             client.stop()
         stale = [r.reason for r in results if "stale" in r.reason]
-        assert bridge.counters["messages"] > 2000, "the flood did not reach the bridge"
+        assert bridge.counters["messages"] > 1000, "the flood did not reach the bridge"
         assert not stale, stale[:3]
         assert sum(r.ok for r in results) >= 0.9 * len(results), [r.reason for r in results if not r.ok][:5]
     finally:
