@@ -72,7 +72,7 @@ _MAX_DRAIN = 1000
 """Upper bound on messages handled per tick (and on the receiver's queue), so a flood cannot starve the set-points."""
 _SOCKET_MAX_BYTES = MAX_MESSAGE_BYTES + 1024
 """ZMQ_MAXMSGSIZE of the command and RPC sockets (room for CurveZMQ framing); a larger message drops its sender."""
-FUTURE_TOLERANCE_S = 0.05
+FUTURE_TOLERANCE_S = 0.1
 """How far a message's send time may lie ahead of the sender clock estimate before it is refused as implausible."""
 _wake_ids = itertools.count()
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -303,9 +303,9 @@ class Bridge:
         self._last_cmd_time: float | None = None
         self._session_sender: str | None = None
         """CurveZMQ key of the client that armed the session ("" without CurveZMQ)."""
-        self._clock_offset_ns: int | None = None
-        """Estimated (bridge clock - sender clock) + the smallest latency seen in this session."""
-        self._previous_offset_ns: int | None = None
+        self._clock_offset_ns = 0
+        """Estimated (bridge clock - sender clock) + the smallest latency seen in this session (set by `arm`)."""
+        self._previous_offset_ns = 0
         self._state_seq = 0
         self._next_state = 0.0
 
@@ -428,6 +428,7 @@ class Bridge:
         if arm.fault and self.watchdog.state is not WatchdogState.FAULT:
             self.watchdog.fault(sanitize_text(f"robot {arm.robot_mode}: {', '.join(arm.errors) or 'no error flags'}"))
             self._record(WatchdogState.FAULT.value, self.watchdog.reason)
+            self._error(self.watchdog.reason)
             self._tracker.stop()
         transition = self.watchdog.tick(now)
         if transition is not None:
@@ -547,16 +548,21 @@ class Bridge:
         return newest
 
     def _age_ms(self, cmd: Command, received: float) -> float:
-        """Age of a session message by the sender clock estimate (negative: stamped after its arrival).
+        """Age of a session message by the sender clock estimate; negative if stamped after its arrival.
 
-        The offset (arrival - send) of each message is the clock offset plus that message's latency; the estimate
-        is the smallest offset seen since `arm`, so an age is a latency above the fastest one. A new smallest offset
-        only counts once the following message confirms it (the estimate moves to the larger of two consecutive
-        offsets), so one message with a wrong timestamp never changes how the messages after it are judged."""
+        The offset (arrival - send) of a message is the clock offset plus its latency. The estimate starts with the
+        `arm` request's offset and follows the smallest offset seen since, so an age is the latency above the
+        fastest one. A message stamped more than `FUTURE_TOLERANCE_S` ahead of the estimate is implausible and
+        changes nothing; a new smallest offset counts only once the following message confirms it (the estimate
+        moves to the larger of two consecutive offsets), so one wrong timestamp never changes how later messages
+        are judged."""
         offset = int(received * 1e9) - cmd.t_send_ns
-        previous, self._previous_offset_ns = self._previous_offset_ns, offset
-        confirmed = offset if previous is None else max(offset, previous)
-        if self._clock_offset_ns is None or confirmed < self._clock_offset_ns:
+        age_ms = (offset - self._clock_offset_ns) / 1e6
+        if age_ms < -FUTURE_TOLERANCE_S * 1e3:
+            return age_ms
+        confirmed = max(offset, self._previous_offset_ns)
+        self._previous_offset_ns = offset
+        if confirmed < self._clock_offset_ns:
             self._clock_offset_ns = confirmed
         return (offset - self._clock_offset_ns) / 1e6
 
