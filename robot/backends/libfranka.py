@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -35,6 +36,8 @@ from robot.backends.base import ArmState, Backend
 
 log = logging.getLogger(__name__)
 
+_CYCLE_S = 0.001
+"""libfranka's control cycle."""
 _FR3_VELOCITY = np.array([2.0, 1.0, 1.5, 1.25, 3.0, 1.5, 3.0])
 """FR3 joint velocity bounds (rad/s) that hold in every configuration (robot.limits.FR3)."""
 
@@ -46,14 +49,19 @@ class LibfrankaConfig:
     """"pylibfranka" or "franky"."""
     realtime_ignore: bool = False
     """Skip libfranka's real-time kernel check (simulators only, never a real arm)."""
-    filter_velocity: list[float] = field(default_factory=lambda: (0.9 * _FR3_VELOCITY).tolist())
+    filter_velocity: list[float] = field(default_factory=lambda: (0.6 * _FR3_VELOCITY).tolist())
     """rad/s the 1 kHz follower may command (the bridge's own set-points use half of the joint limits)."""
-    filter_acceleration: float = 8.0
-    """rad/s^2 (FR3 limit 10)."""
-    filter_jerk: float = 4000.0
-    """rad/s^3 (FR3 limit 5000)."""
+    filter_acceleration: float = 4.5
+    """rad/s^2. The robot judges velocity, acceleration and jerk from differences of successive commands; on a host
+    without a real-time kernel a command that lands one cycle off is differenced over half the time it covers, which
+    doubles all three. Less than half of the FR3 limits (10 rad/s^2, 5000 rad/s^3) survives that."""
+    filter_jerk: float = 2000.0
+    """rad/s^3."""
     filter_stiffness: float = 25.0
     """1/s: position error -> velocity correction of the follower (critically damped with 4x this on velocity)."""
+    control_priority: int | None = 80
+    """SCHED_FIFO priority of the control thread (what libfranka itself sets when real-time is enforced); None keeps
+    the default scheduling. Needs CAP_SYS_NICE (or root); without it the loop runs at normal priority and says so."""
     setpoint_horizon_s: float = 0.02
     """How far the follower extrapolates the newest set-point with its velocity; later it holds that position."""
     gripper: bool = True
@@ -115,10 +123,16 @@ class JointFollower:
         v_ref = np.clip(v_target + self.stiffness * (q_target - self.q), -self.velocity, self.velocity)
         a_ref = np.clip(4.0 * self.stiffness * (v_ref - self.v), -self.acceleration, self.acceleration)
         self.a = np.clip(a_ref, self.a - self.jerk * dt, self.a + self.jerk * dt)
-        v_next = np.clip(self.v + self.a * dt, -self.velocity, self.velocity)
-        self.q = self.q + 0.5 * (self.v + v_next) * dt
-        self.v = v_next
+        # v first, then q: the law libfranka's robot side uses to extrapolate a missed cycle, so commands after a gap
+        # difference consistently with what the robot filled in.
+        self.v = np.clip(self.v + self.a * dt, -self.velocity, self.velocity)
+        self.q = self.q + self.v * dt
         return self.q
+
+    def coast(self, dt: float) -> None:
+        """Advance one cycle with the acceleration frozen: how libfranka's robot side fills in a missed command."""
+        self.v = self.v + self.a * dt
+        self.q = self.q + self.v * dt
 
     @property
     def at_rest(self) -> bool:
@@ -175,8 +189,18 @@ class _ControlLoop:
             return q + dq * self._config.setpoint_horizon_s, np.zeros(7)
         return q + dq * age, dq
 
+    def _raise_priority(self) -> None:
+        priority = self._config.control_priority
+        if priority is None or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread
+        except (PermissionError, OSError) as exc:
+            log.warning("libfranka control thread keeps normal scheduling (%s); expect lost cycles under load", exc)
+
     def _run(self) -> None:
         cfg, lib = self._config, self._lib
+        self._raise_priority()
         try:
             control = self._robot.start_joint_position_control(lib.ControllerMode.JointImpedance)
             state, period = control.readOnce()
@@ -190,9 +214,12 @@ class _ControlLoop:
         self._ready.set()
         try:
             while True:
-                dt = period.to_sec() or 0.001
+                # Cycles missed since the last command were filled in by the robot at frozen acceleration; follow the
+                # same law through them, so this command continues the robot's own extrapolation smoothly.
+                for _ in range(max(1, round(period.to_sec() / _CYCLE_S)) - 1):
+                    follower.coast(_CYCLE_S)
                 q_target, v_target = self._target(follower)
-                command = lib.JointPositions(follower.step(q_target, v_target, dt).tolist())
+                command = lib.JointPositions(follower.step(q_target, v_target, _CYCLE_S).tolist())
                 done = self._finish.is_set() and follower.at_rest
                 command.motion_finished = done
                 control.writeOnce(command)
