@@ -159,7 +159,7 @@ class _ControlLoop:
         self._thread.start()
         if not self._ready.wait(timeout_s):
             raise RuntimeError("libfranka did not start joint position control")
-        if self.error is not None:
+        if self.state is None:
             raise RuntimeError(f"libfranka did not start joint position control: {self.error}")
 
     @property
