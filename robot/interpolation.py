@@ -130,6 +130,9 @@ def plan_segment(
         float(np.max(1.875 * distance / limits.velocity)),
         float(np.max(np.sqrt(5.774 * distance / limits.acceleration))),
         float(np.max(np.cbrt(60.0 * distance / limits.jerk))),
+        # Stopping the start velocity and acceleration takes at least this long at the limits.
+        float(np.max(np.abs(v0) / limits.acceleration)),
+        float(np.max(np.abs(a0) / limits.jerk)),
         1e-3,
     )
     while duration <= max_duration:

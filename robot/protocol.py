@@ -165,8 +165,10 @@ def _unpack(data: object, max_bytes: int) -> Any:
     if len(data) > max_bytes:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        # The C unpacker nests at most 1024 levels deep on its own stack; depth and counts are checked right after.
-        return msgpack.unpackb(bytes(data), raw=False, strict_map_key=True)
+        # The C unpacker refuses long arrays and maps itself and nests at most 1024 levels deep on its own stack;
+        # depth and the total count are checked right after.
+        return msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, max_array_len=MAX_ITEMS,
+                               max_map_len=MAX_ITEMS, max_ext_len=0)
     except Exception as exc:  # noqa: BLE001 (msgpack raises several unrelated types for corrupt input)
         raise ProtocolError(sanitize_text(f"not a msgpack message: {type(exc).__name__}: {exc}")) from None
 
