@@ -525,7 +525,8 @@ class Bridge:
             if cmd.seq <= self._last_seq:
                 self._error(f"seq {cmd.seq} is not greater than the last seq {self._last_seq}", cmd.seq)
                 continue
-            age_ms = self._age_ms(cmd, item.t)
+            # A stop is honoured whatever its timestamp: stopping is never the unsafe choice.
+            age_ms = 0.0 if cmd.kind is MessageKind.STOP else self._age_ms(cmd, item.t)
             if age_ms < -FUTURE_TOLERANCE_S * 1e3:
                 self._error(f"timestamp {-age_ms:.0f} ms ahead of the sender clock estimate", cmd.seq)
                 continue

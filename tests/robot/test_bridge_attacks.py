@@ -45,22 +45,21 @@ def wait_for(predicate, timeout=3.0, period=0.01):
     return False
 
 
-def pusher(link, keys, secret="client_secret") -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.PUSH)
+def _socket(kind: int, port: int, keys, secret: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(kind)
     sock.linger = 0
     if keys is not None:
         make_curve_client(sock, keys[secret], keys["bridge_public"])
-    sock.connect(f"tcp://127.0.0.1:{link.cmd_port}")
+    sock.connect(f"tcp://127.0.0.1:{port}")
     return sock
+
+
+def pusher(link, keys, secret="client_secret") -> zmq.Socket:
+    return _socket(zmq.PUSH, link.cmd_port, keys, secret)
 
 
 def dealer(link, keys, secret="client_secret") -> zmq.Socket:
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.linger = 0
-    if keys is not None:
-        make_curve_client(sock, keys[secret], keys["bridge_public"])
-    sock.connect(f"tcp://127.0.0.1:{link.rpc_port}")
-    return sock
+    return _socket(zmq.DEALER, link.rpc_port, keys, secret)
 
 
 def nested(levels: int) -> bytes:
