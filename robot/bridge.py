@@ -24,6 +24,7 @@ import itertools
 import logging
 import math
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -343,6 +344,9 @@ class Bridge:
         self._poller = zmq.Poller()
         self._poller.register(self._wake, zmq.POLLIN)
         self._poller.register(self._rpc, zmq.POLLIN)
+        # The receiver thread stamps arrivals; with the interpreter's default 5 ms switch interval a busy loop or
+        # physics thread would delay it (and the stamp) by up to that much.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self._receiver_thread = threading.Thread(target=self._receive_loop, name="bridge-receiver", daemon=True)
         self._receiver_thread.start()
         self._arm_state = self.backend.read_state()
