@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+# Imported here, not on the first camera frame: importing OpenCV holds the interpreter for ~0.1 s, long enough to
+# delay the heartbeat thread past the bridge's hold timeout right after arming.
+import cv2
 import numpy as np
 import zmq
 
@@ -184,12 +187,15 @@ class BridgeClient(Robot):
 
     def _heartbeat_loop(self) -> None:
         period = 1.0 / self.config.heartbeat_hz
-        while not self._hb_stop.wait(period):
+        # The first beat goes out at once: the bridge counts heartbeat silence from the moment it armed.
+        while True:
             try:
                 self._send_new(MessageKind.HEARTBEAT)
             except zmq.Again:
                 log.warning("heartbeat dropped: the bridge is not draining commands")
             except zmq.ZMQError:
+                return
+            if self._hb_stop.wait(period):
                 return
 
     def _poll(self) -> None:
@@ -198,8 +204,6 @@ class BridgeClient(Robot):
         while state.poll(0):
             self._state = StateMessage.decode(state.recv())
         camera = self._sockets["camera"]
-        import cv2
-
         while camera.poll(0):
             role, _, t_ns, jpeg = decode_frame(camera.recv())
             image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
