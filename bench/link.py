@@ -394,7 +394,8 @@ def main() -> int:
     print(f"set-points to the arm: {link['setpoint_hz']:.1f} Hz (configured tick 250 Hz)")
     print(f"watchdog, client process killed ({len(holds)} trials): HOLD after {percentiles(holds)}; "
           f"STOPPED after {percentiles(stops)} (limits 250 ms / 1000 ms)")
-    print(f"under a flood ({link_f['flood_sent']} junk messages sent, {link_f['flood_messages']} handled by the bridge):")
+    print(f"under a flood ({link_f['flood_sent']} junk messages sent, "
+          f"{link_f['flood_messages']} handled by the bridge):")
     print(f"  command -> first set-point: {percentiles(link_f['latencies'])} ({link_f['lost']} of {args.commands} "
           f"not seen within 1 s); ratio to the calm median {statistics.median(link_f['latencies']) / ours:.2f}x")
     print(f"  state {link_f['state_hz']:.1f} Hz, set-points {link_f['setpoint_hz']:.1f} Hz")

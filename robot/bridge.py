@@ -524,7 +524,9 @@ class Bridge:
             if (cmd.session != self.watchdog.session or item.sender != self._session_sender
                     or self.watchdog.state not in ACCEPTS_COMMANDS):
                 # Not `last_rejected_seq`: that field speaks about the armed session's own seqs.
-                self._error(f"seq {cmd.seq}: not the armed session of this client (watchdog {self.watchdog.state.value})")
+                self._error(
+                    f"seq {cmd.seq}: not the armed session of this client (watchdog {self.watchdog.state.value})"
+                )
                 continue
             if cmd.seq <= self._last_seq:
                 self._error(f"seq {cmd.seq} is not greater than the last seq {self._last_seq}", cmd.seq)

@@ -129,7 +129,7 @@ def test_watchdog_holds_then_stops_when_the_client_process_dies(running_bridge, 
     try:
         assert proc.stdout.readline().strip() == "armed"
         expected = "TRACKING" if activity == "tracking" else "ARMED"
-        assert wait_for(lambda: bridge.watchdog.state.value == expected, timeout=5.0), (list(bridge.transitions), list(bridge.errors))
+        assert wait_for(lambda: bridge.watchdog.state.value == expected, timeout=5.0), list(bridge.transitions)
         time.sleep(0.3)
         t_kill = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)

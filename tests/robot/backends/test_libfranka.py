@@ -1,5 +1,6 @@
 """libfranka backend plumbing against a small in-memory stand-in with pylibfranka's API names that records every
-command (fast, no server); tests/robot/test_libfranka_sim.py runs the backend against franka-sim over the real protocol."""
+command (fast, no server); tests/robot/test_libfranka_sim.py runs the backend against franka-sim over the real
+protocol."""
 
 from __future__ import annotations
 
