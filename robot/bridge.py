@@ -6,16 +6,25 @@ Sockets (all bound by the bridge, CURVE servers when keys are configured):
   rpc    ROUTER arm / disarm / hold / home / recover / config / status
   camera PUB    JPEG frames, published by their own thread so that encoding never delays commands
 
-Every tick the bridge drains the command socket, keeps the newest valid command (session, strictly increasing seq,
-ttl by the estimated sender clock), lets the watchdog apply its timeouts, resolves the command through the safety
-filter (IK to joint targets in joint mode), and streams the interpolated set-point after a last limit check.
+A receiver thread takes every command off its socket as it arrives, stamps it with the bridge clock (so a command's
+age never depends on how busy the loop is) and decodes it. Every tick the loop handles what was received, keeps the
+newest valid command (session secret and sender, strictly increasing seq, plausible timestamp, ttl by the estimated
+sender clock), lets the watchdog apply its timeouts, resolves the command through the safety filter (IK to joint
+targets in joint mode), and streams the interpolated set-point after a last limit check.
+
+Sessions: `arm` takes a session secret that the client never publishes (the state stream carries only its digest,
+`public_session_id`) and, with CurveZMQ, binds the session to the arming client's public key; only messages with
+both the secret and that key count as the session's (commands, heartbeats, stops, `home`).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import math
+import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,20 +38,28 @@ from scipy.spatial.transform import Rotation
 from robot.backends.base import ArmState, Backend
 from robot.cameras import CameraRig
 from robot.config import BridgeConfig
-from robot.interpolation import MotionLimits, SetpointInterpolator
+from robot.interpolation import MotionLimits, SegmentRefused, SetpointInterpolator
 from robot.keys import make_curve_server, start_authenticator
 from robot.kinematics import ArmKinematics
 from robot.protocol import (
+    MAX_MESSAGE_BYTES,
+    MAX_STATE_BYTES,
     Command,
     MessageKind,
     ProtocolError,
     StateMessage,
     decode_command,
     decode_request,
+    describe,
     encode_frame,
     encode_reply,
+    public_session_id,
+    sanitize_text,
 )
 from robot.safety import (
+    PATH_SAMPLES,
+    PATH_TOLERANCE,
+    SETPOINT_TOLERANCE,
     CommandRejected,
     SafeTarget,
     SafetyFilter,
@@ -54,7 +71,12 @@ from robot.watchdog import ACCEPTS_COMMANDS, Watchdog, WatchdogError, WatchdogSt
 log = logging.getLogger(__name__)
 
 _MAX_DRAIN = 1000
-"""Upper bound on messages handled per tick, so a flood cannot starve the set-point stream."""
+"""Upper bound on messages handled per tick (and on the receiver's queue), so a flood cannot starve the set-points."""
+_SOCKET_MAX_BYTES = MAX_MESSAGE_BYTES + 1024
+"""ZMQ_MAXMSGSIZE of the command and RPC sockets (room for CurveZMQ framing); a larger message drops its sender."""
+FUTURE_TOLERANCE_S = 0.1
+"""How far a message's send time may lie ahead of the sender clock estimate before it is refused as implausible."""
+_wake_ids = itertools.count()
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _CARTESIAN_LIMITS = MotionLimits(
     velocity=np.array([0.25] * 3 + [1.0] * 3),
@@ -64,69 +86,170 @@ _CARTESIAN_LIMITS = MotionLimits(
 """Flange set-point limits in Cartesian mode (m, rad per s, s^2, s^3): well inside Franka's Cartesian limits."""
 
 
-class _JointTracker:
+class _Received:
+    """One message as the receiver thread took it off the command socket."""
+
+    __slots__ = ("command", "error", "sender", "t")
+
+    def __init__(self, t: float, sender: str, command: Command | None, error: str = "") -> None:
+        self.t = t
+        """Bridge clock when the message left the socket."""
+        self.sender = sender
+        """CurveZMQ public key of the sending client ("" without CurveZMQ)."""
+        self.command = command
+        self.error = error
+
+
+def _sender(frame: zmq.Frame) -> str:
+    """The ZAP user id of a received frame: the client's CurveZMQ public key, "" on an unencrypted link."""
+    try:
+        return frame.get("User-Id") or ""
+    except zmq.ZMQError:
+        return ""
+
+
+def _receive_one(sock: zmq.Socket) -> tuple[zmq.Frame, int]:
+    """One message off `sock` (NOBLOCK): its first frame and its number of parts; further parts are read and dropped
+    one at a time, so a many-part message costs no more memory than a single one."""
+    frame = sock.recv(zmq.NOBLOCK, copy=False)
+    parts = 1
+    while sock.rcvmore:
+        sock.recv(copy=False)
+        parts += 1
+    return frame, parts
+
+
+class _Tracker:
+    """Turns accepted targets into a continuous set-point stream. While `streaming` (set-points flow to the arm) every
+    change (retarget, hold, re-arm, recovery from a failed set-point) continues from the current set-point's position
+    and velocity within the limits; only a fresh start after the stream ended begins at the measured pose."""
+
+    def __init__(self, bridge: Bridge, size: int, limits: MotionLimits) -> None:
+        self.bridge = bridge
+        self.interp = SetpointInterpolator(np.zeros(size), limits)
+        self.target_q: np.ndarray | None = None
+        """Joint target of the newest accepted command."""
+        self.streaming = False
+        self._last_sent: tuple[np.ndarray, np.ndarray, float] | None = None
+        """Coordinates, velocity and time of the last set-point sent."""
+
+    def start(self, arm: ArmState, now: float) -> None:
+        """Arming: brake the running stream if there is one (re-arm while moving), else start at the measured pose."""
+        if self.streaming:
+            self.hold(now)
+        else:
+            self._reset(arm, now)
+            self._last_sent = None
+            self.target_q = None
+        self.streaming = True
+
+    def stop(self) -> None:
+        """The backend ended the stream (stop, disarm, fault); the next start begins at the measured pose."""
+        self.streaming = False
+
+    def hold(self, now: float) -> None:
+        """Come to rest from the current set-point; if no braking fits the limits, finish the running segment (it was
+        within them when planned and ends at rest at a checked target)."""
+        try:
+            self.interp.brake(now)
+        except SegmentRefused as exc:
+            log.warning("hold: %s; finishing the running segment", exc)
+
+    def recover(self, now: float) -> bool:
+        """A set-point failed the last gate: brake from the last set-point that was sent. False if that is impossible
+        (the caller then stops the arm)."""
+        if self._last_sent is None:
+            return False
+        x, v, _ = self._last_sent
+        try:
+            self.interp.brake(now, start=(x, v))
+        except SegmentRefused:
+            return False
+        return True
+
+    def retarget(self, target: SafeTarget, now: float) -> float:
+        """Plan towards `target` from the current set-point; raises `SegmentRefused` or `CommandRejected` (path leaves
+        the workspace) and then keeps the running segment."""
+        segment = self.interp.plan(self._target_coords(target), now, target.min_duration)
+        self._check_path(segment.sample(np.linspace(0.0, segment.duration, PATH_SAMPLES))[0])
+        self.target_q = target.q
+        return self.interp.follow(segment, now)
+
+    def emit(self, now: float) -> bool:
+        x, v = self.interp.sample(now)
+        if not self._send(x, v, now):
+            return False
+        self._last_sent = (x, v, now)
+        return True
+
+    def _reset(self, arm: ArmState, now: float) -> None:
+        raise NotImplementedError
+
+    def _target_coords(self, target: SafeTarget) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_path(self, xs: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _send(self, x: np.ndarray, v: np.ndarray, now: float) -> bool:
+        """Check one set-point and hand it to the backend; False (nothing sent) if it fails the check."""
+        raise NotImplementedError
+
+
+class _JointTracker(_Tracker):
     """Joint-space set-points: IK happened in the safety filter, the interpolator runs on the 7 joints."""
 
     def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-        self.interp = SetpointInterpolator(np.zeros(7), bridge.safety.config.motion_limits())
-        self.target_q: np.ndarray | None = None
-        """Joint target of the newest accepted command."""
+        super().__init__(bridge, 7, bridge.safety.config.motion_limits())
 
-        self._previous: tuple[np.ndarray, float] | None = None
-        """Velocity and time of the last set-point sent, for the acceleration check."""
-
-    def reset(self, arm: ArmState, now: float) -> None:
+    def _reset(self, arm: ArmState, now: float) -> None:
         self.interp.reset(arm.q, now)
-        self._previous = None  # a reset starts from the measured pose at rest, not from the last set-point
 
-    def retarget(self, target: SafeTarget, now: float) -> float:
-        self.target_q = target.q
-        return self.interp.retarget(target.q, now, target.min_duration)
+    def _target_coords(self, target: SafeTarget) -> np.ndarray:
+        return target.q
 
-    def hold(self, arm: ArmState, now: float) -> None:
-        self.interp.retarget(arm.q, now)
+    def _check_path(self, xs: np.ndarray) -> None:
+        self.bridge.safety.check_path(xs)
 
-    def emit(self, now: float) -> bool:
-        q, dq = self.interp.sample(now)
-        dt = 0.0 if self._previous is None else now - self._previous[1]
-        if not self.bridge.safety.setpoint_ok(q, dq, self._previous, dt):
+    def _send(self, q: np.ndarray, dq: np.ndarray, now: float) -> bool:
+        previous = None if self._last_sent is None else (self._last_sent[1], self._last_sent[2])
+        dt = 0.0 if previous is None else now - previous[1]
+        if not self.bridge.safety.setpoint_ok(q, dq, previous, dt):
             return False
         self.bridge.backend.command_joints(q, dq)
         self.bridge.setpoint_q = q
-        self._previous = (dq, now)
         return True
 
 
-class _PoseTracker:
+class _PoseTracker(_Tracker):
     """Cartesian-impedance set-points: the flange pose is interpolated as xyz + rotation vector about an anchor."""
 
     def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-        self.interp = SetpointInterpolator(np.zeros(6), _CARTESIAN_LIMITS)
-        self.target_q: np.ndarray | None = None
+        super().__init__(bridge, 6, _CARTESIAN_LIMITS)
         self.anchor = np.eye(3)
 
     def _coords(self, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
         return np.concatenate([pos, Rotation.from_matrix(rot @ self.anchor.T).as_rotvec()])
 
-    def reset(self, arm: ArmState, now: float) -> None:
+    def _reset(self, arm: ArmState, now: float) -> None:
         pos, rot = self.bridge.kinematics.fk(arm.q)
         self.anchor = rot
         self.interp.reset(self._coords(pos, rot), now)
 
-    def retarget(self, target: SafeTarget, now: float) -> float:
-        self.target_q = target.q
-        return self.interp.retarget(self._coords(target.ee_pos, target.ee_rot), now, target.min_duration)
+    def _target_coords(self, target: SafeTarget) -> np.ndarray:
+        return self._coords(target.ee_pos, target.ee_rot)
 
-    def hold(self, arm: ArmState, now: float) -> None:
-        pos, rot = self.bridge.kinematics.fk(arm.q)
-        self.interp.retarget(self._coords(pos, rot), now)
-
-    def emit(self, now: float) -> bool:
-        x, _ = self.interp.sample(now)
+    def _in_box(self, positions: np.ndarray, tolerance: float) -> bool:
         limits = self.bridge.safety.config.action_limits
-        if not (np.all(np.isfinite(x)) and np.all(x[:3] >= limits.workspace_min) and np.all(x[:3] <= limits.workspace_max)):
+        return bool(np.all(np.isfinite(positions)) and np.all(positions >= limits.workspace_min - tolerance)
+                    and np.all(positions <= limits.workspace_max + tolerance))
+
+    def _check_path(self, xs: np.ndarray) -> None:
+        if not self._in_box(xs[:, :3], PATH_TOLERANCE):
+            raise CommandRejected("the flange path leaves the workspace box")
+
+    def _send(self, x: np.ndarray, v: np.ndarray, now: float) -> bool:
+        if not (np.all(np.isfinite(x)) and self._in_box(x[:3], SETPOINT_TOLERANCE)):
             return False
         rot = Rotation.from_rotvec(x[3:]).as_matrix() @ self.anchor
         self.bridge.backend.command_pose(x[:3], matrix_to_quat_xyzw(rot))
@@ -173,6 +296,8 @@ class Bridge:
         self._stop = threading.Event()
         self._camera_thread: threading.Thread | None = None
         self._run_thread: threading.Thread | None = None
+        self._receiver_thread: threading.Thread | None = None
+        self._inbox: queue.Queue[_Received] = queue.Queue(maxsize=_MAX_DRAIN)
         self.transitions: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=512)
         """(bridge time, new watchdog state, reason) for every transition; for logs, tests and benchmarks."""
         self.errors: collections.deque[str] = collections.deque(maxlen=16)
@@ -184,15 +309,20 @@ class Bridge:
         self._last_cmd_seq: int | None = None
         self._last_rejected_seq: int | None = None
         self._last_cmd_time: float | None = None
-        self._clock_offset_ns: int | None = None
+        self._session_sender: str | None = None
+        """CurveZMQ key of the client that armed the session ("" without CurveZMQ)."""
+        self._clock_offset_ns = 0
+        """Estimated (bridge clock - sender clock) + the smallest latency seen in this session (set by `arm`)."""
+        self._previous_offset_ns = 0
         self._state_seq = 0
         self._next_state = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    def _bind(self, kind: int, port: int) -> zmq.Socket:
+    def _bind(self, kind: int, port: int, max_bytes: int = -1) -> zmq.Socket:
         sock = self._context.socket(kind)
         sock.linger = 0
+        sock.maxmsgsize = max_bytes
         if self.config.link.curve:
             make_curve_server(sock, self.config.link.secret_key)
         sock.bind(self.config.link.endpoint(port))
@@ -206,14 +336,26 @@ class Bridge:
                 raise ValueError("link.secret_key is set but link.authorized_keys is not: no client could connect")
             self._auth = start_authenticator(self._context, link.authorized_keys)
         self.backend.start()
-        self._cmd = self._bind(zmq.PULL, link.cmd_port)
+        self._cmd = self._bind(zmq.PULL, link.cmd_port, _SOCKET_MAX_BYTES)
         self._cmd.rcvhwm = 100
         self._state = self._bind(zmq.PUB, link.state_port)
         self._state.sndhwm = 10
-        self._rpc = self._bind(zmq.ROUTER, link.rpc_port)
+        self._rpc = self._bind(zmq.ROUTER, link.rpc_port, _SOCKET_MAX_BYTES)
+        # The receiver thread wakes the loop through this pair when a command or stop arrives.
+        wake = f"inproc://bridge-wake-{next(_wake_ids)}"
+        self._wake = self._context.socket(zmq.PAIR)
+        self._wake.bind(wake)
+        self._wake_sender = self._context.socket(zmq.PAIR)
+        self._wake_sender.connect(wake)
+        self._sockets += [self._wake, self._wake_sender]
         self._poller = zmq.Poller()
-        self._poller.register(self._cmd, zmq.POLLIN)
+        self._poller.register(self._wake, zmq.POLLIN)
         self._poller.register(self._rpc, zmq.POLLIN)
+        # The receiver thread stamps arrivals; with the interpreter's default 5 ms switch interval a busy loop or
+        # physics thread would delay it (and the stamp) by up to that much.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        self._receiver_thread = threading.Thread(target=self._receive_loop, name="bridge-receiver", daemon=True)
+        self._receiver_thread.start()
         self._arm_state = self.backend.read_state()
         self._record(self.watchdog.state.value, "started")
         if self.config.camera_hz > 0:
@@ -235,6 +377,8 @@ class Bridge:
             # Rounding the timeout up avoids spinning through the last fraction of a millisecond before a tick.
             if wait > 0 and not self._poller.poll(math.ceil(wait * 1e3)) and self.clock() < next_tick:
                 continue
+            while self._wake.poll(0):
+                self._wake.recv()
             try:
                 self.step()
             except Exception as exc:  # noqa: BLE001 (any failure must end in a safe state, not a dead loop)
@@ -249,9 +393,10 @@ class Bridge:
             log.debug("bridge tick failed again: %s", exc)
             return
         log.exception("bridge tick failed; stopping the arm")
-        self.watchdog.fault(f"bridge error: {type(exc).__name__}: {exc}")
+        self.watchdog.fault(sanitize_text(f"bridge error: {type(exc).__name__}: {exc}"))
         self._record(WatchdogState.FAULT.value, self.watchdog.reason)
         self._error(self.watchdog.reason)
+        self._tracker.stop()
         if self._arm_state is not None:
             try:
                 self.backend.stop(self._arm_state.q)
@@ -270,7 +415,7 @@ class Bridge:
     def close(self) -> None:
         """Stop the loop, hold the arm where it is, close sockets and the backend."""
         self._stop.set()
-        for thread in (self._run_thread, self._camera_thread):
+        for thread in (self._run_thread, self._camera_thread, self._receiver_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
         try:
@@ -294,21 +439,27 @@ class Bridge:
         self._serve_rpc(now)
         arm = self._arm_state = self.backend.read_state()
         if arm.fault and self.watchdog.state is not WatchdogState.FAULT:
-            self.watchdog.fault(f"robot {arm.robot_mode}: {', '.join(arm.errors) or 'no error flags'}")
+            self.watchdog.fault(sanitize_text(f"robot {arm.robot_mode}: {', '.join(arm.errors) or 'no error flags'}"))
             self._record(WatchdogState.FAULT.value, self.watchdog.reason)
+            self._error(self.watchdog.reason)
+            self._tracker.stop()
         transition = self.watchdog.tick(now)
         if transition is not None:
             self._on_transition(transition, arm, now)
         if newest is not None and self.watchdog.state in ACCEPTS_COMMANDS:
             self._apply(newest, arm, now)
         if self.watchdog.state in ACCEPTS_COMMANDS:
-            if not self._tracker.emit(now):
-                self._error("set-point outside the limits; holding the measured pose")
-                self._tracker.reset(arm, now)
+            if self._tracker.emit(now):
+                self.counters["setpoints"] += 1
+            elif self._tracker.recover(now):
+                self._error("set-point outside the limits; braking from the last set-point")
                 if self.watchdog.state is not WatchdogState.HOLD:
                     self.watchdog.hold("set-point outside the limits")
                     self._record(self.watchdog.state.value, self.watchdog.reason)
-            self.counters["setpoints"] += 1
+            else:
+                self._error("set-point outside the limits and no braking within them; stopping the arm")
+                self.watchdog.stop("set-point outside the limits")
+                self._on_transition(WatchdogState.STOPPED, arm, now)
         if now >= self._next_state:
             # Scheduled, not "now + period": publishing on the tick grid must not round the rate down.
             period = 1.0 / self.config.state_hz
@@ -320,7 +471,8 @@ class Bridge:
         log.info("watchdog -> %s (%s)", state, reason)
 
     def _error(self, text: str, seq: int | None = None) -> None:
-        self.errors.append(text if seq is None else f"seq {seq}: {text}")
+        """Record a rejection; the text is cut and cleaned, so the state stream stays bounded whatever was sent."""
+        self.errors.append(sanitize_text(text if seq is None else f"seq {seq}: {text}"))
         self.counters["rejected"] += 1
         if seq is not None:
             self._last_rejected_seq = seq
@@ -328,37 +480,76 @@ class Bridge:
     def _on_transition(self, state: WatchdogState, arm: ArmState, now: float) -> None:
         self._record(state.value, self.watchdog.reason)
         if state is WatchdogState.HOLD:
-            self._tracker.hold(arm, now)
+            self._tracker.hold(now)
         elif state is WatchdogState.STOPPED:
+            self._tracker.stop()
             self.backend.stop(arm.q)
 
+    def _receive_loop(self) -> None:
+        """Receiver thread: stamp, decode and queue every message of the command socket (the only user of it)."""
+        while not self._stop.is_set():
+            try:
+                if not self._cmd.poll(50):
+                    continue
+                frame, parts = _receive_one(self._cmd)
+            except zmq.Again:
+                continue
+            except zmq.ZMQError:
+                return  # socket closed
+            received = self.clock()
+            if parts != 1:
+                item = _Received(received, _sender(frame), None, f"multipart message of {parts} parts")
+            else:
+                try:
+                    item = _Received(received, _sender(frame), decode_command(frame.bytes))
+                except ProtocolError as exc:
+                    item = _Received(received, _sender(frame), None, str(exc))
+            # Wait for room rather than drop: a stop must never be lost to a flood (ZMQ's HWM then pushes back).
+            while not self._stop.is_set():
+                try:
+                    self._inbox.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item.command is not None and item.command.kind is not MessageKind.HEARTBEAT:
+                try:
+                    self._wake_sender.send(b"", zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+
     def _drain_commands(self, now: float) -> Command | None:
-        """Handle every pending message; returns the newest valid motion command (older ones are superseded)."""
+        """Handle every received message; returns the newest valid motion command (older ones are superseded)."""
         newest: Command | None = None
         for _ in range(_MAX_DRAIN):
             try:
-                data = self._cmd.recv(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
                 break
             self.counters["messages"] += 1
-            try:
-                cmd = decode_command(data)
-            except ProtocolError as exc:
-                self._error(f"malformed message: {exc}")
+            cmd = item.command
+            if cmd is None:
+                self._error(f"malformed message: {item.error}")
                 continue
-            if cmd.session != self.watchdog.session or self.watchdog.state not in ACCEPTS_COMMANDS:
+            if (cmd.session != self.watchdog.session or item.sender != self._session_sender
+                    or self.watchdog.state not in ACCEPTS_COMMANDS):
                 # Not `last_rejected_seq`: that field speaks about the armed session's own seqs.
-                self._error(f"seq {cmd.seq} of session {cmd.session[:12]!r}: not armed (watchdog {self.watchdog.state.value})")
+                self._error(
+                    f"seq {cmd.seq}: not the armed session of this client (watchdog {self.watchdog.state.value})"
+                )
                 continue
             if cmd.seq <= self._last_seq:
                 self._error(f"seq {cmd.seq} is not greater than the last seq {self._last_seq}", cmd.seq)
                 continue
+            # A stop is honoured whatever its timestamp: stopping is never the unsafe choice.
+            age_ms = 0.0 if cmd.kind is MessageKind.STOP else self._age_ms(cmd, item.t)
+            if age_ms < -FUTURE_TOLERANCE_S * 1e3:
+                self._error(f"timestamp {-age_ms:.0f} ms ahead of the sender clock estimate", cmd.seq)
+                continue
+            if cmd.kind is MessageKind.CMD and age_ms > cmd.ttl_ms:
+                self._error(f"stale: {age_ms:.0f} ms old, ttl {cmd.ttl_ms} ms", cmd.seq)
+                continue
+            # Only a message that passed every check moves the seq on, so a bad one cannot block the good ones after it.
             self._last_seq = cmd.seq
-            now_ns = int(now * 1e9)
-            # The smallest (receive - send) seen is the best estimate of the clock offset plus the minimal latency.
-            offset = now_ns - cmd.t_send_ns
-            if self._clock_offset_ns is None or offset < self._clock_offset_ns:
-                self._clock_offset_ns = offset
             self.watchdog.heartbeat(cmd.session, now)
             if cmd.kind is MessageKind.STOP:
                 newest = None
@@ -367,23 +558,38 @@ class Bridge:
                     self._on_transition(WatchdogState.STOPPED, self._arm_state, now)
                 break
             if cmd.kind is MessageKind.CMD:
-                age_ms = (offset - self._clock_offset_ns) / 1e6
-                if age_ms > cmd.ttl_ms:
-                    self._error(f"stale: {age_ms:.0f} ms old, ttl {cmd.ttl_ms} ms", cmd.seq)
-                    continue
                 if newest is not None:
                     self.counters["superseded"] += 1
                 newest = cmd
         return newest
 
+    def _age_ms(self, cmd: Command, received: float) -> float:
+        """Age of a session message by the sender clock estimate; negative if stamped after its arrival.
+
+        The offset (arrival - send) of a message is the clock offset plus its latency. The estimate starts with the
+        `arm` request's offset and follows the smallest offset seen since, so an age is the latency above the
+        fastest one. A message stamped more than `FUTURE_TOLERANCE_S` ahead of the estimate is implausible and
+        changes nothing; a new smallest offset counts only once the following message confirms it (the estimate
+        moves to the larger of two consecutive offsets), so one wrong timestamp never changes how later messages
+        are judged."""
+        offset = int(received * 1e9) - cmd.t_send_ns
+        age_ms = (offset - self._clock_offset_ns) / 1e6
+        if age_ms < -FUTURE_TOLERANCE_S * 1e3:
+            return age_ms
+        confirmed = max(offset, self._previous_offset_ns)
+        self._previous_offset_ns = offset
+        if confirmed < self._clock_offset_ns:
+            self._clock_offset_ns = confirmed
+        return (offset - self._clock_offset_ns) / 1e6
+
     def _apply(self, cmd: Command, arm: ArmState, now: float) -> None:
         try:
             reference = self._tracker.target_q if self.watchdog.state is WatchdogState.TRACKING else None
             target = self.safety.resolve(cmd, arm.q, reference)
-        except CommandRejected as exc:
+            duration = self._tracker.retarget(target, now)
+        except (CommandRejected, SegmentRefused) as exc:
             self._error(f"rejected: {exc}", cmd.seq)
             return
-        duration = self._tracker.retarget(target, now)
         if target.gripper is not None:
             self.backend.set_gripper(target.gripper)
         was = self.watchdog.state
@@ -401,26 +607,31 @@ class Bridge:
     def _serve_rpc(self, now: float) -> None:
         for _ in range(16):
             try:
-                frames = self._rpc.recv_multipart(zmq.NOBLOCK)
+                identity = self._rpc.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) != 2:
+            if not self._rpc.rcvmore:
+                continue  # only the routing identity: an empty message
+            payload, payload_parts = _receive_one(self._rpc)
+            received = self.clock()
+            if payload_parts != 1:
+                self._rpc.send_multipart([identity, encode_reply(0, ok=False, error="multipart requests are refused")])
                 continue
-            identity, payload = frames
             try:
-                request_id, op, args = decode_request(payload)
+                request_id, op, args = decode_request(payload.bytes)
             except ProtocolError as exc:
-                self._rpc.send_multipart([identity, encode_reply(0, ok=False, error=str(exc))])
+                self._rpc.send_multipart([identity, encode_reply(0, ok=False, error=sanitize_text(str(exc)))])
                 continue
             try:
-                result = self.rpc(op, args, now)
+                result = self.rpc(op, args, received, sender=_sender(payload))
                 reply = encode_reply(request_id, ok=True, result=result)
             except Exception as exc:  # noqa: BLE001 (every request gets an answer, also when the backend fails)
-                reply = encode_reply(request_id, ok=False, error=f"{op}: {exc}")
+                reply = encode_reply(request_id, ok=False, error=sanitize_text(f"{describe(op)}: {exc}"))
             self._rpc.send_multipart([identity, reply])
 
-    def rpc(self, op: str, args: dict[str, Any], now: float | None = None) -> Any:
-        """Carry out one control request (what the ROUTER socket receives); raises on refusal."""
+    def rpc(self, op: str, args: dict[str, Any], now: float | None = None, sender: str = "") -> Any:
+        """Carry out one control request (what the ROUTER socket receives at `now` from the CurveZMQ key `sender`);
+        raises on refusal."""
         now = self.clock() if now is None else now
         arm = self._arm_state = self.backend.read_state()
         wd = self.watchdog
@@ -430,18 +641,22 @@ class Bridge:
                 raise ValueError("arm needs a session string (1-64 characters)")
             if arm.fault:
                 raise WatchdogError(f"robot is in {arm.robot_mode}; call recover first")
+            t_send = args.get("t_send_ns")
+            if type(t_send) is not int or not -(2**63) <= t_send < 2**63:
+                raise ValueError("arm needs t_send_ns, the sender's monotonic clock in ns")
             wd.arm(session, now)
             self.backend.activate()
+            self._session_sender = sender
             self._last_seq = -1
             self._last_cmd_seq = self._last_rejected_seq = self._last_cmd_time = None
             self.errors.clear()
-            t_send = args.get("t_send_ns")
-            self._clock_offset_ns = int(now * 1e9) - int(t_send) if isinstance(t_send, int) else None
-            self._tracker.reset(arm, now)
-            self._record(wd.state.value, f"armed session {session[:12]}")
-            return {"state": wd.state.value}
+            self._clock_offset_ns = self._previous_offset_ns = int(now * 1e9) - t_send
+            self._tracker.start(arm, now)
+            self._record(wd.state.value, f"armed session {public_session_id(session)}")
+            return {"state": wd.state.value, "session_id": public_session_id(session)}
         if op == "disarm":
             if wd.state in ACCEPTS_COMMANDS:
+                self._tracker.stop()
                 self.backend.stop(arm.q)
             wd.disarm()
             self._record(wd.state.value, wd.reason)
@@ -454,15 +669,22 @@ class Bridge:
         if op == "home":
             if wd.state not in ACCEPTS_COMMANDS:
                 raise WatchdogError(f"home needs an armed bridge, watchdog is {wd.state.value}")
-            q_home = np.asarray(args.get("q", self.config.home_q), dtype=np.float64)
-            if q_home.shape != (7,) or not self.config.safety.joint_limits.within(q_home, self.config.safety.joint_margin):
-                raise ValueError(f"home pose {q_home.tolist()} is outside the joint limits")
-            pos, rot = self.kinematics.fk(q_home)
-            duration = self._tracker.retarget(SafeTarget(q_home, pos, rot, None, 0.0), now)
+            if args.get("session") != wd.session or sender != self._session_sender:
+                raise WatchdogError("home needs the armed session (pass session=, from the client that armed it)")
+            q_home = args.get("q", self.config.home_q)
+            if not isinstance(q_home, (list, tuple)) or len(q_home) != 7:
+                raise ValueError(f"home pose must be 7 joint angles, got {describe(q_home)}")
+            try:
+                q_home = np.asarray([float(v) for v in q_home], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError("home pose must be 7 numbers") from None
+            target = self.safety.resolve_joint_target(q_home)
+            duration = self._tracker.retarget(target, now)
             wd.command_accepted(now, duration + 1.0)
             self._record(wd.state.value, "homing")
             return {"duration_s": duration}
         if op == "recover":
+            self._tracker.stop()
             self.backend.recover()
             wd.recover()
             self._record(wd.state.value, wd.reason)
@@ -472,15 +694,20 @@ class Bridge:
             return _plain(cfg)
         if op == "status":
             return self._state_message(arm, now).__dict__
-        raise ValueError(f"unknown op {op!r} (arm, disarm, hold, home, recover, config, status)")
+        raise ValueError(f"unknown op {describe(op)} (arm, disarm, hold, home, recover, config, status)")
 
     # -- publishing --------------------------------------------------------------------------------------------
 
     def _publish_state(self, arm: ArmState, now: float) -> None:
         msg = self._state_message(arm, now)
         self._state_seq += 1
+        data = msg.encode()
+        if len(data) > MAX_STATE_BYTES:  # cannot happen with bounded error texts; never publish what clients refuse
+            log.error("state message of %d bytes exceeds %d; dropping the error list", len(data), MAX_STATE_BYTES)
+            msg.errors = ["error list dropped: state message too large"]
+            data = msg.encode()
         try:
-            self._state.send(msg.encode(), zmq.NOBLOCK)
+            self._state.send(data, zmq.NOBLOCK)
         except zmq.Again:
             pass
 
@@ -501,7 +728,7 @@ class Bridge:
             gripper=float(arm.gripper),
             robot_mode=arm.robot_mode,
             watchdog=self.watchdog.state.value,
-            session=self.watchdog.session,
+            session=None if self.watchdog.session is None else public_session_id(self.watchdog.session),
             errors=list(self.errors),
             last_cmd_seq=self._last_cmd_seq,
             last_rejected_seq=self._last_rejected_seq,

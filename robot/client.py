@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
+# Imported here, not on the first camera frame: importing OpenCV holds the interpreter for ~0.1 s, long enough to
+# delay the heartbeat thread past the bridge's hold timeout right after arming.
+import cv2
 import numpy as np
 import zmq
 
@@ -30,6 +33,7 @@ from robot.interface import (
 from robot.keys import make_curve_client
 from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
 from robot.protocol import (
+    MAX_STATE_BYTES,
     Command,
     CommandMode,
     MessageKind,
@@ -85,6 +89,8 @@ class BridgeClient(Robot):
         self._seq = itertools.count()
         self._request_ids = itertools.count(1)
         self._session: str | None = None
+        """This connection's session secret (never published; the bridge's state carries `_session_id`)."""
+        self._session_id: str | None = None
         self._heartbeat: threading.Thread | None = None
         self._hb_stop = threading.Event()
         self._state: StateMessage | None = None
@@ -115,6 +121,7 @@ class BridgeClient(Robot):
         state.linger = 0
         if cfg.client_secret_key is not None:
             make_curve_client(state, cfg.client_secret_key, cfg.bridge_public_key)
+        state.maxmsgsize = MAX_STATE_BYTES + 1024
         state.setsockopt(zmq.SUBSCRIBE, b"")
         state.connect(f"tcp://{cfg.host}:{cfg.state_port}")
         camera = self._socket(zmq.SUB, cfg.camera_port)
@@ -161,14 +168,14 @@ class BridgeClient(Robot):
         if self._session is not None and self._heartbeat is not None and self._heartbeat.is_alive():
             return
         self._open()
-        session = uuid.uuid4().hex
+        session = secrets.token_hex(16)
         self._seq = itertools.count()
-        self.call("arm", session=session, t_send_ns=time.monotonic_ns())
-        self._session = session
+        session_id = self.call("arm", session=session, t_send_ns=time.monotonic_ns())["session_id"]
+        self._session, self._session_id = session, session_id
         self._hb_stop.clear()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="bridge-heartbeat", daemon=True)
         self._heartbeat.start()
-        self.wait_state(lambda s: s.session == session, timeout_s=self.config.rpc_timeout_s)
+        self.wait_state(lambda s: s.session == session_id, timeout_s=self.config.rpc_timeout_s)
 
     def _send_new(self, kind: MessageKind, **fields: Any) -> int:
         """Stamp and send one message; seq allocation and sending are atomic so seqs arrive strictly increasing."""
@@ -180,12 +187,15 @@ class BridgeClient(Robot):
 
     def _heartbeat_loop(self) -> None:
         period = 1.0 / self.config.heartbeat_hz
-        while not self._hb_stop.wait(period):
+        # The first beat goes out at once: the bridge counts heartbeat silence from the moment it armed.
+        while True:
             try:
                 self._send_new(MessageKind.HEARTBEAT)
             except zmq.Again:
                 log.warning("heartbeat dropped: the bridge is not draining commands")
             except zmq.ZMQError:
+                return
+            if self._hb_stop.wait(period):
                 return
 
     def _poll(self) -> None:
@@ -194,8 +204,6 @@ class BridgeClient(Robot):
         while state.poll(0):
             self._state = StateMessage.decode(state.recv())
         camera = self._sockets["camera"]
-        import cv2
-
         while camera.poll(0):
             role, _, t_ns, jpeg = decode_frame(camera.recv())
             image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -284,12 +292,14 @@ class BridgeClient(Robot):
         except zmq.Again:
             return ActionResult(ActionStatus.REJECTED, None, "command queue to the bridge is full")
         try:
-            session = self._session
+            session_id = self._session_id
             reply = self.wait_state(
-                lambda s: s.session == session
+                lambda s: s.session == session_id
                 and (
                     (s.last_cmd_seq is not None and s.last_cmd_seq >= seq)
-                    or (s.last_rejected_seq is not None and s.last_rejected_seq >= seq)
+                    # Exactly this seq: a rejected message with a larger seq says nothing about this one.
+                    or s.last_rejected_seq == seq
+                    or any(e.startswith(f"seq {seq}:") for e in s.errors)
                     or s.watchdog in ("STOPPED", "FAULT")
                 ),
                 timeout_s=self.config.ack_timeout_s,
@@ -321,6 +331,13 @@ class BridgeClient(Robot):
     def hold(self) -> None:
         self.call("hold")
 
+    def home(self, q: np.ndarray | None = None) -> float:
+        """Move to the bridge's home pose (or joint angles `q`) through its safety filter; returns the duration."""
+        if self._session is None:
+            raise BridgeError("not connected (call connect first)")
+        args = {} if q is None else {"q": [float(v) for v in q]}
+        return self.call("home", session=self._session, **args)["duration_s"]
+
     def stop(self) -> None:
         """Explicit stop: the bridge ends the motion at once; `connect` re-arms with a new session."""
         if self._session is not None and self._sockets:
@@ -332,7 +349,7 @@ class BridgeClient(Robot):
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=1.0)
             self._heartbeat = None
-        self._session = None
+        self._session = self._session_id = None
 
     def close(self) -> None:
         self.stop()
@@ -340,4 +357,10 @@ class BridgeClient(Robot):
 
     @property
     def session(self) -> str | None:
+        """The session secret of the current connection (None when not connected)."""
         return self._session
+
+    @property
+    def session_id(self) -> str | None:
+        """The public name of the current session, as the bridge's state messages show it."""
+        return self._session_id

@@ -3,7 +3,9 @@
 A planner sends one target every 0.1-1 s; the arm needs smooth set-points at >= 100 Hz that start from where the
 previous motion is (position, velocity and acceleration continuous) and respect velocity, acceleration and jerk
 limits. Each new target starts a quintic polynomial from the current set-point state to the target at rest; its
-duration is the requested one, lengthened until every sampled velocity, acceleration and jerk is within limits.
+duration is the requested one, lengthened until guaranteed bounds of velocity, acceleration, jerk (and position, if
+bounded) over the whole segment are within the limits. A target that no segment of at most `MAX_SEGMENT_S` reaches
+within the limits is refused (`SegmentRefused`): a segment is never handed out beyond its limits.
 The same generator serves joint space (7 joints) and Cartesian space (xyz + rotation vector relative to the start).
 """
 
@@ -13,22 +15,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_CHECK_SAMPLES = 64
-_MAX_STRETCHES = 40
-_STRETCH = 1.15
+_CHECK_SAMPLES = 256
+_STRETCH = 1.1
+MAX_SEGMENT_S = 20.0
+"""Longest segment offered; a target that cannot be reached within the limits in this time is refused."""
+
+
+class SegmentRefused(ValueError):
+    """No segment from the given state stays within the limits; nothing was changed."""
 
 
 @dataclass(frozen=True)
 class MotionLimits:
-    """Per-axis bounds on velocity, acceleration and jerk (arrays broadcastable to the state size)."""
+    """Per-axis bounds on velocity, acceleration and jerk (arrays broadcastable to the state size) and, optionally,
+    on position: every point of a segment must stay inside [lower, upper]."""
 
     velocity: np.ndarray
     acceleration: np.ndarray
     jerk: np.ndarray
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
 
     def scaled(self, factor: float) -> MotionLimits:
-        """Limits scaled as a dynamics factor does: v * f, a * f, j * f."""
-        return MotionLimits(self.velocity * factor, self.acceleration * factor, self.jerk * factor)
+        """Limits scaled as a dynamics factor does: v * f, a * f, j * f (position bounds unchanged)."""
+        return MotionLimits(
+            self.velocity * factor, self.acceleration * factor, self.jerk * factor, self.lower, self.upper
+        )
 
 
 class QuinticSegment:
@@ -47,7 +59,8 @@ class QuinticSegment:
         self._c5 = (6 * d - 3 * dv * T + 0.5 * da * T**2) / T**5
 
     def sample(self, t: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(x, x', x'', x''') at time(s) t; a scalar t gives arrays of the state size, an array adds a leading axis."""
+        """Position, velocity, acceleration and jerk at time(s) t; a scalar t gives arrays of the state size, an
+        array of times adds a leading axis."""
         t_arr = np.clip(np.asarray(t, dtype=np.float64), 0.0, self.duration)[..., None]
         after = np.asarray(t, dtype=np.float64)[..., None] >= self.duration
         c0, c1, c2 = self.x0, self.v0, 0.5 * self.a0
@@ -60,47 +73,79 @@ class QuinticSegment:
         v, a, j = (np.where(after, 0.0, arr) for arr in (v, a, j))
         return x, v, a, j
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Guaranteed per-axis bounds over the whole segment: (min x, max x, max |v|, max |a|, max |j|).
+
+        Sampled extremes plus what the next derivative can add between two samples h apart (|f| can rise by at most
+        max |f'| * h / 2 beyond the nearer sample); the snap 24 c4 + 120 c5 t is linear, so its maximum is at an end.
+        """
+        T = self.duration
+        ts = np.linspace(0.0, T, _CHECK_SAMPLES)
+        h = T / (_CHECK_SAMPLES - 1)
+        x, v, a, j = self.sample(ts)
+        snap = np.maximum(np.abs(24 * self._c4), np.abs(24 * self._c4 + 120 * self._c5 * T))
+        j_max = np.abs(j).max(axis=0) + snap * h / 2
+        a_max = np.abs(a).max(axis=0) + j_max * h / 2
+        v_max = np.abs(v).max(axis=0) + a_max * h / 2
+        return x.min(axis=0) - v_max * h / 2, x.max(axis=0) + v_max * h / 2, v_max, a_max, j_max
+
     def within(self, limits: MotionLimits, tolerance: float = 1e-9) -> bool:
-        ts = np.linspace(0.0, self.duration, _CHECK_SAMPLES)
-        _, v, a, j = self.sample(ts)
-        return bool(
-            np.all(np.abs(v) <= limits.velocity + tolerance)
-            and np.all(np.abs(a) <= limits.acceleration + tolerance)
-            and np.all(np.abs(j) <= limits.jerk + tolerance)
+        """True if every point of the segment is inside `limits` (a guarantee, not a sampled check)."""
+        x_lo, x_hi, v, a, j = self.bounds()
+        ok = bool(
+            np.all(np.isfinite(x_lo)) and np.all(np.isfinite(x_hi))
+            and np.all(v <= limits.velocity + tolerance)
+            and np.all(a <= limits.acceleration + tolerance)
+            and np.all(j <= limits.jerk + tolerance)
         )
+        if ok and limits.lower is not None:
+            ok = bool(np.all(x_lo >= limits.lower - tolerance))
+        if ok and limits.upper is not None:
+            ok = bool(np.all(x_hi <= limits.upper + tolerance))
+        return ok
 
 
 def plan_segment(
-    x0: np.ndarray, v0: np.ndarray, a0: np.ndarray, x1: np.ndarray, limits: MotionLimits, min_duration: float = 0.0
+    x0: np.ndarray,
+    v0: np.ndarray,
+    a0: np.ndarray,
+    x1: np.ndarray,
+    limits: MotionLimits,
+    min_duration: float = 0.0,
+    max_duration: float = MAX_SEGMENT_S,
 ) -> QuinticSegment:
-    """The quintic from (x0, v0, a0) to x1 at rest that meets `limits`, no shorter than `min_duration`.
+    """The shortest quintic (on a 10 % grid of durations) from (x0, v0, a0) to x1 at rest that stays within `limits`
+    and lasts at least `min_duration`; raises `SegmentRefused` if none up to `max_duration` does.
 
-    The starting duration is the rest-to-rest lower bound (peak v = 1.875 d/T, a = 5.774 d/T^2, j = 60 d/T^3), and a
-    moving start only ever needs longer; the loop stretches it until sampled derivatives are inside the limits.
+    The search starts at the rest-to-rest lower bound (peak v = 1.875 d/T, a = 5.774 d/T^2, j = 60 d/T^3) and does not
+    give up at the first duration that fails: with a start acceleration the velocity grows with T, so the feasible
+    durations form a window that longer segments leave again.
     """
     x0, v0, a0, x1 = (np.asarray(v, dtype=np.float64) for v in (x0, v0, a0, x1))
+    if not all(np.all(np.isfinite(v)) for v in (x0, v0, a0, x1)) or not np.isfinite(min_duration):
+        raise SegmentRefused("non-finite start state or target")
     distance = np.abs(x1 - x0)
     duration = max(
         float(min_duration),
         float(np.max(1.875 * distance / limits.velocity)),
         float(np.max(np.sqrt(5.774 * distance / limits.acceleration))),
         float(np.max(np.cbrt(60.0 * distance / limits.jerk))),
-        # Bringing the current velocity and acceleration to rest takes time even for a zero-length move.
-        float(np.max(2.0 * np.abs(v0) / limits.acceleration)),
-        float(np.max(np.sqrt(2.0 * np.abs(a0) / limits.jerk) * 2.0)),
+        # Stopping the start velocity and acceleration takes at least this long at the limits.
+        float(np.max(np.abs(v0) / limits.acceleration)),
+        float(np.max(np.abs(a0) / limits.jerk)),
         1e-3,
     )
-    segment = QuinticSegment(x0, v0, a0, x1, duration)
-    for _ in range(_MAX_STRETCHES):
+    while duration <= max_duration:
+        segment = QuinticSegment(x0, v0, a0, x1, duration)
         if segment.within(limits):
             return segment
         duration *= _STRETCH
-        segment = QuinticSegment(x0, v0, a0, x1, duration)
-    return segment
+    raise SegmentRefused(f"no motion within the limits reaches the target in {max_duration:.0f} s from the set-point")
 
 
 class SetpointInterpolator:
-    """Streams set-points towards the newest target; retargeting mid-motion keeps x, x', x'' continuous."""
+    """Streams set-points towards the newest target. Every change (retarget, brake) starts from the current
+    set-point's position, velocity and acceleration; a refused change leaves the running segment in place."""
 
     def __init__(self, x: np.ndarray, limits: MotionLimits) -> None:
         x = np.asarray(x, dtype=np.float64)
@@ -109,22 +154,59 @@ class SetpointInterpolator:
         self._t0 = 0.0
 
     def reset(self, x: np.ndarray, now: float) -> None:
-        """Jump to x at rest (only when the arm is known to be there, e.g. after (re)arming)."""
+        """Start over at x at rest: only when no set-point stream is running (arming after a stop), where the arm's
+        measured pose is the truth."""
         x = np.asarray(x, dtype=np.float64)
         self._segment = QuinticSegment(x, np.zeros_like(x), np.zeros_like(x), x, 0.0)
         self._t0 = now
 
-    def retarget(self, target: np.ndarray, now: float, min_duration: float = 0.0) -> float:
-        """Start moving towards `target`; returns the planned duration in seconds."""
+    def state(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Set-point position, velocity and acceleration at `now`."""
         x, v, a, _ = self._segment.sample(now - self._t0)
-        self._segment = plan_segment(x, v, a, target, self.limits, min_duration)
+        return x, v, a
+
+    def plan(self, target: np.ndarray, now: float, min_duration: float = 0.0) -> QuinticSegment:
+        """The segment from the current set-point state to `target` (not yet followed); raises `SegmentRefused`."""
+        x, v, a = self.state(now)
+        return plan_segment(x, v, a, target, self.limits, min_duration)
+
+    def follow(self, segment: QuinticSegment, now: float) -> float:
+        """Stream `segment` from `now` (a segment from `plan` at the same `now`); returns its duration."""
+        self._segment = segment
         self._t0 = now
-        return self._segment.duration
+        return segment.duration
+
+    def retarget(self, target: np.ndarray, now: float, min_duration: float = 0.0) -> float:
+        """Start moving towards `target`; returns the planned duration in seconds. Raises `SegmentRefused` (keeping
+        the running segment) if no motion within the limits gets there."""
+        return self.follow(self.plan(target, now, min_duration), now)
+
+    def brake(self, now: float, start: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+        """Come to rest as soon as the limits allow, along the current direction of motion, from the current set-point
+        or from `start` = (x, v) (e.g. the last set-point that was sent); returns the duration. Raises
+        `SegmentRefused` if no braking segment fits, keeping the running segment (which was within the limits when
+        planned and ends at rest at its target)."""
+        x, v, a = self.state(now) if start is None else (*start, np.zeros_like(start[0]))
+        # A stop at the acceleration limit covers v * t / 2; the quintic needs a little longer, which it finds itself.
+        brake_time = float(np.max(np.abs(v) / self.limits.acceleration))
+        stop = x + 0.5 * v * brake_time
+        if self.limits.lower is not None and self.limits.upper is not None:
+            stop = np.clip(stop, self.limits.lower, self.limits.upper)
+        for target in (stop, x):
+            try:
+                return self.follow(plan_segment(x, v, a, target, self.limits), now)
+            except SegmentRefused:
+                continue
+        raise SegmentRefused("no braking segment within the limits from the set-point")
 
     def sample(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Set-point position and velocity at `now`."""
         x, v, _, _ = self._segment.sample(now - self._t0)
         return x, v
+
+    @property
+    def segment(self) -> QuinticSegment:
+        return self._segment
 
     @property
     def target(self) -> np.ndarray:

@@ -7,12 +7,19 @@ Three message families travel over ZMQ:
 * RPC (DEALER -> ROUTER): `{"v", "id", "op", "args"}` requests and `{"v", "id", "ok", "result" | "error"}` replies.
 
 Decoding is strict: anything malformed raises `ProtocolError` with a message naming the field, never a crash inside
-the bridge. Timestamps are the sender's monotonic clock in ns; the receiver never compares them with its own clock.
+the bridge. The cost is bounded before any value is touched: the byte size, then the nesting depth and the number of
+items of the unpacked structure (walked without recursion); error texts describe offending values by type and size,
+never by an unbounded `repr`. Timestamps are the sender's monotonic clock in ns; the receiver never compares them with
+its own clock.
+
+The `session` field of commands is a per-session secret that only the armed client knows: the bridge publishes
+`public_session_id(session)` (a one-way digest) in its state messages, never the session itself.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +30,19 @@ import numpy as np
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 """Commands, heartbeats and RPC requests are tiny; anything larger is refused before unpacking."""
+MAX_DEPTH = 4
+"""Deepest nesting of maps and lists in any command or request (a command needs 3: message, body, vector)."""
+MAX_ITEMS = 512
+"""Most maps, lists, keys and values in one command or request."""
+MAX_ERROR_CHARS = 160
+"""Longest error text the bridge keeps or publishes."""
+MAX_STATE_BYTES = 8 * 1024
+"""Upper bound of an encoded state message (16 bounded error texts and the fixed fields fit with room to spare)."""
 MAX_TTL_MS = 1000
 MAX_DURATION_S = 10.0
 _MAX_SEQ = 2**64 - 1
 _MAX_SESSION_LEN = 64
+_MAX_REPLY_BYTES = 1024 * 1024
 
 
 class ProtocolError(ValueError):
@@ -100,20 +116,78 @@ def encode_command(cmd: Command) -> bytes:
     return msgpack.packb(msg, use_bin_type=True)
 
 
-def _unpack_map(data: bytes) -> dict:
+def sanitize_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` cut to `limit` characters with control characters replaced, safe to log and publish."""
+    text = text[: limit + 1]
+    cleaned = "".join(c if c.isprintable() else "?" for c in text)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def describe(value: object) -> str:
+    """A short description of any decoded value for error texts: short scalars verbatim, everything else by type and
+    size (no `repr` of containers, so no recursion and no unbounded output)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return sanitize_text(repr(value), 40)
+    if isinstance(value, (str, bytes)):
+        return sanitize_text(repr(value), 40) if len(value) <= 24 else f"{type(value).__name__} of length {len(value)}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"{type(value).__name__} of length {len(value)}"
+    return type(value).__name__
+
+
+def public_session_id(session: str) -> str:
+    """The published name of a session: a digest from which the session secret cannot be recovered."""
+    return hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def check_structure(value: object, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> None:
+    """Raise `ProtocolError` if `value` nests maps / lists deeper than `max_depth` or holds more than `max_items`
+    containers, keys and values in all. Iterative: the cost is bounded by `max_items`, whatever the input."""
+    stack = [(value, 1)]
+    items = 0
+    while stack:
+        node, depth = stack.pop()
+        items += 1
+        if items > max_items:
+            raise ProtocolError(f"message has more than {max_items} values")
+        if isinstance(node, (dict, list, tuple)):
+            if depth > max_depth:
+                raise ProtocolError(f"message nests deeper than {max_depth} levels")
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            if len(children) + items > max_items:
+                raise ProtocolError(f"message has more than {max_items} values")
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _unpack(data: object, max_bytes: int) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError(f"message must be bytes, got {type(data).__name__}")
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    if len(data) > max_bytes:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        msg = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True)
+        # The C unpacker refuses long arrays and maps itself and nests at most 1024 levels deep on its own stack;
+        # depth and the total count are checked right after.
+        return msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, max_array_len=MAX_ITEMS,
+                               max_map_len=MAX_ITEMS, max_ext_len=0)
     except Exception as exc:  # noqa: BLE001 (msgpack raises several unrelated types for corrupt input)
-        raise ProtocolError(f"not a msgpack message: {type(exc).__name__}: {exc}") from None
+        raise ProtocolError(sanitize_text(f"not a msgpack message: {type(exc).__name__}: {exc}")) from None
+
+
+def _check_version(msg: dict) -> None:
+    version = msg.get("v")
+    # `type(...) is int`: 1.0 and True compare equal to 1 but are not the schema version.
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ProtocolError(f"schema version {describe(version)} is not supported (expected {SCHEMA_VERSION})")
+
+
+def _unpack_map(
+    data: bytes, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS
+) -> dict:
+    msg = _unpack(data, max_bytes)
+    check_structure(msg, max_depth, max_items)
     if not isinstance(msg, dict):
         raise ProtocolError(f"message must be a map, got {type(msg).__name__}")
-    version = msg.get("v")
-    if version != SCHEMA_VERSION:
-        raise ProtocolError(f"schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    _check_version(msg)
     return msg
 
 
@@ -122,7 +196,7 @@ def _int_field(msg: dict, key: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ProtocolError(f"{key} must be an integer, got {type(value).__name__}")
     if not lo <= value <= hi:
-        raise ProtocolError(f"{key}={value} is outside [{lo}, {hi}]")
+        raise ProtocolError(f"{key}={describe(value)} is outside [{lo}, {hi}]")
     return value
 
 
@@ -137,7 +211,7 @@ def _float_field(value: object, key: str) -> float:
 
 def _vector(value: object, key: str, size: int) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != size:
-        raise ProtocolError(f"{key} must be a list of {size} numbers, got {value!r:.80}")
+        raise ProtocolError(f"{key} must be a list of {size} numbers, got {describe(value)}")
     return [_float_field(x, f"{key}[{i}]") for i, x in enumerate(value)]
 
 
@@ -148,13 +222,19 @@ def _map_field(msg: dict, key: str) -> dict:
     return value
 
 
+def _enum_field(cls: type[enum.Enum], msg: dict, key: str) -> Any:
+    value = msg.get(key)
+    if isinstance(value, str):
+        for member in cls:
+            if member.value == value:
+                return member
+    raise ProtocolError(f"unknown {key} {describe(value)} (expected one of {', '.join(m.value for m in cls)})")
+
+
 def decode_command(data: bytes) -> Command:
     """Parse and validate one workstation message (cmd, hb or stop)."""
     msg = _unpack_map(data)
-    try:
-        kind = MessageKind(msg.get("kind"))
-    except ValueError:
-        raise ProtocolError(f"unknown kind {msg.get('kind')!r}") from None
+    kind = _enum_field(MessageKind, msg, "kind")
     session = msg.get("session")
     if not isinstance(session, str) or not 0 < len(session) <= _MAX_SESSION_LEN:
         raise ProtocolError(f"session must be a non-empty string of at most {_MAX_SESSION_LEN} characters")
@@ -166,10 +246,7 @@ def decode_command(data: bytes) -> Command:
     }
     if kind is not MessageKind.CMD:
         return Command(**header)
-    try:
-        mode = CommandMode(msg.get("mode"))
-    except ValueError:
-        raise ProtocolError(f"unknown mode {msg.get('mode')!r}") from None
+    mode = _enum_field(CommandMode, msg, "mode")
     body = _map_field(msg, mode.value)
     if mode is CommandMode.EE_DELTA:
         if body.get("rot_repr", "euler_xyz") != "euler_xyz" or body.get("frame", "base") != "base":
@@ -223,6 +300,7 @@ class StateMessage:
     robot_mode: str
     watchdog: str
     session: str | None = None
+    """`public_session_id` of the armed session (the session secret itself is never published)."""
     errors: list[str] = field(default_factory=list)
     """Recent rejections and faults, newest last."""
     last_cmd_seq: int | None = None
@@ -240,7 +318,7 @@ class StateMessage:
 
     @classmethod
     def decode(cls, data: bytes) -> StateMessage:
-        msg = _unpack_map(data)
+        msg = _unpack_map(data, MAX_STATE_BYTES)
         msg.pop("v")
         known = set(cls.__dataclass_fields__)
         try:
@@ -275,8 +353,8 @@ def encode_reply(request_id: int, *, ok: bool, result: Any = None, error: str = 
 
 
 def decode_reply(data: bytes) -> tuple[int, bool, Any]:
-    """(request id, ok, result or error text)."""
-    msg = _unpack_map(data)
+    """(request id, ok, result or error text); replies (status, config) may be larger and deeper than requests."""
+    msg = _unpack_map(data, _MAX_REPLY_BYTES, max_depth=8, max_items=8192)
     request_id = _int_field(msg, "id", 0, _MAX_SEQ)
     ok = bool(msg.get("ok"))
     return request_id, ok, msg.get("result") if ok else str(msg.get("error", ""))

@@ -3,8 +3,10 @@
 A command is accepted whole or rejected whole (`CommandRejected` names the violated limit): finite values, per-step
 translation / rotation relative to the measured flange pose, the workspace box, gripper in [0, 1], an IK solution
 within tolerance, joint position limits (with a margin) and a bound on how far the joints may move for one command
-(which catches IK branch flips). The interpolator then enforces joint velocity / acceleration / jerk limits, and
-`check_setpoint` re-checks every set-point so that nothing outside the limits is ever sent to the arm.
+(which catches IK branch flips). The interpolator then enforces joint position / velocity / acceleration / jerk limits
+on every segment, `check_path` keeps the flange of a planned segment inside the workspace box, and `setpoint_ok`
+re-checks every set-point so that nothing outside the limits is ever sent to the arm. Every motion source (commands,
+`home`, holds and recoveries) passes the same checks.
 """
 
 from __future__ import annotations
@@ -53,9 +55,15 @@ class SafetyConfig:
     """Null-space rest pose for IK; None uses DROID's home pose."""
 
     def motion_limits(self) -> MotionLimits:
+        """Joint-space segment limits: the configured fractions of the rate limits, positions inside half the margin
+        (the bound `setpoint_ok` applies)."""
         lim = self.joint_limits
         return MotionLimits(
-            lim.dq_max * self.velocity_fraction, lim.ddq_max * self.acceleration_fraction, lim.dddq_max * self.jerk_fraction
+            lim.dq_max * self.velocity_fraction,
+            lim.ddq_max * self.acceleration_fraction,
+            lim.dddq_max * self.jerk_fraction,
+            lower=lim.q_min + self.joint_margin / 2,
+            upper=lim.q_max - self.joint_margin / 2,
         )
 
 
@@ -87,6 +95,14 @@ def matrix_to_quat_xyzw(rot: np.ndarray) -> np.ndarray:
 def droid_pose(pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
     """The first six DROID state entries (xyz + Euler "xyz") of a flange pose."""
     return np.concatenate([pos, matrix_to_euler_xyz(np.asarray(rot, dtype=np.float64))])
+
+
+PATH_SAMPLES = 32
+"""Points of a planned joint segment whose flange position is checked against the workspace box."""
+PATH_TOLERANCE = 0.002
+"""m a planned path may bulge beyond the box between its checked ends (joint-space paths curve in Cartesian space)."""
+SETPOINT_TOLERANCE = 0.005
+"""m a single set-point may lie beyond the box (sampled paths bulge a little between samples)."""
 
 
 class SafetyFilter:
@@ -135,12 +151,7 @@ class SafetyFilter:
         lead_angle = rotation_angle(goal_rot @ rot_meas.T)
         if lead > 2 * limits.max_translation or lead_angle > 2 * limits.max_rotation:
             raise CommandRejected(f"target is {lead:.3f} m / {lead_angle:.3f} rad ahead of the measured pose")
-        outside = (goal_pos < limits.workspace_min) | (goal_pos > limits.workspace_max)
-        if np.any(outside):
-            raise CommandRejected(
-                f"target position {np.round(goal_pos, 4).tolist()} leaves the workspace box "
-                f"{limits.workspace_min.tolist()}..{limits.workspace_max.tolist()}"
-            )
+        self._check_box(goal_pos, 0.0, "target position")
         if cmd.gripper is not None and not 0.0 <= cmd.gripper <= 1.0:
             raise CommandRejected(f"gripper target {cmd.gripper} is outside [0, 1]")
         if q_goal is None:
@@ -151,6 +162,36 @@ class SafetyFilter:
         )
         return SafeTarget(q_goal, goal_pos, goal_rot, cmd.gripper, min_duration)
 
+    def resolve_joint_target(self, q: np.ndarray) -> SafeTarget:
+        """A long joint-space move such as `home`: joint limits (with the margin) and the workspace box at the target;
+        no per-step bounds. The path is checked by `check_path` once the segment is planned."""
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (self.config.joint_limits.q_min.shape[0],) or not np.all(np.isfinite(q)):
+            raise CommandRejected(f"joint target must be {self.config.joint_limits.q_min.shape[0]} finite angles")
+        self._check_joints(q, q, step_limit=False)
+        pos, rot = self.kinematics.fk(q)
+        self._check_box(pos, 0.0, "target position")
+        return SafeTarget(q, pos, rot, None, 0.0)
+
+    def check_path(self, qs: np.ndarray) -> None:
+        """Raise `CommandRejected` if the flange leaves the workspace box at any of the joint configurations `qs`."""
+        for q in qs:
+            pos, _ = self.kinematics.fk(q)
+            self._check_box(pos, PATH_TOLERANCE, "the path")
+
+    def flange_in_box(self, q: np.ndarray, tolerance: float = SETPOINT_TOLERANCE) -> bool:
+        pos, _ = self.kinematics.fk(q)
+        limits = self.config.action_limits
+        return bool(np.all(pos >= limits.workspace_min - tolerance) and np.all(pos <= limits.workspace_max + tolerance))
+
+    def _check_box(self, pos: np.ndarray, tolerance: float, what: str) -> None:
+        limits = self.config.action_limits
+        if np.any(pos < limits.workspace_min - tolerance) or np.any(pos > limits.workspace_max + tolerance):
+            raise CommandRejected(
+                f"{what} reaches {np.round(pos, 4).tolist()}, outside the workspace box "
+                f"{limits.workspace_min.tolist()}..{limits.workspace_max.tolist()}"
+            )
+
     def solve_ik(self, pos: np.ndarray, rot: np.ndarray, q_init: np.ndarray) -> np.ndarray:
         cfg = self.config
         result = self.kinematics.ik(pos, rot, q_init, limits=cfg.joint_limits, rest_q=self.rest_q)
@@ -160,20 +201,21 @@ class SafetyFilter:
             )
         return np.asarray(result.q, dtype=np.float64)
 
-    def _check_joints(self, q: np.ndarray, q_measured: np.ndarray) -> None:
+    def _check_joints(self, q: np.ndarray, q_measured: np.ndarray, step_limit: bool = True) -> None:
         lim, margin = self.config.joint_limits, self.config.joint_margin
         if not lim.within(q, margin):
             bad = [i for i in range(len(q)) if not lim.q_min[i] + margin <= q[i] <= lim.q_max[i] - margin]
             raise CommandRejected(f"joint target outside the {lim.name} limits (margin {margin} rad) at joints {bad}")
         step = float(np.max(np.abs(q - q_measured)))
-        if step > self.config.max_joint_step:
+        if step_limit and step > self.config.max_joint_step:
             raise CommandRejected(f"joint step {step:.3f} rad exceeds {self.config.max_joint_step} rad per command")
 
     def setpoint_ok(
         self, q: np.ndarray, dq: np.ndarray, previous: tuple[np.ndarray, float] | None = None, dt: float = 0.0
     ) -> bool:
-        """The last gate: a set-point inside the joint position (with half the margin) and velocity limits, and, given
-        the `previous` set-point (its velocity) `dt` seconds earlier, inside the acceleration limits."""
+        """The last gate: a set-point inside the joint position (with half the margin) and velocity limits with its
+        flange inside the workspace box, and, given the `previous` set-point (its velocity) `dt` seconds earlier,
+        inside the acceleration limits."""
         lim = self.config.joint_limits
         q, dq = np.asarray(q, dtype=np.float64), np.asarray(dq, dtype=np.float64)
         ok = (
@@ -182,6 +224,7 @@ class SafetyFilter:
             and np.all(np.isfinite(dq))
             and lim.within(q, self.config.joint_margin / 2)
             and np.all(np.abs(dq) <= lim.dq_max + 1e-9)
+            and self.flange_in_box(q)
         )
         if ok and previous is not None and dt > 0:
             ok = np.all(np.abs(dq - previous[0]) <= lim.ddq_max * dt + 1e-9)

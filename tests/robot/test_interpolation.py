@@ -8,8 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robot.interpolation import (
+    MAX_SEGMENT_S,
     MotionLimits,
     QuinticSegment,
+    SegmentRefused,
     SetpointInterpolator,
     plan_segment,
 )
@@ -80,3 +82,73 @@ def test_streamed_setpoints_have_bounded_steps(rate_hz):
     steps = np.abs(np.diff(qs, axis=0)) * rate_hz
     assert np.all(steps <= LIMITS.velocity * 1.02)
     np.testing.assert_allclose(qs[-1], 0.4, atol=1e-9)
+
+
+BOUNDED = MotionLimits(LIMITS.velocity, LIMITS.acceleration, LIMITS.jerk, PANDA.q_min + 0.01, PANDA.q_max - 0.01)
+
+
+def _dense_ok(seg, limits, samples=4000):
+    """An independent dense check (finer than the planner's own guarantee)."""
+    x, v, a, j = seg.sample(np.linspace(0, seg.duration, samples))
+    ok = (np.all(np.abs(v) <= limits.velocity * (1 + 1e-6)) and np.all(np.abs(a) <= limits.acceleration * (1 + 1e-6))
+          and np.all(np.abs(j) <= limits.jerk * (1 + 1e-6)))
+    if limits.lower is not None:
+        ok = ok and np.all(x >= limits.lower - 1e-9) and np.all(x <= limits.upper + 1e-9)
+    return bool(ok)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7),
+    st.lists(st.floats(0.0, 1.0), min_size=7, max_size=7),
+    st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7),
+    st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7),
+    st.floats(0.0, 3.0),
+)
+def test_a_segment_is_within_its_limits_or_refused(start, goal, v_frac, a_frac, min_duration):
+    """Regression: from in-limit moving start states `plan_segment` returned segments hundreds of seconds long and
+    far beyond the velocity limit. Now every returned segment is within the limits (checked densely here) and no
+    longer than MAX_SEGMENT_S, or the call raises SegmentRefused."""
+    lo, hi = BOUNDED.lower, BOUNDED.upper
+    x0 = lo + np.asarray(start) * (hi - lo)
+    x1 = lo + np.asarray(goal) * (hi - lo)
+    v0 = np.asarray(v_frac) * BOUNDED.velocity
+    a0 = np.asarray(a_frac) * BOUNDED.acceleration
+    try:
+        seg = plan_segment(x0, v0, a0, x1, BOUNDED, min_duration)
+    except SegmentRefused:
+        return
+    assert min_duration <= seg.duration <= MAX_SEGMENT_S
+    assert _dense_ok(seg, BOUNDED)
+
+
+def test_the_reported_long_home_is_refused_or_within_limits():
+    """A `home` planned while moving with a large start acceleration: the old planner returned the last stretched
+    segment even though it broke the limits."""
+    x0 = np.array([0.0, -0.6, 0.0, -2.4, 0.0, 1.9, 0.0])
+    v0 = LIMITS.velocity * 0.9
+    a0 = LIMITS.acceleration * 0.9
+    home = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.785])
+    try:
+        seg = plan_segment(x0, v0, a0, home, LIMITS)
+    except SegmentRefused:
+        return
+    assert seg.duration <= MAX_SEGMENT_S and _dense_ok(seg, LIMITS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7), st.lists(st.floats(-1.0, 1.0), min_size=7, max_size=7))
+def test_braking_from_any_in_limit_motion_stays_within_limits(v_frac, a_frac):
+    interp = SetpointInterpolator(np.zeros(7), BOUNDED)
+    x = np.array([0.0, -0.6, 0.0, -2.4, 0.0, 1.9, 0.0])
+    interp.follow(QuinticSegment(x, np.asarray(v_frac) * BOUNDED.velocity * 0.5,
+                                 np.asarray(a_frac) * BOUNDED.acceleration * 0.5, x + 0.3, 5.0), 0.0)
+    before = interp.segment
+    try:
+        interp.brake(0.0)
+    except SegmentRefused:
+        assert interp.segment is before  # refused: the running segment stays
+        return
+    x_b, v_b, a_b = interp.state(0.0)
+    np.testing.assert_allclose(np.concatenate([x_b, v_b, a_b]), np.concatenate(before.sample(0.0)[:3]), atol=1e-9)
+    assert _dense_ok(interp.segment, BOUNDED)

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robot.protocol import (
+    MAX_ERROR_CHARS,
+    MAX_STATE_BYTES,
     SCHEMA_VERSION,
     Command,
     CommandMode,
@@ -21,10 +23,13 @@ from robot.protocol import (
     decode_frame,
     decode_reply,
     decode_request,
+    describe,
     encode_command,
     encode_frame,
     encode_reply,
     encode_request,
+    public_session_id,
+    sanitize_text,
 )
 
 
@@ -160,3 +165,66 @@ def test_fuzz_field_values_decode_or_raise_protocol_error(fields):
         assert np.all(np.isfinite(cmd.target))
     if cmd.gripper is not None:
         assert math.isfinite(cmd.gripper)
+
+
+def _deep(levels: int) -> bytes:
+    """A small command map whose `kind` is a list nested `levels` deep (packed by hand: msgpack's own packer
+    recurses in Python)."""
+    return b"\x82" + msgpack.packb("v") + msgpack.packb(1) + msgpack.packb("kind") + b"\x91" * levels + b"\xc0"
+
+
+@pytest.mark.parametrize("levels", [5, 100, 1000, 3000])
+def test_deeply_nested_messages_are_protocol_errors(levels):
+    """Regression: ~1000 levels of nesting escaped as a non-protocol exception (the error text repr()'d the value)."""
+    data = _deep(levels)
+    assert len(data) < 4000
+    with pytest.raises(ProtocolError):
+        decode_command(data)
+    with pytest.raises(ProtocolError):
+        decode_request(data)
+
+
+def test_many_values_are_refused_before_they_are_looked_at():
+    msg = msgpack.unpackb(encode_command(_cmd()))
+    msg["extra"] = [[0] * 8] * 200
+    with pytest.raises(ProtocolError, match="more than"):
+        decode_command(msgpack.packb(msg))
+
+
+@pytest.mark.parametrize("version", [1.0, True, "1", [1]])
+def test_schema_version_must_be_the_integer_one(version):
+    """Regression: 1.0 and True compared equal to 1 and were accepted."""
+    with pytest.raises(ProtocolError, match="schema version"):
+        decode_command(_raw(v=version))
+
+
+def test_error_texts_are_short_whatever_the_input():
+    for changes in ({"kind": "k" * 65_000}, {"mode": "m" * 60_000}, {"seq": "s" * 60_000},
+                    {"ee_delta": {"dpos": ["x" * 60_000] * 3, "drot": [0, 0, 0]}}):
+        with pytest.raises(ProtocolError) as info:
+            decode_command(_raw(**changes))
+        assert len(str(info.value)) <= MAX_ERROR_CHARS
+
+
+def test_sanitize_and_describe():
+    assert sanitize_text("a\x00b\nc" + "x" * 500) == ("a?b?c" + "x" * 500)[:MAX_ERROR_CHARS - 3] + "..."
+    assert describe("short") == "'short'" and describe("y" * 100) == "str of length 100"
+    assert describe([[1]] * 10) == "list of length 10" and describe(None) == "None"
+
+
+def test_public_session_id_hides_the_secret():
+    secret = "0123456789abcdef0123456789abcdef"
+    public = public_session_id(secret)
+    assert public == public_session_id(secret) and secret not in public and len(public) == 16
+
+
+def test_worst_case_state_message_fits_its_bound():
+    """Regression: error texts were copied in full into every state message (megabytes after a few bad messages)."""
+    worst = StateMessage(seq=2**64 - 1, t_ns=2**63 - 1, robot_t_s=1e300, backend="libfranka", q=[-1e300] * 7,
+                         dq=[-1e300] * 7, tau_J=[-1e300] * 7, ee_pos=[-1e300] * 3, ee_quat_xyzw=[-1e300] * 4,
+                         ee_droid=[-1e300] * 6, gripper=1.0, robot_mode="automatic_error_recovery",
+                         watchdog="TRACKING", session="f" * 16, errors=["\u00e9" * MAX_ERROR_CHARS] * 16,
+                         last_cmd_seq=2**64 - 1, last_rejected_seq=2**64 - 1, last_cmd_age_ms=1e300,
+                         hb_age_ms=1e300, setpoint_q=[-1e300] * 7)
+    assert len(worst.encode()) <= MAX_STATE_BYTES
+    assert StateMessage.decode(worst.encode()) == worst
