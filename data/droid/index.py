@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 from data.droid import layout
@@ -56,12 +57,15 @@ def default_camera(references: Iterable[str]) -> tuple[str, str]:
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
     """("raw", episode folder) and ("rlds", shard) items under `root` in sorted order, in one pass over the tree
-    (hidden and partially written folders skipped; episode folders are not descended into)."""
+    (hidden and partially written folders skipped; episode folders, which hold trajectory.h5 or a metadata JSON,
+    are not descended into)."""
     if (root / layout.TRAJECTORY_FILE).is_file():
         yield "raw", root
         return
     for dirpath, dirnames, filenames in os.walk(root):
-        if layout.TRAJECTORY_FILE in filenames:
+        # An episode folder that lost its trajectory.h5 still holds its metadata JSON: list it, so that it is
+        # reported as broken instead of vanishing from the data set.
+        if layout.TRAJECTORY_FILE in filenames or any(fnmatch(n, layout.METADATA_GLOB) for n in filenames):
             dirnames[:] = []
             yield "raw", Path(dirpath)
             continue

@@ -158,9 +158,9 @@ def validate_episode(reference: str | Path) -> EpisodeReport:
             if isinstance(episode, RawEpisode):
                 _check_h5(episode, report)
             else:
-                states = episode.states()
-                if not np.all(np.isfinite(states)):
-                    report.problems.append("states: NaN/inf values")
+                for name, values in (("states", episode.states()), ("joint positions", episode.joint_positions())):
+                    if not np.all(np.isfinite(values)):
+                        report.problems.append(f"{name}: NaN/inf values")
             _check_cameras(episode, report)
             if report.num_steps < 2:
                 report.problems.append(f"only {report.num_steps} steps; no action can be derived")
