@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,9 +103,9 @@ def card_default(paper: object) -> str:
     return f"default: the model card's setting, else {paper}"
 
 
-def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed") -> None:
-    """The planner option group, shared by plan, run, demo and eval (`seed_flag` renames the sampling-seed option
-    where `--seed` means something else, e.g. the episode seed of demo/eval).
+def add_planner_options(parser: argparse.ArgumentParser) -> None:
+    """The planner option group, shared by plan, run, demo and eval (`--planner-seed` is the sampling seed; `--seed`
+    is, wherever it exists, the seed of the episode).
 
     Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
     for sim tasks), else the paper's."""
@@ -138,7 +137,7 @@ def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
         f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
     )
-    group.add_argument(seed_flag, dest="planner_seed", metavar="SEED", type=int, default=None,
+    group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
                        help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
 
 
@@ -172,7 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--task", default="reach",
         help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
     )
-    run.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
+    run.add_argument("--seed", type=int, default=0, help="sim episode seed (default: %(default)s)")
+    run.add_argument("--task-seed", dest="seed", type=int, help=argparse.SUPPRESS)  # the former spelling
     bridge = run.add_argument_group("bridge (--robot bridge)")
     bridge.add_argument("--host", default="127.0.0.1", help="address of the machine running `vjepa-ac bridge run`")
     bridge.add_argument(
@@ -188,10 +188,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "periods, the interval the predictor imagines (default: the model card's setting, else 4 as Meta's DROID "
         "training)",
     )
+    run.add_argument("--steps", dest="max_steps", type=positive_int, help=argparse.SUPPRESS)  # the former spelling
     run.add_argument(
-        "--steps", dest="max_steps", metavar="STEPS", type=positive_int, default=None,
-        help="control-step budget (default: the model card's setting, else the sim task's budget as demo/eval use "
-        "it, else the sum of the goal schedule, else 50)",
+        "--max-steps", metavar="STEPS", type=positive_int, default=None,
+        help="budget of planned actions (default: the model card's setting, else the sim task's budget as demo/eval "
+        "use it, else the sum of the goal schedule, else 50)",
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
                      help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
@@ -264,11 +265,10 @@ def _run_plan(args: argparse.Namespace) -> int:
         state = parse_state(args.state)
         obs, goal = read_image(args.obs), read_image(args.goal)
         check_goal_images([goal], obs.shape)
-        world_model, defaults = _load_world_model(args)
-        controller = LatentPlanner(world_model, [goal], resolved_config(args, defaults))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # the given observation, goal or state is unusable
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    world_model, defaults = _load_world_model(args)
+    controller = LatentPlanner(world_model, [goal], resolved_config(args, defaults))
     result = controller.plan(controller.encode([obs]), state[None])
     if args.json:
         print(json.dumps(result.summary(), indent=2))
@@ -284,7 +284,7 @@ def _make_robot(args: argparse.Namespace, defaults, camera: str):
         from sim import make_env
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
-        robot, task = make_env(args.task, seed=args.task_seed, goal_camera=camera, **sim_config_options(defaults.sim))
+        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera, **sim_config_options(defaults.sim))
         return robot, task.goal_images(), task.success, task.max_steps
     from robot.client import BridgeClient, ClientConfig
 
@@ -301,27 +301,28 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
     from planner.report import save_episode
     from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 
+    if args.robot == "bridge" and not args.goal:
+        raise argparse.ArgumentTypeError("--robot bridge needs --goal images (take them with the same camera "
+                                         "beforehand)")
     try:
-        world_model, defaults = _load_world_model(args)
-        fps = args.fps or defaults.fps
-        if not fps > 0:
-            raise ValueError(f"--fps must be > 0, got {fps}")
-        config = resolved_config(args, defaults)
-        robot, task_goals, success, task_periods = _make_robot(args, defaults, config.camera)
-        periods = control_periods_per_step(robot.control_hz, fps)
-        # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
-        if config.max_steps is None and task_periods is not None:
-            config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
-        goals = [read_image(p) for p in args.goal] if args.goal else task_goals
-        if goals is None:
-            raise ValueError("--robot bridge needs --goal images (take them with the same camera beforehand)")
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+        given_goals = [read_image(p) for p in args.goal] if args.goal else None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    world_model, defaults = _load_world_model(args)
+    fps = args.fps or defaults.fps
+    if not fps > 0:
+        raise argparse.ArgumentTypeError(f"--fps must be > 0, got {fps}")
+    config = resolved_config(args, defaults)
+    robot, task_goals, success, task_periods = _make_robot(args, defaults, config.camera)
+    periods = control_periods_per_step(robot.control_hz, fps)
+    # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
+    if config.max_steps is None and task_periods is not None:
+        config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
+    goals = given_goals or task_goals
     log_path = args.out / "steps.jsonl"
-    log_path.unlink(missing_ok=True)
-    with ActionRepeatRobot(robot, periods) as controlled:
+    with ActionRepeatRobot(robot, periods) as controlled:  # connects: an absent bridge fails before --out is touched
+        args.out.mkdir(parents=True, exist_ok=True)
+        log_path.unlink(missing_ok=True)
         episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
     outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)
     plan_seconds = [r.plan_seconds for r in episode.steps]

@@ -24,6 +24,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # former name
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim", help="MuJoCo Franka simulator: collect DROID-format data, replay episodes, show the scene",
@@ -56,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="keep object colours and camera poses fixed instead of varying them per episode")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
-    collect.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_option(collect)
     collect.set_defaults(handler=_collect)
 
     replay = sim_sub.add_parser(
@@ -66,13 +71,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "kinematics of the recorded joints lands from the recorded flange poses.",
     )
     replay.add_argument("episode", help="DROID episode folder (or anything `vjepa-ac droid` can open)")
-    replay.add_argument("--out", default=None, help="output MP4 (default: replay_<episode folder name>.mp4 here)")
-    replay.add_argument("--camera", default="left", help="recorded camera role to show (default left)")
+    replay.add_argument("-o", "--output", default=None,
+                        help="output MP4 file (default: replay_<episode folder name>.mp4 here)")
+    replay.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the former spelling
+    replay.add_argument("--camera", default=None,
+                        help="recorded camera role to show (default: left, or ext1 for an RLDS record)")
     replay.add_argument("--height", type=int, default=270, help="video height in pixels (default 270)")
     replay.add_argument("--robot", default="panda", help=robot_help)
     replay.add_argument("--keep-camera", action="store_true",
                         help="keep the simulator's camera pose instead of moving it to the recorded extrinsics")
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_option(replay)
     replay.set_defaults(handler=_replay)
 
     show = sim_sub.add_parser(
@@ -93,13 +101,13 @@ def _collect(args: argparse.Namespace) -> int:
     from sim.collect import CollectConfig, collect
 
     if args.episodes < 0:
-        raise SystemExit("--episodes must be >= 0")
+        raise argparse.ArgumentTypeError(f"--episodes must be >= 0, got {args.episodes}")
     config = CollectConfig(
         task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
         explore_fraction=args.explore_fraction, perturb_probability=args.perturb_probability, min_steps=args.min_steps,
         randomize_appearance=not args.no_randomize, lab=args.lab, robot=args.robot,
     )
-    summary = collect(args.out, config, progress=not args.quiet)
+    summary = collect(args.out, config, progress=not args.no_progress)
     print(f"wrote {summary.written} episodes ({summary.successes} successful), skipped {summary.skipped} "
           f"already collected, into {args.out}")
     return 0
@@ -108,12 +116,21 @@ def _collect(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from data.droid.index import default_camera
     from sim.replay import replay_episode
 
-    out = args.out or f"replay_{Path(args.episode).resolve().name}.mp4"
-    report = replay_episode(args.episode, out, camera=args.camera, height=args.height, robot_model=args.robot,
-                            match_camera=not args.keep_camera, progress=not args.quiet)
-    print(f"wrote {report.video} ({report.steps} steps)")
+    out = args.output or f"replay_{Path(args.episode).resolve().name}.mp4"
+    camera = args.camera or default_camera([args.episode])[0]
+    report = replay_episode(args.episode, out, camera=camera, height=args.height, robot_model=args.robot,
+                            match_camera=not args.keep_camera, progress=not args.no_progress)
+    print(f"wrote {report.video} ({report.steps} steps, camera {camera})")
+    if report.objects_replayed:
+        print(f"objects: {', '.join(report.objects_replayed)} replayed at their recorded poses")
+    else:
+        print("objects: the episode records no object poses (real DROID episodes never do); they stay where the "
+              "scene puts them")
+    if report.objects_not_in_scene:
+        print(f"objects: recorded but not in the simulated scene: {', '.join(report.objects_not_in_scene)}")
     print(f"forward kinematics vs recorded flange: {report.fk_position_error * 1000:.2f} mm, "
           f"{report.fk_rotation_error:.4f} rad (mean)")
     print(f"simulated flange vs recorded: {report.tracking_error * 1000:.2f} mm (mean); "

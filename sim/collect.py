@@ -146,6 +146,7 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
     frames = {role: [] for role in CAMERA_SERIALS}
     extrinsics = {role: [] for role in CAMERA_SERIALS}
     states, joints, velocities, targets, gripper_targets, joint_targets = [], [], [], [], [], []
+    objects: dict[str, list[np.ndarray]] = {name: [] for name in robot.object_poses()}
     success_step = None
     for step in range(num_steps + 1):
         state = robot.droid_state()
@@ -155,6 +156,8 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
         states.append(state)
         joints.append(robot.joint_positions)
         velocities.append(robot.joint_velocities)
+        for name, pose in robot.object_poses().items():
+            objects[name].append(pose)
         settled = success_step is not None and step - success_step >= config.steps_after_success
         if step == num_steps or (settled and step >= min_steps):
             # DROID's last step has an action too; the robot would hold where it is.
@@ -194,6 +197,7 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
         success=success_step is not None,
         lab=config.lab,
         scene_id=f"sim-{task.name}",
+        object_poses={name: np.stack(poses) for name, poses in objects.items()},
         extra_attrs={"sim_task": task.name, "sim_policy": "explore" if explore else "expert",
                      "sim_config": json.dumps(asdict(config), default=str)},
     )

@@ -1,5 +1,7 @@
 """Replay a DROID episode's recorded joint trajectory on the simulated arm and write a side-by-side video (recorded
-camera | simulation), plus how far the simulated flange is from the recorded `cartesian_position`.
+camera | simulation), plus how far the simulated flange is from the recorded `cartesian_position`. Where the episode
+records object poses (episodes from `vjepa-ac sim collect`), the objects are put where they were at every step; real
+DROID episodes record none, and the objects then stay where the scene places them.
 
 The flange comparison is the check that the simulator's kinematics and DROID's end-effector convention agree: the
 forward kinematics of the recorded joint angles should land on the recorded poses.
@@ -41,6 +43,10 @@ class ReplayReport:
     """Mean distance (m) between the simulated flange (after the joint servos) and the recorded flange position."""
     clamped_steps: int
     """Steps where the recorded motion had to be clamped to the simulated arm's limits."""
+    objects_replayed: tuple[str, ...] = ()
+    """Objects put at their recorded poses every step (empty: the episode records none, they stay at the scene's)."""
+    objects_not_in_scene: tuple[str, ...] = ()
+    """Recorded objects the simulated scene does not have."""
 
 
 def replay_episode(
@@ -58,7 +64,7 @@ def replay_episode(
     With `match_camera`, an exterior camera is placed at the episode's recorded extrinsics."""
     episode = open_episode(episode_path)
     if camera not in episode.camera_roles:
-        raise ValueError(f"episode has no {camera!r} camera; it has {sorted(episode.camera_roles)}")
+        raise ValueError(f"{episode_path}: no {camera!r} camera; the episode has {sorted(episode.camera_roles)}")
     joints, states = episode.joint_positions(), episode.states()
     steps = min(len(joints), episode.num_frames(camera))
     height = 2 * (height // 2)  # H.264 with 4:2:0 chroma needs even sizes
@@ -73,6 +79,9 @@ def replay_episode(
             logger.warning("keeping the default %s camera pose: %s", camera, exc)
     limits = robot.info.limits
     robot.reset(limits.clip_positions(joints[0], 1e-3), gripper=float(np.nan_to_num(states[0, 6])))
+    recorded_objects = episode.object_poses()
+    scene_objects = robot.object_poses()
+    objects = {name: poses for name, poses in recorded_objects.items() if name in scene_objects}
 
     frames, fk_pos, fk_rot, tracking, clamped = [], [], [], [], 0
     for start in tqdm(range(0, steps, _READ_CHUNK), desc="replay", unit="chunk", disable=not progress):
@@ -87,6 +96,9 @@ def replay_episode(
                 result = robot.send_joint_target(joints[t], gripper=float(states[t, 6]))
                 clamped += int(result.status is not ActionStatus.ACCEPTED)
             tracking.append(np.linalg.norm(robot.droid_state()[:3] - states[t, :3]))
+            for name, poses in objects.items():
+                if t < len(poses) and np.all(np.isfinite(poses[t])):
+                    robot.set_object_pose(name, poses[t, :3], quat=poses[t, 3:])
             sim_image = robot.render()[camera]
             recorded_width = 2 * round(image.shape[1] * height / image.shape[0] / 2)
             recorded_image = cv2.resize(image, (recorded_width, height), interpolation=cv2.INTER_AREA)
@@ -95,4 +107,5 @@ def replay_episode(
     video = write_video(out, np.stack(frames), episode.fps or robot.control_hz)
     # Rows with non-finite recordings are skipped (their joint targets are rejected and counted as clamped).
     return ReplayReport(Path(video), steps, float(np.mean(fk_pos)), float(np.mean(fk_rot)),
-                        float(np.nanmean(tracking)), clamped)
+                        float(np.nanmean(tracking)), clamped, tuple(objects),
+                        tuple(sorted(set(recorded_objects) - set(objects))))

@@ -303,10 +303,22 @@ class SimRobot(Robot):
     def body_position(self, name: str) -> np.ndarray:
         return self.data.body(name).xpos.copy()
 
-    def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0) -> None:
-        """Place a free object (e.g. "cube", "mug") at rest, or move a mocap body (e.g. "target")."""
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """{name: [7] position + quaternion wxyz} of every free object (a body with a free joint: cube, mug)."""
+        poses = {}
+        for body_id in range(self.model.nbody):
+            joint = self.model.body_jntadr[body_id]
+            if joint >= 0 and self.model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_FREE:
+                qadr = self.model.jnt_qposadr[joint]
+                poses[self.model.body(body_id).name] = self.data.qpos[qadr:qadr + 7].copy()
+        return poses
+
+    def set_object_pose(self, name: str, pos: np.ndarray, yaw: float = 0.0, *, quat: np.ndarray | None = None) -> None:
+        """Place a free object (e.g. "cube", "mug") at rest, or move a mocap body (e.g. "target"), turned by `yaw`
+        about z or to the orientation quaternion `quat` (wxyz)."""
         body = self.model.body(name)
-        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+        if quat is None:
+            quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
         if self.model.body_mocapid[body.id] >= 0:
             self.data.mocap_pos[self.model.body_mocapid[body.id]] = pos
             self.data.mocap_quat[self.model.body_mocapid[body.id]] = quat

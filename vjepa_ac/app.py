@@ -31,7 +31,7 @@ def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_world_model_options(parser)
     # The planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`); `--seed` is taken by
     # the episode seed here.
-    add_planner_options(parser, seed_flag="--planner-seed")
+    add_planner_options(parser)
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="cap on planned actions per episode (default: the task's budget)")
 

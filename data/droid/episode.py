@@ -62,6 +62,11 @@ class DroidEpisode(ABC):
     def extrinsics(self, role: str) -> np.ndarray:
         """[L, 6] float64 camera pose in the robot base frame (xyz + Euler "xyz"); EpisodeError if not recorded."""
 
+    def object_poses(self) -> dict[str, np.ndarray]:
+        """{object name: [T, 7] pose (xyz + quaternion wxyz)} where the episode records them (simulated episodes,
+        `layout.OBJECT_POSES_GROUP`); {} otherwise, as for every real DROID episode."""
+        return {}
+
     def frame_timestamps_ms(self, role: str) -> np.ndarray | None:
         """[L] per-step image timestamps in ms, or None when the format does not record them."""
         return None

@@ -37,6 +37,9 @@ SKIP_ACTION = "observation/timestamp/skip_action"
 ACTION_CARTESIAN_POSITION = "action/cartesian_position"
 ACTION_GRIPPER_POSITION = "action/gripper_position"
 ACTION_JOINT_POSITION = "action/joint_position"
+OBJECT_POSES_GROUP = "observation/object_poses"
+"""Not in DROID (real episodes do not track objects): simulated episodes record each free object's pose here, one
+[T, 7] dataset per object (position xyz in m, orientation quaternion w, x, y, z, base frame)."""
 
 # `observation/camera_type/<serial>` values.
 CAMERA_TYPE_WRIST = 0

@@ -116,6 +116,12 @@ class RawEpisode(DroidEpisode):
     def joint_positions(self) -> np.ndarray:
         return self.read_array(layout.JOINT_POSITIONS)
 
+    def object_poses(self) -> dict[str, np.ndarray]:
+        if not self.has_key(layout.OBJECT_POSES_GROUP):
+            return {}
+        group = self.h5()[layout.OBJECT_POSES_GROUP]
+        return {name: self.read_array(f"{layout.OBJECT_POSES_GROUP}/{name}") for name in sorted(group)}
+
     @property
     def camera_roles(self) -> dict[str, str]:
         if self._roles is None:

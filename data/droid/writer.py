@@ -59,6 +59,8 @@ class EpisodeRecording:
     robot_serial: str = "panda-sim"
     droid_version: str = layout.DEFAULT_DROID_VERSION
     extra_attrs: dict[str, str | float | int | bool] = field(default_factory=dict)
+    object_poses: dict[str, np.ndarray] = field(default_factory=dict)
+    """Simulated episodes: {object name: [T, 7] xyz + quaternion wxyz}, written to `layout.OBJECT_POSES_GROUP`."""
 
     @property
     def num_steps(self) -> int:
@@ -78,6 +80,7 @@ class EpisodeRecording:
             "action_gripper_position": (self.action_gripper_position, (steps,)),
             "action_joint_position": (self.action_joint_position, (steps, 7)),
             "timestamps_ns": (self.timestamps_ns, (steps,)),
+            **{f"object_poses[{name!r}]": (poses, (steps, 7)) for name, poses in self.object_poses.items()},
         }
         for name, (value, shape) in expected.items():
             if value is None:
@@ -137,6 +140,8 @@ def _write_trajectory(path: Path, recording: EpisodeRecording, when: datetime) -
         ):
             if value is not None:
                 _write_dataset(h5, key, np.asarray(value, f64))
+        for name, poses in recording.object_poses.items():
+            _write_dataset(h5, f"{layout.OBJECT_POSES_GROUP}/{name}", np.asarray(poses, f64))
         for name in ("read_start", "read_end"):
             _write_dataset(h5, f"{layout.ROBOT_TIMESTAMPS_GROUP}/{name}", times_ms)
         for name in ("step_start", "step_end"):
