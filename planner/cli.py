@@ -252,10 +252,9 @@ def parse_state(text: str):
     from planner.mpc import check_state
 
     try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ValueError(f"--state must be 7 numbers, got {text!r}") from None
-    return check_state(np.array(values))
+        return check_state(np.array([float(v) for v in text.replace(",", " ").split()]))
+    except ValueError as exc:
+        raise ValueError(f"--state must be 7 numbers x,y,z,roll,pitch,yaw,gripper, got {text!r} ({exc})") from None
 
 
 def _run_plan(args: argparse.Namespace) -> int:

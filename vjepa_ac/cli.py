@@ -1,21 +1,27 @@
 """The `vjepa-ac` command: one entry point, one subcommand per user-facing job.
 
 Each package owns its subcommands in its own `cli.py` exposing `register(subparsers)`; this module only assembles
-them, so `vjepa-ac --help` lists every job.
+them (`_SUBCOMMAND_MODULES`), so `vjepa-ac --help` lists every job. A new subcommand is a `register` function plus
+handlers in its package's `cli.py` and one line in `_SUBCOMMAND_MODULES`; it then gets, with no code of its own:
 
-Two conventions hold for every subcommand, including ones added later, without any code of their own:
-
-- **Fast help.** `vjepa-ac --help` and `vjepa-ac SUBCOMMAND --help` import the `cli.py` modules and nothing heavy:
-  a `cli.py` imports torch, tensorstore, h5py, MuJoCo etc. inside its handlers only, and the packages' `__init__`
-  files export their API lazily (module `__getattr__`), so importing `worldmodel.cli` does not load torch.
-  `tests/vjepa_ac/test_cli.py` checks `sys.modules` after every `--help` in a subprocess.
-- **One error path.** A handler reports a problem by raising, never by printing and returning a code: `main` prints
-  `vjepa-ac SUBCOMMAND: error: MESSAGE` on stderr and exits 2 for a usage error (`argparse.ArgumentTypeError` or
-  `argparse.ArgumentError`: a bad option, combination of options or configuration; `FileNotFoundError`: a named
-  input that does not exist) and 1 for anything else (an input that exists but is broken, a failed run). The message must name the offending input and say what was expected. The traceback is printed only with
-  `-v` (accepted before or after the subcommand); an exception type that is not an expected failure (a bug) is
-  labelled "internal error". A handler returns 0 on success or 1 when the run finished but found problems
-  (e.g. `droid validate` on broken episodes).
+- **Fast help.** `vjepa-ac --help` and `vjepa-ac SUBCOMMAND --help` import the `cli.py` modules and nothing heavy.
+  A `cli.py` imports torch, tensorstore, h5py, MuJoCo, OpenCV etc. inside its handlers only (never at module level
+  or in `register`), and the packages' `__init__` files export their API lazily (module `__getattr__`), so
+  importing `worldmodel.cli` does not load torch. Option defaults that live in a config dataclass of a heavy module
+  are left as None in argparse and filled in by the handler. `tests/vjepa_ac/test_cli.py` runs every `--help` in a
+  subprocess and checks `sys.modules`.
+- **One error path.** A handler reports a problem by raising, never by printing and returning a code. `main`
+  prints `vjepa-ac SUBCOMMAND: error: MESSAGE` on stderr and exits 2 for a usage error (`argparse.ArgumentTypeError`
+  or `argparse.ArgumentError`: a bad option, combination of options or configuration; `FileNotFoundError`: a named
+  input that does not exist) and 1 for anything else (an input that exists but is broken, a missing optional
+  dependency, a failed run). The message must name the offending input and say what was expected. The traceback
+  is printed only with `-v` (accepted before or after the subcommand); an exception type that signals a bug
+  rather than bad input (TypeError, AttributeError, ...) is labelled "internal error". A handler returns 0 on
+  success or 1 when the run finished but found problems (e.g. `droid validate` on broken episodes).
+- **Shared spellings.** `--no-progress` hides progress bars; `--seed` is the seed of an episode (a sim task's
+  initial conditions) and `--planner-seed` the planner's sampling seed; `--task` names one task or a comma list;
+  `--max-steps` is an episode's action budget while `--steps` counts optimizer steps; `--out` is an output folder
+  and `-o/--output` an output file.
 """
 
 from __future__ import annotations
@@ -60,7 +66,10 @@ traceback), 130 an interruption.
 """
 
 # Exceptions that are expected failures of user input or of the environment; anything else is a bug.
-_EXPECTED_FAILURES: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, LookupError, EOFError)
+_EXPECTED_FAILURES: tuple[type[BaseException], ...] = (
+    OSError, ValueError, RuntimeError, LookupError, EOFError, ImportError, argparse.ArgumentTypeError,
+    argparse.ArgumentError,
+)
 
 
 def _subcommand_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

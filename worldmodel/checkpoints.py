@@ -83,7 +83,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - unpickling a foreign file can fail with any error type (KeyError, ...)
-        first_line = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0].split('. ')[0] if str(exc).strip() else ''}"
+        text = str(exc).strip()
+        first_line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(exc).__name__
         if "weights only load failed" in str(exc).lower():
             # Never retried with weights_only=False: unpickling arbitrary objects can run code.
             raise CheckpointError(

@@ -125,7 +125,8 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--batch-size", type=int, help="frames per step")
     opt.add_argument("--lr", type=float, help="peak learning rate (AdamW); warmup starts at lr/5, decay ends at lr/50")
     opt.add_argument("--warmup-steps", type=int, help="linear warmup from lr/5 to the peak")
-    opt.add_argument("--anneal-steps", type=int, help="final steps of linear decay to lr/50 (0 = constant after warmup)")
+    opt.add_argument("--anneal-steps", type=int,
+                     help="final steps of linear decay to lr/50 (0 = constant after warmup)")
     opt.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     opt.add_argument("--ema", type=float, nargs=2, metavar=("START", "END"),
                      help="target-encoder EMA momentum, ramped linearly over the run")
