@@ -183,12 +183,11 @@ def resolve_episode_references(
     episodes: str | Path | Iterable[str | Path], *, on_broken_shard: BrokenShardHandler | None = None
 ) -> list[str]:
     """A list of references from an index file, a root folder / shard to scan, an episode reference, or a list of
-    any of these. Listed paths that do not exist are kept (opening them reports the problem per episode); damaged
-    shards go to `on_broken_shard` (see `iter_episode_references`). A single source that does not exist is a
-    FileNotFoundError; finding no episode at all is an EpisodeError that says where it looked and what it
+    any of these. A given source that does not exist is a FileNotFoundError (the entries of an index file are not
+    checked here: opening them reports a missing one per episode); damaged shards go to `on_broken_shard` (see
+    `iter_episode_references`); finding no episode at all is an EpisodeError that says where it looked and what it
     expected."""
     sources = [episodes] if isinstance(episodes, (str, Path)) else list(episodes)
-    single = len(sources) == 1 and isinstance(episodes, (str, Path))
     references: list[str] = []
     for item in sources:
         source = Path(item)
@@ -198,10 +197,8 @@ def resolve_episode_references(
             references += read_index(source)
         elif source.exists():
             references += iter_episode_references(source, on_broken_shard=on_broken_shard)
-        elif single:
-            raise FileNotFoundError(errno.ENOENT, "no such episode index, folder or shard", str(source))
         else:
-            references.append(str(item))
+            raise FileNotFoundError(errno.ENOENT, "no such episode index, folder or shard", str(source))
     if not references:
         where = ", ".join(str(s) for s in sources) or "(no input given)"
         raise EpisodeError(f"no episodes found in {where}: expected an index file or {WHAT_EPISODES_ARE}")
