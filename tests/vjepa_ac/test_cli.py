@@ -30,6 +30,7 @@ class BadInput:
     exit_code: int
     without: tuple[str, ...] = ()
     """Modules made unimportable for this case (an optional dependency that is not installed)."""
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 def _episode(root: Path) -> Path:
@@ -127,6 +128,8 @@ CASES: dict[str, BadInput] = {
                                                  "0.0.0.0", 1),
     "bridge run: no ROS installed": BadInput(("bridge", "run", "--backend", "ros1", "--port-base", "{port}"),
                                              "python3-rospy", 1, without=("rospy",)),
+    "bridge run: no ROS master": BadInput(("bridge", "run", "--backend", "ros1", "--port-base", "{port}"),
+                                          "ROS", 1, environment=(("ROS_MASTER_URI", "http://127.0.0.1:{port}"),)),
     "bridge run: missing authorised-keys folder": BadInput(("bridge", "run", "--config", "{ws}/no_keys_folder.yaml",
                                                             "--port-base", "{port}"), "absent_keys", 1),
     "bridge run: missing config": BadInput(("bridge", "run", "--config", "{ws}/absent_bridge.yaml"),
@@ -187,6 +190,8 @@ def test_bad_input_fails_cleanly_and_touches_nothing(case, workspace, port_base,
     monkeypatch.chdir(workspace)  # default output files would land here and be seen
     for module in bad.without:
         monkeypatch.setitem(sys.modules, module, None)  # `import rospy` raises ImportError, as when not installed
+    for name, value in bad.environment:
+        monkeypatch.setenv(name, _expand(value, workspace, port_base))
     argv = [_expand(a, workspace, port_base) for a in bad.argv]
     before = _snapshot(workspace)
     try:
