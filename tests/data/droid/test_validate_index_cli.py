@@ -222,3 +222,15 @@ def test_validate_names_every_kind_of_damage_raw_and_rlds(every_broken_kind, tmp
         assert f"  {kind} " in out  # a row of the summary table per category
     counts = {line.rsplit(None, 1)[0].strip(): int(line.rsplit(None, 1)[1]) for line in out.splitlines()[:3]}
     assert counts == {"episodes checked": len(expected), "ok": 3, "failed": len(expected) - 3}
+
+
+def test_index_lists_readable_records_and_reports_damaged_shards(every_broken_kind, tmp_path, capsys):
+    top, expected = every_broken_kind
+    out = tmp_path / "index.txt"
+    assert main(["droid", "index", str(top / "rlds"), "-o", str(out), "--no-progress"]) == 0
+    readable = sorted(r for r, kind in expected.items() if "#" in r and kind not in ("truncated shard", "corrupt shard"))
+    assert sorted(read_index(out)) == readable
+    captured = capsys.readouterr()
+    damaged = [r for r, kind in expected.items() if kind in ("truncated shard", "corrupt shard")]
+    assert all(f"skipped {reference}" in captured.err for reference in damaged)
+    assert f"wrote {len(readable)} episodes" in captured.out and "(2 unreadable skipped)" in captured.out
