@@ -75,7 +75,9 @@ def test_validate_cli_summary_report_and_exit_code(broken_root, tmp_path, capsys
     assert [json.loads(line) for line in report.read_text().splitlines()] == lines  # same reports, same order
     good = str(broken_root / "LAB/success/2023-08-06/good")
     assert main(["droid", "validate", good, "--report", str(report), "--no-progress"]) == 0
-    assert validate_episode(tmp_path / "missing").problems[0].endswith("not an episode folder (does not exist)")
+    missing = validate_episode(tmp_path / "missing")
+    assert missing.problems[0].endswith("not an episode folder (does not exist)")
+    assert missing.kinds == ["missing episode"]
 
 
 def test_index_cli_filters_and_meta_list(droid_root, tmp_path, capsys):
