@@ -285,21 +285,30 @@ def _make_robot(args: argparse.Namespace, defaults, camera: str):
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
         robot, task = make_env(args.task, seed=args.seed, goal_camera=camera, **sim_config_options(defaults.sim))
         return robot, task.goal_images(), task.success, task.max_steps
+    return _bridge_client(args, camera), None, None, None
+
+
+def _bridge_client(args: argparse.Namespace, camera: str):
     from robot.client import BridgeClient, ClientConfig
 
     base = args.port_base
-    config = ClientConfig(
+    return BridgeClient(ClientConfig(
         host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
         client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=(camera,),
-    )
-    return BridgeClient(config), None, None, None
+    ))
+
+
+def _check_bridge_answers(args: argparse.Namespace) -> None:
+    """BridgeError within the RPC timeout if no bridge answers at --host/--port-base (asked before the world model
+    loads, so a missing bridge is reported in seconds; the arm is not armed by this)."""
+    client = _bridge_client(args, camera="left")
+    try:
+        client.call("status")
+    finally:
+        client.close()
 
 
 def _run_closed_loop(args: argparse.Namespace) -> int:
-    from planner.mpc import run_mpc
-    from planner.report import save_episode
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
-
     if args.robot == "bridge" and not args.goal:
         raise argparse.ArgumentTypeError("--robot bridge needs --goal images (take them with the same camera "
                                          "beforehand)")
@@ -307,6 +316,12 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
         given_goals = [read_image(p) for p in args.goal] if args.goal else None
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+    if args.robot == "bridge":
+        _check_bridge_answers(args)
+    from planner.mpc import run_mpc
+    from planner.report import save_episode
+    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+
     world_model, defaults = _load_world_model(args)
     fps = args.fps or defaults.fps
     if not fps > 0:
