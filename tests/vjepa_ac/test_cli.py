@@ -215,7 +215,8 @@ def test_traceback_only_with_verbose(workspace, capsys):
 
 
 def test_describe_error_names_inputs_and_labels_bugs():
-    assert describe_error(FileNotFoundError(2, "No such file or directory", "/x/y.pt")) == "/x/y.pt: No such file or directory"
+    missing = FileNotFoundError(2, "No such file or directory", "/x/y.pt")
+    assert describe_error(missing) == "/x/y.pt: No such file or directory"
     assert describe_error(KeyError("unknown config key 'a'")) == "unknown config key 'a'"
     assert describe_error(TypeError("bad operand")).startswith("internal error (TypeError: bad operand)")
 

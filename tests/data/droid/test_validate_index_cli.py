@@ -230,9 +230,10 @@ def test_index_lists_readable_records_and_reports_damaged_shards(every_broken_ki
     top, expected = every_broken_kind
     out = tmp_path / "index.txt"
     assert main(["droid", "index", str(top / "rlds"), "-o", str(out), "--no-progress"]) == 0
-    readable = sorted(r for r, kind in expected.items() if "#" in r and kind not in ("truncated shard", "corrupt shard"))
+    damaged_kinds = ("truncated shard", "corrupt shard")
+    readable = sorted(r for r, kind in expected.items() if "#" in r and kind not in damaged_kinds)
     assert sorted(read_index(out)) == readable
     captured = capsys.readouterr()
-    damaged = [r for r, kind in expected.items() if kind in ("truncated shard", "corrupt shard")]
+    damaged = [r for r, kind in expected.items() if kind in damaged_kinds]
     assert all(f"skipped {reference}" in captured.err for reference in damaged)
     assert f"wrote {len(readable)} episodes" in captured.out and "(2 unreadable skipped)" in captured.out
