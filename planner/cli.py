@@ -9,6 +9,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from sim.cli import TASK_CHOICES
+
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -168,8 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     run.add_argument(
-        "--task", default="reach",
-        help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
+        "--task", default="reach", choices=TASK_CHOICES,
+        help="sim task (its goal images are used unless --goal; default: %(default)s)",
     )
     run.add_argument("--seed", type=int, default=0, help="sim episode seed (default: %(default)s)")
     run.add_argument("--task-seed", dest="seed", type=int, help=argparse.SUPPRESS)  # the former spelling

@@ -123,7 +123,7 @@ CASES: dict[str, BadInput] = {
                                         "{port}", "--out", "{ws}/run_out", "--no-video"), "127.0.0.1", 1),
     "run: bridge without goal": BadInput(("run", "--robot", "bridge", "--out", "{ws}/run_out"), "--goal", 2),
     "run: unknown task": BadInput(("run", "--robot", "sim", "--task", "juggle", "--out", "{ws}/run_out"),
-                                  "juggle", 1),
+                                  "juggle", 2),
     "bridge run: 0.0.0.0 without keys": BadInput(("bridge", "run", "--host", "0.0.0.0", "--port-base", "{port}"),
                                                  "0.0.0.0", 1),
     "bridge run: no ROS installed": BadInput(("bridge", "run", "--backend", "ros1", "--port-base", "{port}"),
