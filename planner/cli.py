@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from sim.cli import TASK_CHOICES
 
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -104,9 +105,9 @@ def card_default(paper: object) -> str:
     return f"default: the model card's setting, else {paper}"
 
 
-def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--seed") -> None:
-    """The planner option group, shared by plan, run, demo and eval (`seed_flag` renames the sampling-seed option
-    where `--seed` means something else, e.g. the episode seed of demo/eval).
+def add_planner_options(parser: argparse.ArgumentParser) -> None:
+    """The planner option group, shared by plan, run, demo and eval (`--planner-seed` is the sampling seed; `--seed`
+    is, wherever it exists, the seed of the episode).
 
     Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
     for sim tasks), else the paper's."""
@@ -138,7 +139,7 @@ def add_planner_options(parser: argparse.ArgumentParser, *, seed_flag: str = "--
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
         f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
     )
-    group.add_argument(seed_flag, dest="planner_seed", metavar="SEED", type=int, default=None,
+    group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
                        help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
 
 
@@ -147,11 +148,12 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
     (read by `make_robot`)."""
     parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     parser.add_argument(
-        "--task", default="reach",
-        help="sim task whose scene is used: reach, grasp, reach_with_object or pick_and_place (run: its goal images "
-        "too, unless --goal / --goal-schedule)",
+        "--task", default="reach", choices=TASK_CHOICES,
+        help="sim task whose scene is used (run: its goal images too, unless --goal / --goal-schedule; default: "
+        "%(default)s)",
     )
-    parser.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
+    parser.add_argument("--seed", type=int, default=0, help="sim episode seed (default: %(default)s)")
+    parser.add_argument("--task-seed", dest="seed", type=int, help=argparse.SUPPRESS)  # the former spelling
     bridge = parser.add_argument_group("bridge (--robot bridge)")
     bridge.add_argument("--host", default="127.0.0.1", help="address of the machine running `vjepa-ac bridge run`")
     bridge.add_argument(
@@ -212,10 +214,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "periods, the interval the predictor imagines (default: the model card's setting, else 4 as Meta's DROID "
         "training)",
     )
+    run.add_argument("--steps", dest="max_steps", type=positive_int, help=argparse.SUPPRESS)  # the former spelling
     run.add_argument(
-        "--steps", dest="max_steps", metavar="STEPS", type=positive_int, default=None,
-        help="control-step budget (default: the model card's setting, else the sim task's budget as demo/eval use "
-        "it, else the sum of the goal schedule, else 50)",
+        "--max-steps", metavar="STEPS", type=positive_int, default=None,
+        help="budget of planned actions (default: the model card's setting, else the sim task's budget as demo/eval "
+        "use it, else the sum of the goal schedule, else 50)",
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
                      help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
@@ -288,10 +291,9 @@ def parse_state(text: str):
     from planner.mpc import check_state
 
     try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise ValueError(f"--state must be 7 numbers, got {text!r}") from None
-    return check_state(np.array(values))
+        return check_state(np.array([float(v) for v in text.replace(",", " ").split()]))
+    except ValueError as exc:
+        raise ValueError(f"--state must be 7 numbers x,y,z,roll,pitch,yaw,gripper, got {text!r} ({exc})") from None
 
 
 def with_goal_schedule(config, schedule, args: argparse.Namespace):
@@ -308,23 +310,26 @@ def _run_plan(args: argparse.Namespace) -> int:
     try:
         state = parse_state(args.state)
         obs = read_image(args.obs)
-        world_model, defaults = _load_world_model(args)
-        config = resolved_config(args, defaults)
-        goal_index = 0
+        goals, goal_index, schedule = None, 0, None
         if args.goal_schedule_file is not None:
             schedule = load_goal_schedule(args.goal_schedule_file)
-            schedule.check_camera(config.camera, obs.shape)
             if args.goal_index >= len(schedule.goals):
                 raise ValueError(f"--goal-index {args.goal_index}: {schedule.path} has {len(schedule.goals)} sub-goals")
             goals, goal_index = schedule.load_images(), args.goal_index
-            config = with_goal_schedule(config, schedule, args)
         else:
             goals = [read_image(args.goal)]
         check_goal_images(goals, obs.shape)
-        controller = LatentPlanner(world_model, goals, config)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # the given observation, goal, schedule or state is unusable
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    world_model, defaults = _load_world_model(args)
+    config = resolved_config(args, defaults)
+    if schedule is not None:
+        try:
+            schedule.check_camera(config.camera, obs.shape)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        config = with_goal_schedule(config, schedule, args)
+    controller = LatentPlanner(world_model, goals, config)
     result = controller.plan(controller.encode([obs]), state[None], goal_index=goal_index)
     if args.json:
         print(json.dumps(result.summary(), indent=2))
@@ -341,23 +346,36 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
         from sim import make_env
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
-        robot, task = make_env(args.task, seed=args.task_seed, goal_camera=camera, **sim_config_options(defaults.sim))
+        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera, **sim_config_options(defaults.sim))
         goals, success, periods = task.goal_images(), task.success, task.max_steps
     else:
-        from robot.client import BridgeClient, ClientConfig
-
-        base = args.port_base
-        config = ClientConfig(
-            host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
-            client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
-            camera_roles=() if local is not None and camera in local.roles else (camera,),
-        )
-        robot, goals, success, periods = BridgeClient(config), None, None, None
+        roles = () if local is not None and camera in local.roles else (camera,)
+        robot, goals, success, periods = _bridge_client(args, roles), None, None, None
     if local is not None:
         from robot.cameras import WithCameras
 
         robot = WithCameras(robot, local)
     return robot, goals, success, periods
+
+
+def _bridge_client(args: argparse.Namespace, camera_roles: tuple[str, ...]):
+    from robot.client import BridgeClient, ClientConfig
+
+    base = args.port_base
+    return BridgeClient(ClientConfig(
+        host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
+        client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
+    ))
+
+
+def _check_bridge_answers(args: argparse.Namespace) -> None:
+    """BridgeError within the RPC timeout if no bridge answers at --host/--port-base (asked before the world model
+    loads, so a missing bridge is reported in seconds; the arm is not armed by this)."""
+    client = _bridge_client(args, camera_roles=())
+    try:
+        client.call("status")
+    finally:
+        client.close()
 
 
 def _local_cameras(path: Path):
@@ -400,37 +418,41 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
     from planner.report import save_episode
     from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 
+    if args.robot == "bridge" and not args.goal and args.goal_schedule_file is None:
+        raise argparse.ArgumentTypeError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal "
+                                         "capture)")
     try:
-        world_model, defaults = _load_world_model(args)
-        fps = args.fps or defaults.fps
-        if not fps > 0:
-            raise ValueError(f"--fps must be > 0, got {fps}")
-        config = resolved_config(args, defaults)
-        schedule = None
-        if args.goal_schedule_file is not None:
-            schedule = load_goal_schedule(args.goal_schedule_file)
-            schedule.check_camera(config.camera)
-            config = with_goal_schedule(config, schedule, args)
-        robot, task_goals, success, task_periods = make_robot(args, defaults, config.camera)
-        periods = control_periods_per_step(robot.control_hz, fps)
-        # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
-        if config.max_steps is None and task_periods is not None and schedule is None:
-            config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
+        given_goals = [read_image(p) for p in args.goal] if args.goal else None
+        schedule = load_goal_schedule(args.goal_schedule_file) if args.goal_schedule_file is not None else None
         if schedule is not None:
-            goals = schedule.load_images()
-        else:
-            goals = [read_image(p) for p in args.goal] if args.goal else task_goals
-        if goals is None:
-            raise ValueError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal capture)")
-        recorder = _recording_robot(args, robot)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+            given_goals = schedule.load_images()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if args.robot == "bridge":
+        _check_bridge_answers(args)
+    world_model, defaults = _load_world_model(args)
+    fps = args.fps or defaults.fps
+    if not fps > 0:
+        raise argparse.ArgumentTypeError(f"--fps must be > 0, got {fps}")
+    config = resolved_config(args, defaults)
+    if schedule is not None:
+        try:
+            schedule.check_camera(config.camera)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+        config = with_goal_schedule(config, schedule, args)
+    robot, task_goals, success, task_periods = make_robot(args, defaults, config.camera)
+    periods = control_periods_per_step(robot.control_hz, fps)
+    # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
+    if config.max_steps is None and task_periods is not None and schedule is None:
+        config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
+    goals = given_goals or task_goals
+    recorder = _recording_robot(args, robot)
     log_path = args.out / "steps.jsonl"
-    log_path.unlink(missing_ok=True)
     _exit_on_sigterm()
-    with ActionRepeatRobot(recorder, periods) as controlled:
+    with ActionRepeatRobot(recorder, periods) as controlled:  # connects: an absent bridge fails before --out is touched
+        args.out.mkdir(parents=True, exist_ok=True)
+        log_path.unlink(missing_ok=True)
         episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
         recorded = recorder.finish(success=episode.goal_reached) if recorder is not robot else None
     outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)

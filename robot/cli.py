@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 from pathlib import Path
 
 
@@ -103,17 +102,13 @@ def _run(args: argparse.Namespace) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     from robot.keys import generate_keypair
 
-    try:
-        public, secret = generate_keypair(args.directory, args.name, overwrite=args.force)
-    except FileExistsError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    public, secret = generate_keypair(args.directory, args.name, overwrite=args.force)
     print(f"public key: {public}\nsecret key: {secret}")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    from robot.client import BridgeClient, BridgeError, ClientConfig
+    from robot.client import BridgeClient, ClientConfig
 
     base = args.port_base
     client = BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
@@ -122,9 +117,6 @@ def _status(args: argparse.Namespace) -> int:
     try:
         status = client.call("status")
         config = client.call("config")
-    except BridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     finally:
         client.close()
     print(json.dumps({"state": status, "config": config}, indent=2, default=str))

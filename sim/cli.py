@@ -24,6 +24,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # former name
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim", help="MuJoCo Franka simulator: collect DROID-format data, replay episodes, show the scene",
@@ -70,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "sim.randomization.DomainRandomization, e.g. 'distractors: [0, 2]')")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
-    collect.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_option(collect)
     collect.set_defaults(handler=_collect)
 
     replay = sim_sub.add_parser(
@@ -80,15 +85,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "kinematics of the recorded joints lands from the recorded flange poses.",
     )
     replay.add_argument("episode", help="DROID episode folder (or anything `vjepa-ac droid` can open)")
-    replay.add_argument("--out", default=None, help="output MP4 (default: replay_<episode folder name>.mp4 here)")
-    replay.add_argument("--camera", default="left", help="recorded camera role to show (default left)")
+    replay.add_argument("-o", "--output", default=None,
+                        help="output MP4 file (default: replay_<episode folder name>.mp4 here)")
+    replay.add_argument("--out", dest="output", help=argparse.SUPPRESS)  # the former spelling
+    replay.add_argument("--camera", default=None,
+                        help="recorded camera role to show (default: left, or ext1 for an RLDS record)")
     replay.add_argument("--height", type=int, default=270, help="video height in pixels (default 270)")
     replay.add_argument("--robot", default="panda", help=robot_help)
     replay.add_argument("--keep-camera", action="store_true",
                         help="keep the simulator's camera pose instead of moving it to the recorded extrinsics")
     replay.add_argument("--no-objects", action="store_true",
                         help="do not rebuild the recorded scene and object poses (sim episodes record them)")
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_progress_option(replay)
     replay.set_defaults(handler=_replay)
 
     show = sim_sub.add_parser(
@@ -130,14 +138,14 @@ def _randomization(path: str | None):
             raise ValueError("expected a mapping of setting names to values")
         return DomainRandomization.from_dict(values)
     except (OSError, yaml.YAMLError, TypeError, ValueError) as exc:
-        raise SystemExit(f"--randomization {path}: {exc}") from None
+        raise argparse.ArgumentTypeError(f"--randomization {path}: {exc}") from None
 
 
 def _collect(args: argparse.Namespace) -> int:
     from sim.collect import CollectConfig, collect
 
     if args.episodes < 0:
-        raise SystemExit("--episodes must be >= 0")
+        raise argparse.ArgumentTypeError(f"--episodes must be >= 0, got {args.episodes}")
     try:
         config = CollectConfig(
             task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
@@ -147,8 +155,8 @@ def _collect(args: argparse.Namespace) -> int:
             randomization=_randomization(args.randomization), lab=args.lab, robot=args.robot,
         )
     except ValueError as exc:  # e.g. the motion mode fractions add up to more than 1
-        raise SystemExit(f"sim collect: {exc}") from None
-    summary = collect(args.out, config, progress=not args.quiet)
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    summary = collect(args.out, config, progress=not args.no_progress)
     print(f"wrote {summary.written} episodes ({summary.successes} successful), skipped {summary.skipped} "
           f"already collected, into {args.out}")
     return 0
@@ -157,13 +165,23 @@ def _collect(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from data.droid.index import default_camera
     from sim.replay import replay_episode
 
-    out = args.out or f"replay_{Path(args.episode).resolve().name}.mp4"
-    report = replay_episode(args.episode, out, camera=args.camera, height=args.height, robot_model=args.robot,
-                            match_camera=not args.keep_camera, objects=not args.no_objects, progress=not args.quiet)
-    print(f"wrote {report.video} ({report.steps} steps, {len(report.objects)} objects replayed"
+    out = args.output or f"replay_{Path(args.episode).resolve().name}.mp4"
+    camera = args.camera or default_camera([args.episode])[0]
+    report = replay_episode(args.episode, out, camera=camera, height=args.height, robot_model=args.robot,
+                            match_camera=not args.keep_camera, objects=not args.no_objects,
+                            progress=not args.no_progress)
+    print(f"wrote {report.video} ({report.steps} steps, camera {camera}"
           f"{', recorded scene' if report.recorded_scene else ''})")
+    if report.objects:
+        print(f"objects: {', '.join(report.objects)} replayed at their recorded poses")
+    elif args.no_objects:
+        print("objects: left where the scene puts them (--no-objects)")
+    else:
+        print("objects: the episode records no object poses (real DROID episodes never do); they stay where the "
+              "scene puts them")
     print(f"forward kinematics vs recorded flange: {report.fk_position_error * 1000:.2f} mm, "
           f"{report.fk_rotation_error:.4f} rad (mean)")
     print(f"simulated flange vs recorded: {report.tracking_error * 1000:.2f} mm (mean); "
@@ -180,7 +198,7 @@ def _show(args: argparse.Namespace) -> int:
     from sim.tasks import make_env
 
     if args.scenes < 0:
-        raise SystemExit("--scenes must be >= 0")
+        raise argparse.ArgumentTypeError(f"--scenes must be >= 0, got {args.scenes}")
     options = dict(image_size=args.image_size, randomize_appearance=args.randomize,
                    randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot))
     out = Path(args.out)

@@ -77,6 +77,8 @@ class Task(abc.ABC):
     name: ClassVar[str]
     max_steps: ClassVar[int]
     """Step budget at 15 Hz."""
+    moves_object: ClassVar[bool] = False
+    """Whether the goal is about where the cube ends up (then `info()["goal_distance"]` is the cube's distance)."""
 
     def __init__(self, robot: SimRobot, *, goal_camera: str = "left") -> None:
         self.robot = robot
@@ -107,7 +109,8 @@ class Task(abc.ABC):
     def success(self) -> bool: ...
 
     def info(self) -> dict:
-        """Numbers for logs: flange-to-goal distance and, for object tasks, object-to-goal distance."""
+        """Numbers for logs: flange-to-goal distance and, where the cube is in the goal, object-to-goal distance;
+        `goal_distance` is the one the task is about (the cube's for tasks that move it, else the flange's)."""
         goal = self.goals[-1]
         flange = self.robot.droid_state()[:3]
         out = {"task": self.name, "ee_goal_distance": float(np.linalg.norm(flange - goal.flange_pos))}
@@ -115,6 +118,7 @@ class Task(abc.ABC):
             cube = self.robot.body_position("cube")
             out["object_goal_distance"] = float(np.linalg.norm(cube - goal.objects["cube"][0]))
             out["object_height"] = float(cube[2] - self._cube_resting_z())
+        out["goal_distance"] = out["object_goal_distance"] if self.moves_object else out["ee_goal_distance"]
         out["success"] = self.success()
         return out
 
@@ -234,6 +238,7 @@ class GraspTask(Task):
     """Grasp the cube and lift it at least 5 cm. Sub-goals: approach, straddle, grasp, lifted."""
 
     name = "grasp"
+    moves_object = True
     max_steps = 90
     lift_height = 0.05
 
@@ -255,6 +260,7 @@ class ReachWithObjectTask(Task):
     """Start with the cube in the hand and carry it to a goal position."""
 
     name = "reach_with_object"
+    moves_object = True
     max_steps = 60
     success_distance = 0.04
 
@@ -287,6 +293,7 @@ class PickAndPlaceTask(Task):
     mat, released."""
 
     name = "pick_and_place"
+    moves_object = True
     max_steps = 150
 
     def _place_objects(self) -> None:

@@ -31,7 +31,7 @@ def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_world_model_options(parser)
     # The planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`); `--seed` is taken by
     # the episode seed here.
-    add_planner_options(parser, seed_flag="--planner-seed")
+    add_planner_options(parser)
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="cap on planned actions per episode (default: the task's budget)")
 
@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "world model toward goal images. Prints each episode's outcome and writes demo.mp4 (camera view, goal "
         "image, energy curve) and summary.md / summary.json to --out.",
     )
-    demo.add_argument("--tasks", type=task_list, default=list(DEMO_TASKS),
-                      help="comma-separated tasks, or all (default: reach,pick_and_place)")
+    demo.add_argument("--task", dest="tasks", type=task_list, default=list(DEMO_TASKS),
+                      help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach,pick_and_place)")
+    demo.add_argument("--tasks", dest="tasks", type=task_list, help=argparse.SUPPRESS)  # the former spelling
     demo.add_argument("--episodes", type=positive_int, default=3, help="episodes per task (default: %(default)s)")
     demo.add_argument("--seed", type=non_negative_int, default=1000,
                       help="seed of each task's first episode (default 1000, the first seed `vjepa-ac eval` uses)")
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prediction error per horizon step on held-out sim episodes and how well the encoder's goal energy tracks "
         "the distance to the goal (energy landscape).",
     )
-    ev.add_argument("--task", type=task_list, default=["reach"],
+    ev.add_argument("--task", dest="tasks", type=task_list, default=["reach"],
                     help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")
     ev.add_argument("--episodes", type=positive_int, default=20, help="episodes per task (default: %(default)s)")
     ev.add_argument("--seed", type=non_negative_int, default=1000,

@@ -85,7 +85,7 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
         task=task_name,
         seed=seed,
         success=bool(info["success"]),
-        final_distance=float(info["ee_goal_distance"]),
+        final_distance=float(info["goal_distance"]),
         steps=len(episode_log.steps),
         planning_seconds=tuple(s.plan_seconds + s.encode_seconds for s in episode_log.steps),
         final_energies=tuple(s.planned_energy for s in episode_log.steps),
@@ -163,10 +163,10 @@ def run_evaluation(args: argparse.Namespace) -> int:
     """`vjepa-ac eval`: the success table plus the open-loop prediction error."""
     world_model, defaults, path = load_for_planning(args.checkpoint, args.device)
     start = time.perf_counter()
-    outcomes, planners, videos = run_tasks(world_model, defaults, args.task, args.episodes, args.seed, args,
+    outcomes, planners, videos = run_tasks(world_model, defaults, args.tasks, args.episodes, args.seed, args,
                                            keep_videos=args.video)
     report = EvaluationReport(
-        summaries=[summarize(task, outcomes, planners[task]) for task in args.task],
+        summaries=[summarize(task, outcomes, planners[task]) for task in args.tasks],
         outcomes=outcomes,
         meta=_run_meta(path, defaults, world_model.device),
     )

@@ -23,7 +23,8 @@ class EpisodeOutcome:
     seed: int
     success: bool
     final_distance: float
-    """End-effector (or object) distance to the task's goal at the end, metres."""
+    """Distance to the task's goal at the end, metres: the cube's for tasks that move it (grasp, reach with object,
+    pick-and-place), the flange's for reach (`sim.tasks.Task.info()["goal_distance"]`)."""
     steps: int
     """Actions executed."""
     planning_seconds: tuple[float, ...]
@@ -195,7 +196,9 @@ def format_outcome_line(outcome: EpisodeOutcome) -> str:
 
 def format_markdown(report: EvaluationReport) -> str:
     """The whole report as a Markdown document."""
-    parts = ["# Closed-loop evaluation", "", format_summary_table(report.summaries), ""]
+    parts = ["# Closed-loop evaluation", "", format_summary_table(report.summaries), "",
+             "Final distance: the cube's distance to its goal position for tasks that move it (grasp, reach with "
+             "object, pick-and-place), the flange's distance to its goal for reach.", ""]
     if report.open_loop is not None:
         ol = report.open_loop
         parts += [

@@ -15,48 +15,46 @@ Planning-style use of the predictor, one imagined step at a time with a key/valu
     z1 = normalize_reps(raw, wm.num_levels)
 
 `vjepa-ac info CHECKPOINT` reports what a file holds and whether it loads.
+
+The API is imported lazily (on first use), so that the `vjepa-ac` command's --help does not load torch.
 """
 
-from worldmodel.checkpoints import (
-    CONFIG_KEY,
-    CheckpointError,
-    LoadReport,
-    freeze,
-    load_encoder,
-    load_predictor,
-    read_checkpoint,
-    save_ac_checkpoint,
-)
-from worldmodel.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer, build_encoder
-from worldmodel.frames import encode_frames, normalize_reps, preprocess_frames
-from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig, build_mask_predictor
-from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorCache, PredictorConfig, build_predictor
-from worldmodel.world_model import WorldModel, load_world_model
+from __future__ import annotations
 
-__all__ = [
-    "CONFIG_KEY",
-    "ENCODER_PRESETS",
-    "PREDICTOR_PRESETS",
-    "ACPredictor",
-    "CheckpointError",
-    "EncoderConfig",
-    "LoadReport",
-    "MaskPredictor",
-    "MaskPredictorConfig",
-    "PredictorCache",
-    "PredictorConfig",
-    "VisionTransformer",
-    "WorldModel",
-    "build_encoder",
-    "build_mask_predictor",
-    "build_predictor",
-    "encode_frames",
-    "freeze",
-    "load_encoder",
-    "load_predictor",
-    "load_world_model",
-    "normalize_reps",
-    "preprocess_frames",
-    "read_checkpoint",
-    "save_ac_checkpoint",
-]
+_EXPORTS = {
+    "ACPredictor": "worldmodel.predictor",
+    "CONFIG_KEY": "worldmodel.checkpoints",
+    "CheckpointError": "worldmodel.checkpoints",
+    "ENCODER_PRESETS": "worldmodel.encoder",
+    "EncoderConfig": "worldmodel.encoder",
+    "LoadReport": "worldmodel.checkpoints",
+    "MaskPredictor": "worldmodel.mask_predictor",
+    "MaskPredictorConfig": "worldmodel.mask_predictor",
+    "PREDICTOR_PRESETS": "worldmodel.predictor",
+    "PredictorCache": "worldmodel.predictor",
+    "PredictorConfig": "worldmodel.predictor",
+    "VisionTransformer": "worldmodel.encoder",
+    "WorldModel": "worldmodel.world_model",
+    "build_encoder": "worldmodel.encoder",
+    "build_mask_predictor": "worldmodel.mask_predictor",
+    "build_predictor": "worldmodel.predictor",
+    "encode_frames": "worldmodel.frames",
+    "freeze": "worldmodel.checkpoints",
+    "load_encoder": "worldmodel.checkpoints",
+    "load_predictor": "worldmodel.checkpoints",
+    "load_world_model": "worldmodel.world_model",
+    "normalize_reps": "worldmodel.frames",
+    "preprocess_frames": "worldmodel.frames",
+    "read_checkpoint": "worldmodel.checkpoints",
+    "save_ac_checkpoint": "worldmodel.checkpoints",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

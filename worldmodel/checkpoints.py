@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +82,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(f"{path}: unreadable safetensors file ({exc})") from exc
     try:
         data = _torch_load(path)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - unpickling a foreign file can fail with any error type (KeyError, ...)
+        text = str(exc).strip()
+        first_line = f"{type(exc).__name__}: {text.splitlines()[0].split('. ')[0]}" if text else type(exc).__name__
         if "weights only load failed" in str(exc).lower():
             # Never retried with weights_only=False: unpickling arbitrary objects can run code.
             raise CheckpointError(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+from pathlib import Path
 from typing import Any
 
 _MAX_ENTRIES_SHOWN = 10
@@ -36,17 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from worldmodel.checkpoints import CheckpointError
     from worldmodel.summary import describe_checkpoint
 
-    try:
-        report = describe_checkpoint(
-            args.checkpoint, preset=args.preset, checkpoint_key=args.checkpoint_key, img_size=args.img_size,
-            num_heads=args.num_heads,
-        )
-    except CheckpointError as exc:
-        print(f"error: {exc}")
-        return 2
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(errno.ENOENT, "no such checkpoint file or snapshot folder", args.checkpoint)
+    report = describe_checkpoint(
+        args.checkpoint, preset=args.preset, checkpoint_key=args.checkpoint_key, img_size=args.img_size,
+        num_heads=args.num_heads,
+    )
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:

@@ -2,43 +2,42 @@
 
 Entry points: `open_episode` (raw folder, `trajectory.h5`, or `<shard>#<n>`), `DroidClipDataset`, `write_episode`
 with `EpisodeRecording` / `CameraRecording`, `validate_episode`, and the `vjepa-ac droid` command.
+
+The API is imported lazily (on first use), so that the `vjepa-ac` command's --help does not load h5py or video decoders.
 """
 
-from data.droid.dataset import ClipConfig, DroidClipDataset, sample_clip
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.index import (
-    EpisodeFilter,
-    iter_episode_references,
-    open_episode,
-    read_index,
-    resolve_episode_references,
-    write_index,
-)
-from data.droid.raw import RawEpisode
-from data.droid.sampling import ClipTooShortError, reference_clip_indices, timestamp_clip_indices
-from data.droid.validate import EpisodeReport, validate_episode, validate_episodes
-from data.droid.writer import CameraRecording, EpisodeRecording, write_episode
+from __future__ import annotations
 
-__all__ = [
-    "CameraRecording",
-    "ClipConfig",
-    "ClipTooShortError",
-    "DroidClipDataset",
-    "DroidEpisode",
-    "EpisodeError",
-    "EpisodeFilter",
-    "EpisodeRecording",
-    "EpisodeReport",
-    "RawEpisode",
-    "iter_episode_references",
-    "open_episode",
-    "read_index",
-    "reference_clip_indices",
-    "resolve_episode_references",
-    "sample_clip",
-    "timestamp_clip_indices",
-    "validate_episode",
-    "validate_episodes",
-    "write_episode",
-    "write_index",
-]
+_EXPORTS = {
+    "CameraRecording": "data.droid.writer",
+    "ClipConfig": "data.droid.dataset",
+    "ClipTooShortError": "data.droid.sampling",
+    "DroidClipDataset": "data.droid.dataset",
+    "DroidEpisode": "data.droid.episode",
+    "EpisodeError": "data.droid.episode",
+    "EpisodeFilter": "data.droid.index",
+    "EpisodeRecording": "data.droid.writer",
+    "EpisodeReport": "data.droid.validate",
+    "RawEpisode": "data.droid.raw",
+    "iter_episode_references": "data.droid.index",
+    "open_episode": "data.droid.index",
+    "read_index": "data.droid.index",
+    "reference_clip_indices": "data.droid.sampling",
+    "resolve_episode_references": "data.droid.index",
+    "sample_clip": "data.droid.dataset",
+    "timestamp_clip_indices": "data.droid.sampling",
+    "validate_episode": "data.droid.validate",
+    "validate_episodes": "data.droid.validate",
+    "write_episode": "data.droid.writer",
+    "write_index": "data.droid.index",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -71,28 +72,36 @@ def _index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from data.droid.episode import EpisodeError
-    from data.droid.index import EpisodeFilter, iter_episode_references, open_episode, write_index
+    from data.droid.index import WHAT_EPISODES_ARE, EpisodeFilter, iter_episode_references, open_episode, write_index
 
     if not Path(args.root).exists():
-        print(f"error: {args.root}: no such folder or shard", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(errno.ENOENT, "no such folder or shard", args.root)
     criteria = EpisodeFilter(
         success_only=args.success_only, labs=tuple(args.lab), min_steps=args.min_steps, cameras=tuple(args.camera)
     )
-    kept, skipped = [], 0
-    for reference in tqdm(
-        iter_episode_references(args.root), desc="indexing", unit="episode", disable=args.no_progress
-    ):
+    kept, found, skipped = [], 0, 0
+
+    def report_broken(reference: str, problem: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        print(f"skipped {reference}: {problem}", file=sys.stderr)
+
+    references = iter_episode_references(args.root, on_broken_shard=report_broken)
+    for reference in tqdm(references, desc="indexing", unit="episode", disable=args.no_progress):
+        found += 1
         if criteria.needs_opening:
             try:
                 with open_episode(reference) as episode:
                     if not criteria.accepts(episode):
                         continue
             except EpisodeError as exc:
-                skipped += 1
-                print(f"skipped {reference}: {exc}", file=sys.stderr)
+                report_broken(reference, str(exc))
                 continue
         kept.append(reference)
+    if not found:
+        raise EpisodeError(f"no episodes found under {args.root}: expected {WHAT_EPISODES_ARE}")
+    if not kept:
+        raise EpisodeError(f"none of the {found} episodes under {args.root} passes the filters")
     if args.output == "-":
         sys.stdout.write("".join(f"{r}\n" for r in kept))
     else:
@@ -102,20 +111,14 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from data.droid.episode import EpisodeError
     from data.droid.index import resolve_episode_references
     from data.droid.validate import summary_table, validate_episodes
 
-    try:
-        references = resolve_episode_references(args.root)
-    except EpisodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not references:
-        print(f"error: no episodes found under {args.root}", file=sys.stderr)
-        return 2
+    # A damaged shard's first unreadable record is checked like an episode, so the report names the damage.
+    broken: list[str] = []
+    references = resolve_episode_references(args.root, on_broken_shard=lambda reference, _: broken.append(reference))
     reports = validate_episodes(
-        references, report_path=args.report, progress=not args.no_progress, workers=args.workers
+        references + broken, report_path=args.report, progress=not args.no_progress, workers=args.workers
     )
     print(summary_table(reports))
     print(f"per-episode report: {args.report}")
@@ -123,17 +126,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from data.droid.episode import EpisodeError
     from data.droid.index import open_episode
     from data.droid.inspection import episode_summary, render_review_video
 
-    try:
-        with open_episode(args.episode) as episode:
-            print(episode_summary(episode))
-            if args.video:
-                path = render_review_video(episode, args.video, progress=not args.no_progress)
-                print(f"review video: {path}")
-    except EpisodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    with open_episode(args.episode) as episode:
+        print(episode_summary(episode))
+        if args.video:
+            path = render_review_video(episode, args.video, progress=not args.no_progress)
+            print(f"review video: {path}")
     return 0

@@ -7,14 +7,19 @@ space-separated column is a trajectory folder) is read the same way. Blank lines
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 from data.droid import layout
 from data.droid.episode import DroidEpisode, EpisodeError
 from data.droid.raw import RawEpisode
+
+log = logging.getLogger(__name__)
 
 RLDS_SEPARATOR = "#"
 
@@ -41,14 +46,26 @@ def open_episode(reference: str | Path, *, video_backend: str | None = None) -> 
     return RawEpisode(reference, video_backend=video_backend)
 
 
+def default_camera(references: Iterable[str]) -> tuple[str, str]:
+    """The camera role to use when none is given, and why: "left" (the robot's left exterior camera, what Meta's
+    V-JEPA 2-AC training reads) for raw episodes; "ext1" (the first exterior camera) when any reference is an RLDS
+    record, as RLDS has no extrinsics and so no left/right roles, while raw episodes have ext1 too."""
+    if any(split_rlds_reference(r) is not None for r in references):
+        return "ext1", "the first exterior camera: RLDS records have no left/right roles"
+    return "left", "the robot's left exterior camera of raw DROID episodes"
+
+
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
     """("raw", episode folder) and ("rlds", shard) items under `root` in sorted order, in one pass over the tree
-    (hidden and partially written folders skipped; episode folders are not descended into)."""
+    (hidden and partially written folders skipped; episode folders, which hold trajectory.h5 or a metadata JSON,
+    are not descended into)."""
     if (root / layout.TRAJECTORY_FILE).is_file():
         yield "raw", root
         return
     for dirpath, dirnames, filenames in os.walk(root):
-        if layout.TRAJECTORY_FILE in filenames:
+        # An episode folder that lost its trajectory.h5 still holds its metadata JSON: list it, so that it is
+        # reported as broken instead of vanishing from the data set.
+        if layout.TRAJECTORY_FILE in filenames or any(fnmatch(n, layout.METADATA_GLOB) for n in filenames):
             dirnames[:] = []
             yield "raw", Path(dirpath)
             continue
@@ -58,18 +75,43 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
                 yield "rlds", Path(dirpath) / name
 
 
-def iter_episode_references(root: str | Path) -> Iterator[str]:
-    """References of every raw episode under `root` and of every record of the RLDS shards under it."""
+WHAT_EPISODES_ARE = (
+    "raw DROID episode folders holding trajectory.h5 (<lab>/success|failure/<date>/<time>/) or RLDS shards named "
+    "*.tfrecord*"
+)
+"""What the scanners look for, for "found nothing" messages."""
+
+BrokenShardHandler = Callable[[str, str], None]
+"""Called with (reference of the first unreadable record, what is wrong) for a shard with a damaged tail."""
+
+
+def _log_broken_shard(reference: str, problem: str) -> None:
+    log.warning("skipping the unreadable rest of an RLDS shard from %s: %s", reference, problem)
+
+
+def iter_episode_references(root: str | Path, *, on_broken_shard: BrokenShardHandler | None = None) -> Iterator[str]:
+    """References of every raw episode under `root` and of every readable record of the RLDS shards under it.
+
+    A truncated or corrupt shard does not stop the scan: its readable records are listed and `on_broken_shard`
+    (default: a logged warning) hears about the rest, as `<shard>#<first unreadable record>`."""
     root = Path(root)
     items = [("rlds", root)] if root.is_file() and is_rlds_shard(root) else _walk(root)
+    report = on_broken_shard or _log_broken_shard
     for kind, path in items:
         if kind == "raw":
             yield str(path)
             continue
-        from data.droid.rlds import count_records
+        from data.droid.rlds import scan_shard
 
-        for i in range(count_records(path)):
+        try:
+            scan = scan_shard(path)
+        except EpisodeError as exc:  # the file itself cannot be read
+            report(f"{path}{RLDS_SEPARATOR}0", str(exc))
+            continue
+        for i in range(len(scan.offsets)):
             yield f"{path}{RLDS_SEPARATOR}{i}"
+        if scan.problem:
+            report(f"{path}{RLDS_SEPARATOR}{len(scan.offsets)}", scan.problem)
 
 
 @dataclass
@@ -122,6 +164,9 @@ def read_index(path: str | Path) -> list[str]:
         text = path.read_text()
     except OSError as exc:
         raise EpisodeError(f"{path}: cannot read episode index ({exc})") from exc
+    except UnicodeDecodeError:
+        raise EpisodeError(f"{path}: not a text file; expected an episode index (one episode per line) or "
+                           f"{WHAT_EPISODES_ARE}") from None
     references = []
     for line in text.splitlines():
         line = line.strip()
@@ -134,15 +179,27 @@ def read_index(path: str | Path) -> list[str]:
     return references
 
 
-def resolve_episode_references(episodes: str | Path | Iterable[str | Path]) -> list[str]:
-    """A list of references from a list, an index file, or a root folder / shard to scan."""
-    if isinstance(episodes, (str, Path)):
-        source = Path(episodes)
-        if split_rlds_reference(str(episodes)) is not None:
-            return [str(episodes)]
-        if source.is_file() and not is_rlds_shard(source) and source.name != layout.TRAJECTORY_FILE:
-            return read_index(source)
-        if source.exists():
-            return list(iter_episode_references(source))
-        raise EpisodeError(f"{source}: no such episode index, folder or shard")
-    return [str(e) for e in episodes]
+def resolve_episode_references(
+    episodes: str | Path | Iterable[str | Path], *, on_broken_shard: BrokenShardHandler | None = None
+) -> list[str]:
+    """A list of references from an index file, a root folder / shard to scan, an episode reference, or a list of
+    any of these. A given source that does not exist is a FileNotFoundError (the entries of an index file are not
+    checked here: opening them reports a missing one per episode); damaged shards go to `on_broken_shard` (see
+    `iter_episode_references`); finding no episode at all is an EpisodeError that says where it looked and what it
+    expected."""
+    sources = [episodes] if isinstance(episodes, (str, Path)) else list(episodes)
+    references: list[str] = []
+    for item in sources:
+        source = Path(item)
+        if split_rlds_reference(str(item)) is not None:
+            references.append(str(item))
+        elif source.is_file() and not is_rlds_shard(source) and source.name != layout.TRAJECTORY_FILE:
+            references += read_index(source)
+        elif source.exists():
+            references += iter_episode_references(source, on_broken_shard=on_broken_shard)
+        else:
+            raise FileNotFoundError(errno.ENOENT, "no such episode index, folder or shard", str(source))
+    if not references:
+        where = ", ".join(str(s) for s in sources) or "(no input given)"
+        raise EpisodeError(f"no episodes found in {where}: expected an index file or {WHAT_EPISODES_ARE}")
+    return references

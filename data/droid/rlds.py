@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -93,38 +94,57 @@ def _read_header(f, path: Path, offset: int) -> int | None:
     if not header:
         return None
     if len(header) < 12:
-        raise TFRecordError(f"{path}: truncated record header at byte {offset}")
+        raise TFRecordError(f"{path}: truncated: record header at byte {offset} is cut short")
     length, length_crc = struct.unpack("<QI", header)
     if masked_crc32c(header[:8]) != length_crc:
         raise TFRecordError(f"{path}: corrupt record length at byte {offset}")
     return length
 
 
-def record_offsets(path: str | Path) -> tuple[int, ...]:
-    """Byte offsets of every record in a shard (reads only the 12-byte headers; cached while the file is unchanged)."""
+@dataclass(frozen=True)
+class ShardScan:
+    """The complete records of a shard and, if the file ends early or is damaged, why reading stopped."""
+
+    offsets: tuple[int, ...]
+    """Byte offset of every readable record, in order (all records before a truncation or corruption)."""
+    problem: str | None = None
+    """What is wrong after the last readable record (truncated / corrupt record), None for a sound shard."""
+
+
+def scan_shard(path: str | Path) -> ShardScan:
+    """Index a shard by reading only the 12-byte record headers (cached while the file is unchanged). A damaged tail
+    does not hide the records before it; an unreadable file raises TFRecordError."""
     try:
         stat = Path(path).stat()
     except OSError as exc:
         raise TFRecordError(f"{path}: cannot read shard ({exc})") from exc
-    return _record_offsets(str(path), stat.st_mtime_ns, stat.st_size)
+    return _scan_shard(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def record_offsets(path: str | Path) -> tuple[int, ...]:
+    """Byte offsets of every readable record of a shard (see `scan_shard`)."""
+    return scan_shard(path).offsets
 
 
 @lru_cache(maxsize=64)
-def _record_offsets(path_str: str, mtime_ns: int, size: int) -> tuple[int, ...]:
+def _scan_shard(path_str: str, mtime_ns: int, size: int) -> ShardScan:
     path = Path(path_str)
-    offsets = []
+    offsets: list[int] = []
     try:
         with open(path, "rb") as f:
             offset = 0
             while (length := _read_header(f, path, offset)) is not None:
                 if offset + 16 + length > size:
-                    raise TFRecordError(f"{path}: record at byte {offset} runs past the end of the file")
+                    raise TFRecordError(f"{path}: truncated: record {len(offsets)} at byte {offset} runs past the "
+                                        f"end of the file ({size} bytes)")
                 offsets.append(offset)
                 offset += 16 + length
                 f.seek(offset)
+    except TFRecordError as exc:
+        return ShardScan(tuple(offsets), str(exc))
     except OSError as exc:
         raise TFRecordError(f"{path}: cannot read shard ({exc})") from exc
-    return tuple(offsets)
+    return ShardScan(tuple(offsets))
 
 
 def count_records(path: str | Path) -> int:
@@ -134,9 +154,11 @@ def count_records(path: str | Path) -> int:
 def read_record(path: str | Path, index: int, *, verify: bool = False) -> bytes:
     """The data of record `index`; `verify` also checks the data CRC (pure Python, a few MB/s)."""
     path = Path(path)
-    offsets = record_offsets(path)
+    scan = scan_shard(path)
+    offsets = scan.offsets
     if not 0 <= index < len(offsets):
-        raise TFRecordError(f"{path}: no record {index} (shard holds {len(offsets)})")
+        damaged = f"; {scan.problem}" if scan.problem else ""
+        raise TFRecordError(f"{path}: no record {index} (shard holds {len(offsets)} readable records{damaged})")
     with open(path, "rb") as f:
         f.seek(offsets[index])
         length = _read_header(f, path, offsets[index])

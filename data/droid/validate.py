@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -43,26 +44,45 @@ class EpisodeReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def kinds(self) -> list[str]:
+        """The category of each problem (see `problem_kind`)."""
+        return [problem_kind(p) for p in self.problems]
+
     def to_json(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
+        return {**asdict(self), "ok": self.ok, "kinds": self.kinds}
 
 
-def _problem_kind(message: str) -> str:
-    """A short category for the summary table."""
-    for needle, kind in (
-        ("truncated", "unreadable h5"),
-        ("unreadable or", "unreadable h5"),
-        ("missing trajectory", "missing h5"),
-        ("missing video", "missing video"),
-        ("missing dataset", "missing key"),
-        ("rows", "length mismatch"),
-        ("NaN", "NaN/inf"),
-        ("shape", "wrong shape"),
-        ("video", "bad video"),
-        ("no exterior", "missing camera"),
-        ("metadata", "bad metadata"),
-    ):
-        if needle in message:
+# (pattern, kind) in order: the first pattern found in a problem message names its kind. The patterns match the
+# wording of the readers' and checks' messages, not the paths inside them.
+_PROBLEM_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), kind)
+    for pattern, kind in (
+        (r"not an episode folder", "missing episode"),
+        (r": missing trajectory\.h5", "missing h5"),
+        (r"unreadable or truncated HDF5", "unreadable h5"),
+        (r"truncated: record", "truncated shard"),
+        (r"corrupt record length|fails its CRC check", "corrupt shard"),
+        (r"cannot read shard", "unreadable shard"),
+        (r"NaN/inf", "NaN/inf"),
+        (r"missing dataset |RLDS record has no ", "missing key"),
+        (r"has shape .*, expected|holds \d+ values, expected|is a group, expected", "wrong shape"),
+        (r"missing video ", "missing video"),
+        (r"video has \d+ frames for \d+ h5 rows|has \d+ rows, .* has \d+|has \d+ values for \d+ steps",
+         "length mismatch"),
+        (r"no exterior camera", "missing camera"),
+        (r"cannot open video|unreadable video stream|decoding stopped|could not decode|cannot decode video|"
+         r"video has no frames|not a decodable JPEG", "bad video"),
+        (r"metadata JSON", "bad metadata"),
+        (r"only \d+ steps", "too short"),
+    )
+)
+
+
+def problem_kind(message: str) -> str:
+    """The category of a problem message, for the summary table and the report."""
+    for pattern, kind in _PROBLEM_KINDS:
+        if pattern.search(message):
             return kind
     return "other"
 
@@ -138,9 +158,9 @@ def validate_episode(reference: str | Path) -> EpisodeReport:
             if isinstance(episode, RawEpisode):
                 _check_h5(episode, report)
             else:
-                states = episode.states()
-                if not np.all(np.isfinite(states)):
-                    report.problems.append("states: NaN/inf values")
+                for name, values in (("states", episode.states()), ("joint positions", episode.joint_positions())):
+                    if not np.all(np.isfinite(values)):
+                        report.problems.append(f"{name}: NaN/inf values")
             _check_cameras(episode, report)
             if report.num_steps < 2:
                 report.problems.append(f"only {report.num_steps} steps; no action can be derived")
@@ -176,7 +196,7 @@ def validate_episodes(
 def summary_table(reports: list[EpisodeReport]) -> str:
     """Counts of good/bad episodes and of each kind of problem, as a plain-text table."""
     bad = [r for r in reports if not r.ok]
-    kinds = Counter(_problem_kind(p) for r in bad for p in r.problems)
+    kinds = Counter(kind for r in bad for kind in r.kinds)
     warned = sum(1 for r in reports if r.warnings)
     rows = [
         ("episodes checked", len(reports)),
@@ -188,7 +208,7 @@ def summary_table(reports: list[EpisodeReport]) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {count:>8}" for name, count in rows]
     for report in bad[:20]:
-        lines.append(f"FAIL {report.reference}: {report.problems[0]}")
+        lines.append(f"FAIL [{report.kinds[0]}] {report.reference}: {report.problems[0]}")
     if len(bad) > 20:
         lines.append(f"... and {len(bad) - 20} more failed episodes (see the report file)")
     return "\n".join(lines)

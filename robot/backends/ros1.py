@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robot.backends.base import ArmState, Backend
-from robot.backends.ros1_msgs import import_rospy, message_classes
+from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 
 ROBOT_MODES = ("other", "idle", "move", "guiding", "reflex", "user_stopped", "automatic_error_recovery")
 """franka_msgs/FrankaState.robot_mode values in order."""
@@ -74,6 +74,7 @@ class Ros1Backend(Backend):
 
         msgs = message_classes()
         cfg = self.config
+        require_master()
         rospy.init_node(cfg.node_name, anonymous=False, disable_signals=True)
         rospy.Subscriber(cfg.state_topic, msgs["franka_msgs/FrankaState"], self._on_state, queue_size=1)
         rospy.Subscriber(cfg.gripper_state_topic, JointState, self._on_gripper, queue_size=1)

@@ -36,6 +36,25 @@ def import_rospy():
     return rospy
 
 
+def require_master(timeout_s: float = 3.0) -> None:
+    """RuntimeError naming ROS_MASTER_URI unless a ROS master answers there within `timeout_s` (rospy.init_node
+    would otherwise wait for one forever)."""
+    import socket
+
+    import rosgraph
+
+    uri = rosgraph.get_master_uri()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)
+    try:
+        online = rosgraph.is_master_online(uri)
+    finally:
+        socket.setdefaulttimeout(previous)
+    if not online:
+        raise RuntimeError(f"no ROS master answers at ROS_MASTER_URI={uri}; start roscore (or the robot's "
+                           "roslaunch) first, or point ROS_MASTER_URI at the running master")
+
+
 def _definition(package: str, name: str, suffix: str) -> str:
     return importlib.resources.files("robot").joinpath(f"ros_msgs/{package}/{name}.{suffix}").read_text()
 

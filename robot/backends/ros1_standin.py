@@ -12,7 +12,7 @@ import numpy as np
 
 from robot.backends.mujoco import MujocoBackend
 from robot.backends.ros1 import Ros1Config
-from robot.backends.ros1_msgs import import_rospy, message_classes
+from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 
 MAX_COMMAND_JUMP = 0.2
 """rad between a commanded and the measured joint position beyond which the stand-in triggers a joint reflex."""
@@ -35,6 +35,7 @@ class FrankaRosStandin:
 
         cfg, msgs = self.config, message_classes()
         self.msgs = msgs
+        require_master()
         rospy.init_node("franka_control_standin", anonymous=False, disable_signals=True)
         self.sim.start()
         self._state_pub = rospy.Publisher(cfg.state_topic, msgs["franka_msgs/FrankaState"], queue_size=1)

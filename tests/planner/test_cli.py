@@ -114,7 +114,7 @@ def test_run_resolves_settings_like_demo():
 
 def test_explicit_options_override_the_card():
     config = _resolved(["run", "--robot", "sim", "--task", "reach", "--samples", "32", "--constraint", "box",
-                        "--seed", "5", "--steps", "7", "--sum-energy", "--precision", "float32"])
+                        "--planner-seed", "5", "--max-steps", "7", "--sum-energy", "--precision", "float32"])
     assert (config.planner.samples, config.planner.iterations, config.planner.topk) == (32, 4, 12)
     assert config.planner.space.translation_constraint == "box" and config.planner.space.fixed == {6: -0.5}
     assert (config.planner.seed, config.max_steps, config.reduce, config.precision) == (5, 7, "sum", "float32")

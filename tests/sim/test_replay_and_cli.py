@@ -16,7 +16,7 @@ def test_cli_task_choices_match_the_tasks():
 def episode(tmp_path_factory):
     root = tmp_path_factory.mktemp("droid")
     code = main(["sim", "collect", "--task", "reach", "--episodes", "1", "--out", str(root), "--image-size", "48x64",
-                 "--explore-fraction", "0", "--quiet"])
+                 "--explore-fraction", "0", "--no-progress"])
     assert code == 0
     (path,) = root.glob("SIM/*/*/*")
     return path
@@ -24,9 +24,10 @@ def episode(tmp_path_factory):
 
 def test_replay_matches_recorded_flange_poses_and_writes_side_by_side_video(episode, tmp_path, capsys):
     out = tmp_path / "replay.mp4"
-    assert main(["sim", "replay", str(episode), "--out", str(out), "--height", "60", "--quiet"]) == 0
+    assert main(["sim", "replay", str(episode), "-o", str(out), "--height", "60", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "forward kinematics vs recorded flange: 0.00 mm" in printed
+    assert "objects: cube, mug replayed at their recorded poses" in printed
     with av.open(str(out)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert frames[0].shape == (60, 80 + 106, 3)  # recorded 48x64 scaled to 60 rows, then the 16:9 simulation
@@ -53,3 +54,39 @@ def test_bad_image_size_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["sim", "show", "--image-size", "big"])
     assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_replay_puts_objects_at_their_recorded_poses(episode, tmp_path, monkeypatch):
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    from data.droid import open_episode
+    from sim.collect import OBJECT_POSES_GROUP
+    from sim.replay import recorded_objects, replay_episode
+    from sim.robot import SimRobot
+
+    recorded = recorded_objects(open_episode(episode), ("cube", "mug"))
+    assert set(recorded) == {"cube", "mug"} and recorded["cube"].shape[1] == 6
+    placed: list[dict[str, np.ndarray]] = []
+    real_set = SimRobot.set_object_poses
+
+    def spy(self, poses):
+        placed.append({name: np.array(pose) for name, pose in poses.items()})
+        real_set(self, poses)
+
+    monkeypatch.setattr(SimRobot, "set_object_poses", spy)
+    report = replay_episode(episode, tmp_path / "a.mp4", height=40, progress=False)
+    assert {"cube", "mug"} <= set(report.objects)
+    cubes = np.stack([poses["cube"] for poses in placed])
+    np.testing.assert_allclose(cubes, recorded["cube"][: report.steps])
+
+    # An episode without object poses (every real DROID episode) leaves the objects alone, and the report says so.
+    bare = tmp_path / "bare"
+    shutil.copytree(episode, bare)
+    with h5py.File(bare / "trajectory.h5", "r+") as f:
+        del f[OBJECT_POSES_GROUP]
+    placed.clear()
+    report = replay_episode(bare, tmp_path / "b.mp4", height=40, progress=False)
+    assert report.objects == () and not placed

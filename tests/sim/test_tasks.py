@@ -34,6 +34,18 @@ def test_goal_images_come_from_the_goal_configuration(robot, name):
     assert info["task"] == name and info["success"] is False and info["ee_goal_distance"] > 0
 
 
+def test_goal_distance_is_the_cube_s_where_the_task_is_about_the_cube(robot):
+    _, task = make_env("pick_and_place", seed=1, robot=robot)
+    final = task.goals[-1]
+    # The cube dropped onto its goal spot while the arm is still far away: the task's distance is the cube's.
+    robot.set_object_pose("cube", final.objects["cube"][0], final.objects["cube"][1])
+    info = task.info()
+    assert info["goal_distance"] == info["object_goal_distance"] < 1e-3 < 0.05 < info["ee_goal_distance"]
+    _, reach = make_env("reach", seed=1, robot=robot)
+    info = reach.info()
+    assert info["goal_distance"] == info["ee_goal_distance"] != info["object_goal_distance"]
+
+
 def test_pick_and_place_success_needs_the_cube_resting_on_the_mat(robot):
     _, task = make_env("pick_and_place", seed=1, robot=robot)
     assert isinstance(task, PickAndPlaceTask)

@@ -20,7 +20,7 @@ def test_eval_defaults_and_options(tmp_path):
         ["eval", "--task", "reach,grasp", "--episodes", "5", "--seed", "3", "--out", str(tmp_path), "--checkpoint",
          str(ckpt), "--samples", "32", "--horizon", "2", "--open-loop-episodes", "0"]
     )
-    assert args.task == ["reach", "grasp"] and args.episodes == 5 and args.seed == 3
+    assert args.tasks == ["reach", "grasp"] and args.episodes == 5 and args.seed == 3
     assert args.checkpoint == ckpt and args.samples == 32 and args.horizon == 2 and args.iterations is None
     assert args.open_loop_episodes == 0 and callable(args.handler)
 

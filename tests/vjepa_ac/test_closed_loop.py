@@ -126,7 +126,7 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model):
     assert (out / "energy_landscape.png").stat().st_size > 0
     assert "| reach |" in (out / "report.md").read_text() and "Energy landscape" in (out / "report.md").read_text()
     demo = tmp_path / "demo"
-    assert main(["demo", "--tasks", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
+    assert main(["demo", "--task", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0
 
 

@@ -38,7 +38,7 @@ def test_checkpoint_is_in_metas_layout():
 def test_demo_reaches_on_a_fixed_seed(tmp_path):
     from vjepa_ac.cli import main
 
-    assert main(["demo", "--tasks", "reach", "--episodes", "1", "--seed", str(DEMO_REACH_SEED),
+    assert main(["demo", "--task", "reach", "--episodes", "1", "--seed", str(DEMO_REACH_SEED),
                  "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     (outcome,) = summary["outcomes"]

@@ -4,49 +4,39 @@
 AdamW with the reference's warmup-stable-decay schedule, DDP under torchrun, resumable atomic checkpoints).
 `vjepa-ac pretrain` (`pretrain_encoder`) pretrains an encoder itself with V-JEPA 2's masked-latent objective or
 V-JEPA 2.1's dense, deeply supervised one on images and video clips.
+
+The API is imported lazily (on first use), so that the `vjepa-ac` command's --help does not load torch or tensorstore.
 """
 
-from worldmodel.training.config import (
-    DataConfig,
-    LossConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    TrainConfig,
-    load_config,
-)
-from worldmodel.training.latent_cache import (
-    CachedEpisode,
-    CacheSpec,
-    CorruptCacheError,
-    LatentCache,
-)
-from worldmodel.training.losses import (
-    LossTerms,
-    ac_loss,
-    rollout_predictions,
-    teacher_forcing_predictions,
-)
-from worldmodel.training.pretrain import PretrainConfig, pretrain_encoder
-from worldmodel.training.trainer import Trainer
+from __future__ import annotations
 
-__all__ = [
-    "CacheSpec",
-    "CachedEpisode",
-    "CorruptCacheError",
-    "DataConfig",
-    "LatentCache",
-    "LossConfig",
-    "LossTerms",
-    "ModelConfig",
-    "OptimConfig",
-    "PretrainConfig",
-    "RunConfig",
-    "TrainConfig",
-    "Trainer",
-    "ac_loss",
-    "load_config",
-    "pretrain_encoder",
-    "rollout_predictions",
-    "teacher_forcing_predictions",
-]
+_EXPORTS = {
+    "CacheSpec": "worldmodel.training.latent_cache",
+    "CachedEpisode": "worldmodel.training.latent_cache",
+    "CorruptCacheError": "worldmodel.training.latent_cache",
+    "DataConfig": "worldmodel.training.config",
+    "LatentCache": "worldmodel.training.latent_cache",
+    "LossConfig": "worldmodel.training.config",
+    "LossTerms": "worldmodel.training.losses",
+    "ModelConfig": "worldmodel.training.config",
+    "OptimConfig": "worldmodel.training.config",
+    "PretrainConfig": "worldmodel.training.pretrain",
+    "RunConfig": "worldmodel.training.config",
+    "TrainConfig": "worldmodel.training.config",
+    "Trainer": "worldmodel.training.trainer",
+    "ac_loss": "worldmodel.training.losses",
+    "load_config": "worldmodel.training.config",
+    "pretrain_encoder": "worldmodel.training.pretrain",
+    "rollout_predictions": "worldmodel.training.losses",
+    "teacher_forcing_predictions": "worldmodel.training.losses",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

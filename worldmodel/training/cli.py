@@ -75,7 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     enc.add_argument("--encoder-preset", help="encoder architecture by name (default: inferred from the checkpoint)")
     enc.add_argument("--checkpoint-key", default=None,
                      help="checkpoint entry holding the encoder (default: target_encoder, ema_encoder, encoder)")
-    enc.add_argument("--camera", default="left", help="camera role to encode (left, right, wrist, ...)")
+    enc.add_argument("--camera", default=None,
+                     help="camera role to encode: left, right, wrist, ext1, ext2 or a serial (default: left for raw "
+                     "episodes, ext1 for RLDS shards, which have no left/right roles)")
     enc.add_argument("--fps", type=float, default=4.0,
                      help="cached frames per second of video (stride ceil(video_fps/fps), the reference clip rule); "
                      "training must use a rate whose stride is a multiple of it")
@@ -91,6 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="encode only every N-th episode starting at I (for independent processes)")
     enc.add_argument("--verify", action="store_true", help="check every cached frame's checksum, then exit")
     enc.add_argument("--repair", action="store_true", help="drop damaged cached episodes before encoding")
+    enc.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     enc.set_defaults(handler=_encode)
 
     train = subparsers.add_parser(
@@ -107,83 +110,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_pretrain(subparsers)
 
 
-class _ExamplesAndDefaultsFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the epilog's example lines and shows every option's default."""
-
-
 def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
-    # Cheap once the package is imported (dataclasses only); keeps the help defaults equal to the config's.
-    from .pretrain import PretrainConfig
-
-    defaults = PretrainConfig()
-    optim = defaults.optim
+    # Options left unset take `PretrainConfig`'s defaults (the one place they are written down); importing it here
+    # would load torch for every --help.
     pre = subparsers.add_parser(
         "pretrain", help="V-JEPA self-supervised pretraining of an encoder on episode video",
         description="Pretrain a (small) V-JEPA encoder on the frames of DROID-layout episodes: multi-block masks, a "
         "context encoder plus mask-token predictor, L1 to the layer-normed features of an EMA target encoder, with "
         "the V-JEPA 2 or the V-JEPA 2.1 objective (--objective, see below). Frames are cropped and resized exactly "
-        "as at planning time. Resumable; DDP under torchrun.",
-        epilog=_PRETRAIN_EPILOG, formatter_class=_ExamplesAndDefaultsFormatter,
+        "as at planning time. Resumable; DDP under torchrun. Options left out take the defaults of "
+        "worldmodel.training.PretrainConfig (a vit_tiny at 128 px, 3000 steps: about ten minutes on one CPU core "
+        "with vjepa2); the run prints the resolved settings.",
+        epilog=_PRETRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pre.add_argument("episodes", nargs="+", help="episode index file(s), folders to scan, or episode folders")
     pre.add_argument("--out", required=True, help="output folder (latest.pt, train.jsonl, train.csv)")
     objective = pre.add_argument_group("objective")
-    objective.add_argument("--objective", choices=("vjepa2", "vjepa2_1"), default=defaults.objective,
-                           help="V-JEPA 2 (frames, masked tokens) or V-JEPA 2.1 (images + clips, dense loss, levels)")
-    objective.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false",
+    objective.add_argument("--objective", choices=("vjepa2", "vjepa2_1"),
+                           help="V-JEPA 2 (frames, masked tokens) or V-JEPA 2.1 (images + clips, dense loss, levels; "
+                           "default vjepa2)")
+    objective.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false", default=None,
                            help="vjepa2_1: turn deep_supervision off and predict the last level only (the "
                            "ablation: dense loss without deep supervision)")
-    objective.add_argument("--context-lambda", type=float, nargs=2, default=defaults.context_lambda,
+    objective.add_argument("--context-lambda", type=float, nargs=2,
                            metavar=("IMAGE", "VIDEO"), help="vjepa2_1: weight of the context (dense) loss per "
-                           "modality; 0 0 turns it off")
-    objective.add_argument("--context-lambda-ramp", type=int, nargs=2, default=defaults.context_lambda_ramp,
+                           "modality; 0 0 turns it off (default 0.5 0.5)")
+    objective.add_argument("--context-lambda-ramp", type=int, nargs=2,
                            metavar=("START", "END"), help="vjepa2_1: lambda is 0 before step START, linear to its "
-                           "value at END, then constant (Meta: 15000 30000 of 300000 steps)")
-    objective.add_argument("--no-distance-weighting", dest="distance_weighting", action="store_false",
+                           "value at END, then constant (default 150 300; Meta: 15000 30000 of 300000 steps)")
+    objective.add_argument("--no-distance-weighting", dest="distance_weighting", action="store_false", default=None,
                            help="vjepa2_1: turn distance_weighting off, weighing every context token equally "
                            "instead of by 1/sqrt(distance)")
     start = pre.add_argument_group("starting encoder (a checkpoint, or a preset built from a seed)")
     start.add_argument("--init", help="encoder checkpoint to start from (e.g. runs/default_model/encoder.pt)")
-    start.add_argument("--preset", default=defaults.preset,
-                       help="encoder architecture without --init; None = vit_tiny for vjepa2, vjepa2_1_vit_tiny "
-                       "for vjepa2_1")
-    start.add_argument("--img-size", type=int, default=defaults.img_size,
-                       help="encoder resolution in pixels without --init")
-    start.add_argument("--seed", type=int, default=defaults.seed,
-                       help="seed of the initial weights, frame sampling and masks")
+    start.add_argument("--preset", help="encoder architecture without --init (default: vit_tiny for vjepa2, "
+                       "vjepa2_1_vit_tiny for vjepa2_1)")
+    start.add_argument("--img-size", type=int, help="encoder resolution in pixels without --init (default 128)")
+    start.add_argument("--seed", type=int, help="seed of the initial weights, frame sampling and masks (default 0)")
     data = pre.add_argument_group("frames")
-    data.add_argument("--camera", default=defaults.camera, help="camera role to train on (left, right, wrist, ...)")
-    data.add_argument("--crop", choices=("droid", "square", "none"), default="droid",
-                      help="crop before resizing; use the crop you will encode and plan with")
-    data.add_argument("--frame-stride", type=int, default=defaults.frame_stride,
-                      help="keep every N-th video frame in the in-memory frame bank")
+    data.add_argument("--camera", help="camera role to train on (left, right, wrist, ...; default left)")
+    data.add_argument("--crop", choices=("droid", "square", "none"),
+                      help="crop before resizing; use the crop you will encode and plan with (default droid)")
+    data.add_argument("--frame-stride", type=int, help="keep every N-th video frame in the in-memory frame bank")
     opt = pre.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, default=optim.total_steps, help="optimizer steps in the whole run")
-    opt.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                     help="single frames per step (vjepa2_1: the image batch), over all processes")
-    opt.add_argument("--clip-batch-size", type=int, default=defaults.clip_batch_size,
-                     help="vjepa2_1: video clips per step, over all processes")
-    opt.add_argument("--clip-frames", type=int, default=defaults.clip_frames,
-                     help="vjepa2_1: consecutive kept frames per clip (a multiple of the tubelet, 2)")
-    opt.add_argument("--lr", type=float, default=optim.lr, help="peak learning rate (AdamW)")
-    opt.add_argument("--warmup-steps", type=int, default=optim.warmup_steps,
-                     help="linear warmup from lr/5 to the peak")
-    opt.add_argument("--anneal-steps", type=int, default=optim.anneal_steps,
+    opt.add_argument("--steps", type=int, help="optimizer steps in the whole run (default 3000)")
+    opt.add_argument("--batch-size", type=int,
+                     help="single frames per step (vjepa2_1: the image batch), over all processes (default 32)")
+    opt.add_argument("--clip-batch-size", type=int,
+                     help="vjepa2_1: video clips per step, over all processes (default 16)")
+    opt.add_argument("--clip-frames", type=int,
+                     help="vjepa2_1: consecutive kept frames per clip, a multiple of the tubelet, 2 (default 4)")
+    opt.add_argument("--lr", type=float, help="peak learning rate (AdamW); warmup starts at lr/5, decay ends at lr/50")
+    opt.add_argument("--warmup-steps", type=int, help="linear warmup from lr/5 to the peak")
+    opt.add_argument("--anneal-steps", type=int,
                      help="final steps of linear decay to lr/50 (0 = constant after warmup)")
-    opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="AdamW weight decay")
-    opt.add_argument("--ema", type=float, nargs=2, default=defaults.ema, metavar=("START", "END"),
+    opt.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    opt.add_argument("--ema", type=float, nargs=2, metavar=("START", "END"),
                      help="target-encoder EMA momentum, ramped linearly over the run")
-    opt.add_argument("--predictor-dim", type=int, default=defaults.predictor.predictor_embed_dim,
-                     help="width of the mask predictor")
-    opt.add_argument("--predictor-depth", type=int, default=defaults.predictor.depth,
-                     help="blocks of the mask predictor")
-    opt.add_argument("--predictor-heads", type=int, default=defaults.predictor.num_heads,
-                     help="attention heads of the mask predictor")
+    opt.add_argument("--predictor-dim", type=int, help="width of the mask predictor")
+    opt.add_argument("--predictor-depth", type=int, help="blocks of the mask predictor")
+    opt.add_argument("--predictor-heads", type=int, help="attention heads of the mask predictor")
     run = pre.add_argument_group("run")
-    run.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
-                     help="write OUT/latest.pt every N steps")
-    run.add_argument("--log-every", type=int, default=defaults.log_every, help="log metrics every N steps")
-    run.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    run.add_argument("--checkpoint-every", type=int, help="write OUT/latest.pt every N steps")
+    run.add_argument("--log-every", type=int, help="log metrics every N steps")
+    run.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
     pre.set_defaults(handler=_pretrain)
 
 
@@ -202,19 +192,25 @@ def _encode(args: argparse.Namespace) -> int:
         print(f"{len(cache.episodes())} episodes checked, {len(problems)} damaged")
         return 1 if problems else 0
     if not args.episodes:
-        print("error: give the episodes to encode (index file, folder or episode folders)", file=sys.stderr)
-        return 2
+        raise argparse.ArgumentTypeError("give the episodes to encode (index file, folder or episode folders)")
     if not args.encoder_checkpoint:
-        print("error: --encoder-checkpoint is required to encode", file=sys.stderr)
-        return 2
+        raise argparse.ArgumentTypeError("--encoder-checkpoint is required to encode")
     from data.droid import resolve_episode_references
+    from data.droid.index import default_camera
 
+    # Everything that can be checked is checked before the cache folder is created or touched.
+    broken: dict[str, str] = {}
+    references = resolve_episode_references(args.episodes, on_broken_shard=broken.__setitem__)
+    camera = args.camera
+    if camera is None:
+        camera, why = default_camera(references)
+        print(f"camera: {camera} ({why}; choose another with --camera)", file=sys.stderr)
     dist_info = distributed.init_distributed(args.device)
     try:
         encoder = load_encoder(args.encoder_checkpoint, preset=args.encoder_preset,
                                checkpoint_key=args.checkpoint_key, device=dist_info.device)
         spec = cache_spec_for(encoder, checkpoint=args.encoder_checkpoint, preset=args.encoder_preset,
-                              checkpoint_key=args.checkpoint_key, camera=args.camera,
+                              checkpoint_key=args.checkpoint_key, camera=camera,
                               fps=None if args.all_frames else args.fps,
                               crop=None if args.crop == "none" else args.crop, dtype=args.dtype,
                               hierarchical=args.hierarchical)
@@ -223,13 +219,14 @@ def _encode(args: argparse.Namespace) -> int:
             for key in repair_cache(cache):
                 print(f"dropped damaged episode {key}; it will be re-encoded", file=sys.stderr)
         distributed.barrier()
-        references = resolve_episode_references(args.episodes if len(args.episodes) > 1 else args.episodes[0])
         shard, count = args.shard
         summary = encode_to_cache(
             cache, encoder, references, shard=shard * dist_info.world_size + dist_info.rank,
             num_shards=count * dist_info.world_size, chunk_frames=args.chunk_frames,
-            progress=dist_info.is_main,
+            progress=dist_info.is_main and not args.no_progress,
         )
+        if dist_info.is_main:
+            summary.failed.update(broken)
         distributed.barrier()
         if dist_info.is_main:
             total = cache.write_index()
@@ -249,12 +246,20 @@ def _train(args: argparse.Namespace) -> int:
 
     from . import distributed
     from .config import load_config
-    from .trainer import Trainer
 
-    config = load_config(args.config, args.overrides)
+    try:
+        config = load_config(args.config, args.overrides)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(2, "no such training config (YAML file)", args.config) from exc
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        # A configuration mistake is a usage error; say which file it is in.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise argparse.ArgumentTypeError(f"{args.config}: {message}") from exc
     if args.print_config:
         print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
         return 0
+    from .trainer import Trainer
+
     try:
         trainer = Trainer(config)
         metrics = trainer.fit()
@@ -268,46 +273,65 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_config(args: argparse.Namespace, references: list[str]):
+    """PretrainConfig from the given options; the ones left out keep PretrainConfig's defaults."""
+    import dataclasses
+
+    from data.droid.index import default_camera
+
+    from .pretrain import PretrainConfig
+
+    defaults = PretrainConfig()
+    optim = defaults.optim
+    if args.lr is not None:
+        optim = dataclasses.replace(optim, start_lr=args.lr / 5, lr=args.lr, final_lr=args.lr / 50)
+    given = {"total_steps": args.steps, "warmup_steps": args.warmup_steps, "anneal_steps": args.anneal_steps,
+             "weight_decay": args.weight_decay}
+    optim = dataclasses.replace(optim, **{k: v for k, v in given.items() if v is not None})
+    predictor = {"predictor_embed_dim": args.predictor_dim, "depth": args.predictor_depth,
+                 "num_heads": args.predictor_heads}
+    predictor = dataclasses.replace(defaults.predictor, **{k: v for k, v in predictor.items() if v is not None})
+    camera = args.camera
+    if camera is None:
+        camera, why = default_camera(references)
+        print(f"camera: {camera} ({why}; choose another with --camera)", file=sys.stderr)
+    given = {
+        "objective": args.objective, "deep_supervision": args.deep_supervision,
+        "distance_weighting": args.distance_weighting,
+        "context_lambda": tuple(args.context_lambda) if args.context_lambda else None,
+        "context_lambda_ramp": tuple(args.context_lambda_ramp) if args.context_lambda_ramp else None,
+        "clip_batch_size": args.clip_batch_size, "clip_frames": args.clip_frames,
+        "init": args.init, "preset": args.preset, "img_size": args.img_size, "seed": args.seed,
+        "frame_stride": args.frame_stride, "batch_size": args.batch_size,
+        "ema": tuple(args.ema) if args.ema else None, "checkpoint_every": args.checkpoint_every,
+        "log_every": args.log_every, "device": args.device,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.crop is not None:
+        settings["crop"] = None if args.crop == "none" else args.crop
+    try:
+        return dataclasses.replace(defaults, output_dir=args.out, camera=camera, optim=optim, predictor=predictor,
+                                   **settings)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     import torch.distributed as torch_dist
 
-    from data.droid import EpisodeError, resolve_episode_references
-    from worldmodel.mask_predictor import MaskPredictorConfig
+    from data.droid import resolve_episode_references
 
     from . import distributed
-    from .config import OptimConfig
-    from .pretrain import PretrainConfig, pretrain_encoder
+    from .pretrain import pretrain_encoder
 
-    try:
-        references = resolve_episode_references(args.episodes if len(args.episodes) > 1 else args.episodes[0])
-    except EpisodeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not references:
-        print(f"error: no episodes found in {' '.join(args.episodes)}", file=sys.stderr)
-        return 2
-    try:
-        optim = OptimConfig(total_steps=args.steps, warmup_steps=args.warmup_steps, anneal_steps=args.anneal_steps,
-                            start_lr=args.lr / 5, lr=args.lr, final_lr=args.lr / 50, weight_decay=args.weight_decay)
-        config = PretrainConfig(
-            output_dir=args.out, objective=args.objective, deep_supervision=args.deep_supervision, init=args.init,
-            preset=args.preset, img_size=args.img_size, seed=args.seed,
-            camera=args.camera, crop=None if args.crop == "none" else args.crop, frame_stride=args.frame_stride,
-            batch_size=args.batch_size, clip_batch_size=args.clip_batch_size, clip_frames=args.clip_frames,
-            context_lambda=tuple(args.context_lambda), context_lambda_ramp=tuple(args.context_lambda_ramp),
-            distance_weighting=args.distance_weighting, optim=optim, ema=tuple(args.ema),
-            predictor=MaskPredictorConfig(predictor_embed_dim=args.predictor_dim, depth=args.predictor_depth,
-                                          num_heads=args.predictor_heads),
-            checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
-        )
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    references = resolve_episode_references(args.episodes)
+    config = _pretrain_config(args, references)
+    optim = config.optim
+    print(f"pretraining ({config.objective}) {config.preset if config.init is None else config.init} on "
+          f"{len(references)} episodes: {optim.total_steps} steps of {config.batch_size} frames, lr {optim.lr:g}, "
+          f"camera {config.camera}", file=sys.stderr)
     try:
         path = pretrain_encoder(references, config)
-    except ValueError as exc:  # unreadable episodes, a foreign checkpoint in --out, a bad --init file
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     finally:
         is_distributed = torch_dist.is_initialized()
         is_main = not is_distributed or torch_dist.get_rank() == 0

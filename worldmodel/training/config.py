@@ -35,7 +35,9 @@ class DataConfig:
     val_fraction: float = 0.05
     frames_per_clip: int = 8
     fps: float = 4.0
-    camera: str = "left"
+    camera: str | None = None
+    """Raw source only: camera role to train on; None = left for raw episodes, ext1 for RLDS records (which have no
+    left/right roles), as `data.droid.index.default_camera` picks. The cache source uses the cache's camera."""
     crop: str = "droid"
     """Raw source only: "droid" (the reference's training crop), "square" (the planning crop) or "none"."""
     batch_size: int = 8

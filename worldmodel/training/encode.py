@@ -20,7 +20,7 @@ from data.droid import EpisodeError, open_episode
 from data.droid.sampling import reference_stride
 from worldmodel import encode_frames
 
-from .latent_cache import CacheSpec, LatentCache
+from .latent_cache import CachedEpisode, CacheSpec, LatentCache, content_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ def _latent_chunks(encoder: nn.Module, episode, camera: str, indices: np.ndarray
         yield latents[0].cpu()
 
 
-def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, chunk_frames: int = 16) -> str:
-    """Encode one episode into the cache (overwriting a partial one); returns its episode id."""
+def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, chunk_frames: int = 16
+                   ) -> CachedEpisode:
+    """Encode one episode into the cache (overwriting a partial one); returns its manifest."""
     spec = cache.spec
     crop = None if spec.crop == "none" else spec.crop
     with open_episode(reference) as episode:
@@ -74,12 +75,13 @@ def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, ch
         indices = np.arange(0, usable, stride)
         if len(indices) == 0:
             raise EpisodeError(f"{episode.episode_id}: no frames for camera {spec.camera!r}")
-        states = episode.states()[indices]
+        all_states = episode.states()
+        states = all_states[indices]
         try:
             extrinsics = episode.extrinsics(spec.camera)[indices]
         except EpisodeError:
             extrinsics = None  # RLDS records none; the released predictor does not use them
-        cache.write_episode(
+        return cache.write_episode(
             episode.episode_id,
             _latent_chunks(encoder, episode, spec.camera, indices, crop=crop, chunk_frames=chunk_frames,
                            hierarchical=spec.num_levels > 1),
@@ -90,27 +92,37 @@ def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, ch
             video_fps=video_fps,
             success=episode.success,
             task=episode.task,
+            content=content_fingerprint(all_states),
         )
-        return episode.episode_id
 
 
 def encode_to_cache(cache: LatentCache, encoder: nn.Module, references: Sequence[str], *, shard: int = 0,
                     num_shards: int = 1, chunk_frames: int = 16, progress: bool = True) -> EncodeSummary:
     """Encode this shard's share of `references` (every num_shards-th, from `shard`), skipping cached episodes.
 
-    Skipping is decided by the episode id, which needs the episode opened; the manifest check is cheap next to
-    decoding video.
+    An episode is cached when an episode with its id and the same recorded states is (wherever it was read from, so
+    a moved dataset resumes). A second recording with an already used id fails, naming both; it is never merged into
+    the first. Skipping needs the episode opened; that is cheap next to decoding video.
     """
     summary = EncodeSummary()
+    cached = {episode.episode_id: episode for episode in cache.episodes()}
     mine = list(references)[shard::num_shards]
     for reference in tqdm(mine, desc=f"encode [{shard + 1}/{num_shards}]", unit="episode", disable=not progress):
         try:
             with open_episode(reference) as episode:
                 episode_id = episode.episode_id
-            if cache.has_episode(episode_id):
-                summary.skipped.append(episode_id)
-                continue
-            summary.written.append(encode_episode(cache, encoder, reference, chunk_frames=chunk_frames))
+                content = content_fingerprint(episode.states())
+            known = cached.get(episode_id)
+            if known is not None:
+                # Caches written before fingerprints existed have none: the same source counts as the same episode.
+                if known.content == content or (not known.content and known.source == str(reference)):
+                    summary.skipped.append(episode_id)
+                    continue
+                raise ValueError(f"episode id {episode_id!r} of {reference} is already taken by {known.source}, a "
+                                 "different recording (copied metadata?); give one of them its own id")
+            written = encode_episode(cache, encoder, reference, chunk_frames=chunk_frames)
+            cached[episode_id] = written
+            summary.written.append(episode_id)
         except (EpisodeError, ValueError, OSError, RuntimeError) as exc:
             log.warning("could not encode %s: %s", reference, exc)
             summary.failed[str(reference)] = f"{type(exc).__name__}: {exc}"

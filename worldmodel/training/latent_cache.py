@@ -46,6 +46,10 @@ class CorruptCacheError(RuntimeError):
     """A cached latent chunk or manifest does not match what was written; the message names episode and frame."""
 
 
+class DuplicateEpisodeError(ValueError):
+    """Two different episodes (different recorded content) carry the same episode id; the message names both."""
+
+
 @dataclass(frozen=True)
 class CacheSpec:
     """What the latents in a cache are: every writer of one cache must agree on all of it."""
@@ -87,6 +91,9 @@ class CachedEpisode:
     video_fps: float
     success: bool | None = None
     task: str = ""
+    content: str = ""
+    """Fingerprint of the episode's recorded states (`content_fingerprint`); tells apart two episodes that share an
+    id. Empty in caches written before it existed."""
 
     @property
     def num_frames(self) -> int:
@@ -106,10 +113,33 @@ class CachedEpisode:
         return cls(**values)
 
 
-def episode_key(episode_id: str) -> str:
-    """File-system-safe, collision-free name for an episode id."""
+def content_fingerprint(states: np.ndarray) -> str:
+    """A short hash of an episode's recorded [T, 7] states: equal for the same recording wherever it lies, different
+    for two recordings that only share metadata (a copied uuid)."""
+    values = np.ascontiguousarray(np.asarray(states, dtype=np.float64))
+    return hashlib.sha1(repr(values.shape).encode() + values.tobytes()).hexdigest()[:16]
+
+
+def episode_key(episode_id: str, content: str = "") -> str:
+    """File-system-safe name of an episode: readable id plus a hash of the id and its content fingerprint, so two
+    episodes sharing an id never share a key."""
     safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", episode_id)[:80]
-    return f"{safe}-{hashlib.sha1(episode_id.encode()).hexdigest()[:10]}"
+    identity = episode_id if not content else f"{episode_id}\0{content}"
+    return f"{safe}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
+
+
+def check_unique_ids(episodes: Iterable[CachedEpisode], where: str) -> None:
+    """DuplicateEpisodeError naming both sources if two cached episodes share an id (training splits and selects
+    episodes by id, so it must be unique)."""
+    seen: dict[str, CachedEpisode] = {}
+    for episode in episodes:
+        first = seen.setdefault(episode.episode_id, episode)
+        if first is not episode:
+            raise DuplicateEpisodeError(
+                f"{where}: episode id {episode.episode_id!r} is cached twice, from {first.source} and from "
+                f"{episode.source} (different recordings with the same id, e.g. copied metadata); give one of them "
+                f"its own id, delete episodes/{episode.key}.json, and encode again"
+            )
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -210,8 +240,8 @@ class LatentCache:
     def _manifest_path(self, key: str) -> Path:
         return self.root / _MANIFESTS_DIR / f"{key}.json"
 
-    def has_episode(self, episode_id: str) -> bool:
-        return self._manifest_path(episode_key(episode_id)).is_file()
+    def has_episode(self, episode_id: str, content: str = "") -> bool:
+        return self._manifest_path(episode_key(episode_id, content)).is_file()
 
     def write_episode(
         self,
@@ -225,10 +255,12 @@ class LatentCache:
         video_fps: float = 0.0,
         success: bool | None = None,
         task: str = "",
+        content: str = "",
     ) -> CachedEpisode:
         """Write one episode's latents, given as consecutive [k, N, D] chunks, then publish its manifest.
 
         States (and extrinsics) must be finite; a NaN is reported with the episode id instead of being cached.
+        `content` (see `content_fingerprint`) goes into the key, so two recordings sharing an id get two keys.
         """
         num_frames = len(frame_indices)
         states = np.asarray(states, dtype=np.float64)
@@ -242,7 +274,7 @@ class LatentCache:
             if not np.isfinite(values).all():
                 bad = int(np.argwhere(~np.isfinite(values))[0, 0])
                 raise ValueError(f"episode {episode_id}: {name} are not finite at frame {frame_indices[bad]}")
-        key = episode_key(episode_id)
+        key = episode_key(episode_id, content)
         tokens, dim = self.spec.tokens_per_frame, self.spec.embed_dim
         spec = self._array_spec(key)
         spec["metadata"] = {
@@ -281,6 +313,7 @@ class LatentCache:
             video_fps=float(video_fps),
             success=success,
             task=task,
+            content=content,
         )
         _atomic_write_text(self._manifest_path(key), json.dumps(episode.to_json()))
         self._arrays.pop(key, None)
@@ -293,8 +326,10 @@ class LatentCache:
         self._arrays.pop(key, None)
 
     def write_index(self) -> int:
-        """Consolidate every manifest into index.json (faster start-up for large caches); returns the count."""
+        """Consolidate every manifest into index.json (faster start-up for large caches); returns the count.
+        DuplicateEpisodeError if two episodes share an id."""
         episodes = self._scan_manifests()
+        check_unique_ids(episodes, f"latent cache {self.root}")
         _atomic_write_text(self.root / _INDEX_FILE, json.dumps([e.to_json() for e in episodes]))
         return len(episodes)
 
@@ -320,7 +355,12 @@ class LatentCache:
         return [self._load_manifest(name) for name in self._manifest_names()]
 
     def episodes(self) -> list[CachedEpisode]:
-        """Every fully written episode, sorted by key."""
+        """Every fully written episode, sorted by key; DuplicateEpisodeError if two share an id."""
+        episodes = self._listed_episodes()
+        check_unique_ids(episodes, f"latent cache {self.root}")
+        return episodes
+
+    def _listed_episodes(self) -> list[CachedEpisode]:
         index = self.root / _INDEX_FILE
         if index.is_file():
             try:

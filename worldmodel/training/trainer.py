@@ -195,13 +195,18 @@ class Trainer:
 
     def _raw_data(self) -> tuple[SeededClips, SeededClips | None, dict[str, Any]]:
         from data.droid import DroidClipDataset, resolve_episode_references
+        from data.droid.index import default_camera
 
         d, m = self.config.data, self.config.model
         references = resolve_episode_references(d.episodes)
         train_refs, val_refs = split_episodes(references, val_fraction=d.val_fraction, val_episodes=d.val_episodes)
+        camera = d.camera
+        if camera is None:
+            camera, why = default_camera(references)
+            log.info("camera %s (%s; set data.camera to choose another)", camera, why)
 
         def clips(refs: list[str]) -> SeededClips:
-            return SeededClips(DroidClipDataset(refs, frames_per_clip=d.frames_per_clip, fps=d.fps, camera=d.camera,
+            return SeededClips(DroidClipDataset(refs, frames_per_clip=d.frames_per_clip, fps=d.fps, camera=camera,
                                                 seed=self.config.run.seed))
 
         self._encoder_source = {"preset": m.encoder, "checkpoint": m.encoder_checkpoint,

@@ -15,6 +15,7 @@ from data.droid.rlds import (
     episode_to_example,
     masked_crc32c,
     read_record,
+    scan_shard,
     write_tfrecord,
 )
 
@@ -128,14 +129,18 @@ def test_corrupt_shards(tmp_path, shard):
     data = path.read_bytes()
     cut = tmp_path / SHARD_NAME
     cut.write_bytes(data[: len(data) - 100])
-    with pytest.raises(TFRecordError, match="runs past the end"):
-        count_records(cut)
+    # The records before the damage stay readable; the scan says what is wrong after them.
+    scan = scan_shard(cut)
+    assert len(scan.offsets) == 2 and "runs past the end" in scan.problem and str(cut) in scan.problem
+    assert count_records(cut) == 2 and read_record(cut, 1, verify=True) == read_record(path, 1)
+    with pytest.raises(TFRecordError, match="no record 2 .*runs past the end"):
+        read_record(cut, 2)
     flipped = bytearray(data)
     flipped[3] ^= 0xFF
     bad = tmp_path / ("bad-" + SHARD_NAME)
     bad.write_bytes(bytes(flipped))
-    with pytest.raises(TFRecordError, match="corrupt record length"):
-        count_records(bad)
+    assert scan_shard(bad).offsets == () and "corrupt record length" in scan_shard(bad).problem
+    assert scan_shard(path).problem is None
     with pytest.raises(TFRecordError, match="no record 7"):
         read_record(path, 7)
 

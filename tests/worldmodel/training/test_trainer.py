@@ -134,6 +134,26 @@ def test_raw_video_source_trains_with_encoder_in_the_loop(episode_folders, tiny_
     assert load_predictor(out / "latest.pt").config.depth == 2
 
 
+def test_raw_source_on_rlds_shards_uses_their_exterior_camera_by_default(episode_folders, tiny_checkpoint, tmp_path):
+    from data.droid import open_episode
+    from data.droid.rlds import episode_to_example, write_tfrecord
+
+    shard = tmp_path / "droid-train.tfrecord-00000-of-00001"
+    examples = []
+    for folder in episode_folders:
+        with open_episode(folder) as episode:
+            examples.append(episode_to_example(episode, image_size=(64, 64)))
+    write_tfrecord(shard, examples)
+    config = load_config(TINY, [
+        "data.source=raw", f"data.episodes={shard}", "data.num_workers=0", "data.batch_size=2",
+        f"model.encoder_checkpoint={tiny_checkpoint}", f"run.output_dir={tmp_path / 'out'}", "run.tensorboard=false",
+        "optim.total_steps=1", "optim.warmup_steps=0", "optim.anneal_steps=0", "run.val_every=1",
+    ])
+    assert config.data.camera is None
+    metrics = Trainer(config).fit()  # "left" does not exist in RLDS records; ext1 does
+    assert torch.isfinite(torch.tensor(metrics["loss"]))
+
+
 def test_gradient_accumulation_equals_the_larger_batch(latent_cache_dir, tmp_path):
     short = {"optim.total_steps": 3, "optim.warmup_steps": 1, "optim.anneal_steps": 1}
     big = Trainer(load_config(TINY, tiny_train_overrides(latent_cache_dir, tmp_path / "a", **short,
