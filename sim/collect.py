@@ -212,8 +212,6 @@ def record_episode(task: Task, rng: np.random.Generator, config: CollectConfig, 
         states.append(state)
         joints.append(robot.joint_positions)
         velocities.append(robot.joint_velocities)
-        for name, pose in robot.object_poses().items():
-            objects[name].append(pose)
         settled = success_step is not None and step - success_step >= config.steps_after_success
         if step == num_steps or (settled and step >= min_steps):
             # DROID's last step has an action too; the robot would hold where it is.

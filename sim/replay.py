@@ -1,7 +1,6 @@
 """Replay a DROID episode's recorded joint trajectory on the simulated arm and write a side-by-side video (recorded
-camera | simulation), plus how far the simulated flange is from the recorded `cartesian_position`. Where the episode
-records object poses (episodes from `vjepa-ac sim collect`), the objects are put where they were at every step; real
-DROID episodes record none, and the objects then stay where the scene places them.
+camera | simulation), plus how far the simulated flange is from the recorded `cartesian_position`. Real DROID
+episodes record no object poses: their objects stay where the scene places them.
 
 Episodes from `sim collect` also carry their scene (`sim_scene`) and every object's pose per step; the replay
 rebuilds that scene and puts the objects where they were at each step.
@@ -99,9 +98,6 @@ def replay_episode(
             logger.warning("keeping the default %s camera pose: %s", camera, exc)
     limits = robot.info.limits
     robot.reset(limits.clip_positions(joints[0], 1e-3), gripper=float(np.nan_to_num(states[0, 6])))
-    recorded_objects = episode.object_poses()
-    scene_objects = robot.object_poses()
-    objects = {name: poses for name, poses in recorded_objects.items() if name in scene_objects}
 
     frames, fk_pos, fk_rot, tracking, clamped = [], [], [], [], 0
     for start in tqdm(range(0, steps, _READ_CHUNK), desc="replay", unit="chunk", disable=not progress):

@@ -144,6 +144,10 @@ CASES: dict[str, BadInput] = {
     "eval: truncated .pt": BadInput(("eval", "--checkpoint", "{ws}/truncated.pt", "--out", "{ws}/eval_out",
                                      *_SIM_OPTIONS), "truncated.pt", 1),
     "eval: unknown task": BadInput(("eval", "--task", "juggle", *_SIM_OPTIONS), "juggle", 2),
+    "goal capture: no bridge running": BadInput(("goal", "capture", "--robot", "bridge", "--port-base", "{port}",
+                                                 "--out", "{ws}/goals_out", "--commands", "capture finish"),
+                                                "127.0.0.1", 1),
+    "goal show: image instead of a schedule": BadInput(("goal", "show", "{ws}/photo.png"), "photo.png", 1),
 }
 
 
