@@ -24,6 +24,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def camera_yaw_degrees(text: str) -> float:
+    """argparse type: a camera yaw in degrees within [-180, 180]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a yaw in degrees such as -30, got {text!r}") from None
+    if not -180.0 <= value <= 180.0:
+        raise argparse.ArgumentTypeError(f"camera yaw must be within [-180, 180] degrees, got {value}")
+    return value
+
+
+def add_camera_yaw_option(parser) -> None:
+    """`--camera-yaw DEG`: orbit the sim's exterior cameras about the robot base's vertical axis
+    (`sim.robot.SimConfig.camera_yaw`)."""
+    parser.add_argument(
+        "--camera-yaw", type=camera_yaw_degrees, default=None, metavar="DEG",
+        help="sim only: orbit the exterior cameras by DEG degrees about the robot base's vertical axis "
+        "(counter-clockwise seen from above), keeping their height and aim; a model trained at 0 then reads actions "
+        "in a turned frame (see `vjepa-ac calibrate`) (default: the model card's setting, else 0)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim", help="MuJoCo Franka simulator: collect DROID-format data, replay episodes, show the scene",
@@ -86,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="image resolution (default 360x640)")
     show.add_argument("--randomize", action="store_true", help="vary colours and camera poses with the seed")
     show.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(show)
     show.set_defaults(handler=_show)
 
 
@@ -130,7 +153,7 @@ def _show(args: argparse.Namespace) -> int:
     from sim.tasks import make_env
 
     robot, task = make_env(args.task, seed=args.seed, image_size=args.image_size, randomize_appearance=args.randomize,
-                           scene=SceneConfig(robot=args.robot))
+                           scene=SceneConfig(robot=args.robot), camera_yaw=args.camera_yaw or 0.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     images = {f"camera_{role}": image for role, image in robot.render().items()}

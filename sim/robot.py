@@ -32,6 +32,10 @@ class SimConfig:
     action_limits: ActionLimits = DEFAULT_ACTION_LIMITS
     randomize_appearance: bool = False
     """New object/table colours and jittered exterior cameras at every `reset` with a seed."""
+    camera_yaw: float = 0.0
+    """Degrees the exterior cameras orbit the robot base's vertical axis (counter-clockwise seen from above), keeping
+    height and aim relative to the base (`sim.scene.exterior_camera_placement`); 0 = the default DROID-like placement.
+    Models trained at 0 read actions in a frame turned by this angle: see `vjepa-ac calibrate`."""
     velocity_margin: float = 0.9
     """Fraction of the joint velocity limits that commanded steps may use (servo overshoot stays inside them)."""
     ik_warn_distance: float = 0.005
@@ -56,6 +60,8 @@ class SimRobot(Robot):
         unknown = set(self.config.cameras) - set(CAMERA_ROLES)
         if unknown:
             raise ValueError(f"unknown camera roles {sorted(unknown)}; choose from {CAMERA_ROLES}")
+        if not np.isfinite(self.config.camera_yaw):
+            raise ValueError(f"camera_yaw must be a finite number of degrees, got {self.config.camera_yaw}")
         self.camera_roles = tuple(self.config.cameras)
         self.control_hz = self.config.scene.control_hz
         self.model: mujoco.MjModel | None = None
@@ -67,7 +73,7 @@ class SimRobot(Robot):
 
     def connect(self) -> None:
         if self.model is None:
-            self.model, self.info = build_scene(self.config.scene)
+            self.model, self.info = build_scene(self.config.scene, camera_yaw=self.config.camera_yaw)
             self.data = mujoco.MjData(self.model)
             self.kinematics = ArmKinematics(self.model)
             self._arm_qpos_adr = self.kinematics.qpos_adr
@@ -88,7 +94,7 @@ class SimRobot(Robot):
             raise ValueError(f"reset pose outside the joint limits: {q.tolist()}")
         mujoco.mj_resetData(self.model, self.data)
         if seed is not None and self.config.randomize_appearance:
-            randomize_appearance(self.model, np.random.default_rng(seed))
+            randomize_appearance(self.model, np.random.default_rng(seed), camera_yaw=self.config.camera_yaw)
         self.data.qpos[self._arm_qpos_adr] = q
         self.data.qpos[self.info.finger_qpos_adr] = self.info.finger_open_qpos * (1.0 - float(np.clip(gripper, 0, 1)))
         self.data.ctrl[self.info.arm_actuators] = q

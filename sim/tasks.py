@@ -17,7 +17,7 @@ import numpy as np
 from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot
-from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE
+from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, yaw_rotation
 
 DOWN = np.diag([1.0, -1.0, -1.0])
 """Flange rotation with the gripper pointing straight down (DROID's home orientation)."""
@@ -35,11 +35,6 @@ START_YAW_JITTER = 0.3
 """Largest initial turn (rad) of the gripper about the vertical."""
 OBJECT_REGION = (np.array([0.45, -0.18]), np.array([0.62, 0.18]))
 """Table area (x, y bounds in the base frame) where objects and targets are placed."""
-
-
-def yaw_rotation(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def gripper_rotation(yaw: float) -> np.ndarray:
