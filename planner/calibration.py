@@ -8,8 +8,9 @@ candidate yaw θ the probes' states and actions are rotated into the frame turne
 predictor predicts, from the frame before, the latent change the probe causes (its prediction with the action minus
 its prediction without one, which takes out what the predictor changes regardless of the action); the estimate is the
 θ whose predicted changes best match the observed ones (mean L1, the training loss), found on a 1-degree grid over
-[-180, 180) and refined around the best point. The report gives the residual there, at θ = 0 (no correction) and of predicting "nothing moves", the
-contrast of the residual curve and the spread of the leave-one-probe-out estimates as a confidence measure.
+[-180, 180) and refined around the best point. The report gives the residual there, at θ = 0 (no correction) and
+for a predicted change of zero (for scale), the contrast of the residual curve and the spread of the
+leave-one-probe-out estimates as a confidence measure.
 
 Calibration refuses (`CalibrationError`, nothing written) when there are too few probes, the arm did not move, the
 camera saw nothing change, a value is NaN, or the residual does not depend on θ.
@@ -29,6 +30,7 @@ import torch
 
 from data.droid.poses import states_to_actions
 from planner.action_frame import rotate_actions, rotate_states, wrap_degrees
+from planner.mpc import _camera_frame, check_state
 from robot.interface import ActionStatus, Robot
 
 Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -112,11 +114,9 @@ class ProbeSet:
         return len(self.states_before)
 
 
-def collect_probes(robot: Robot, config: CalibrationConfig, *, progress: Callable[[int], None] | None = None) -> ProbeSet:
+def collect_probes(robot: Robot, config: CalibrationConfig) -> ProbeSet:
     """Run the probe motions on a connected `robot` (each `send_action` one world-model step, e.g. an
     `robot.action_repeat.ActionRepeatRobot`); the robot is held afterwards. A refused probe is an error."""
-    from planner.mpc import _camera_frame, check_state
-
     frames_before, frames_after, states_before, states_after = [], [], [], []
     try:
         observation = robot.get_observation()
@@ -132,8 +132,6 @@ def collect_probes(robot: Robot, config: CalibrationConfig, *, progress: Callabl
             frame, state = _camera_frame(observation, config.camera), check_state(observation.state)
             frames_after.append(frame)
             states_after.append(state)
-            if progress is not None:
-                progress(i + 1)
     finally:
         robot.hold()
     return ProbeSet(np.stack(frames_before), np.stack(frames_after), np.stack(states_before), np.stack(states_after))
@@ -193,7 +191,8 @@ def usable_probes(probes: ProbeSet, config: CalibrationConfig) -> tuple[np.ndarr
     keep, excluded = [], []
     for i in range(len(probes)):
         if not motion[i] >= config.min_motion:
-            excluded.append(f"probe {i}: the flange moved {motion[i] * 1000:.1f} mm (< {config.min_motion * 1000:g} mm)")
+            excluded.append(
+                f"probe {i}: the flange moved {motion[i] * 1000:.1f} mm (< {config.min_motion * 1000:g} mm)")
         elif not change[i] >= config.min_image_change:
             excluded.append(f"probe {i}: the image changed by {change[i]:.2f} grey levels "
                             f"(< {config.min_image_change:g})")

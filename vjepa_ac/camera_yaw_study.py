@@ -128,8 +128,8 @@ def format_table(records: list[dict]) -> str:
 
     yaws = sorted({r["camera_yaw"] for r in records})
     lines = [
-        "| camera yaw | estimated yaw (first probe seed) | estimates over probe seeds: mean ± sd | "
-        "reach without correction | reach with correction |",
+        ("| camera yaw | estimated yaw (first probe seed) | estimates over probe seeds: mean ± sd | "
+         "reach without correction | reach with correction |"),
         "|---:|---:|---|---|---|",
     ]
     for yaw in yaws:
@@ -155,7 +155,8 @@ def format_table(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vjepa_ac.camera_yaw_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("camera_yaw_out"), help="results folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("camera_yaw_out"),
+                        help="results folder (default: %(default)s)")
     parser.add_argument("--yaws", type=lambda t: [float(v) for v in t.split(",")], default=list(DEFAULT_YAWS),
                         help="comma-separated camera yaws in degrees, run in this order (default: 0,-30,30,-60,60,"
                         "-15,15,-45,45)")

@@ -36,8 +36,8 @@ def test_rotation_matches_the_droid_convention():
     for yaw in (30.0, -75.0):
         # Actions between rotated states are the rotated actions (conjugated rotation deltas), so a model fed rotated
         # states and actions sees a consistent trajectory.
-        assert np.allclose(states_to_actions(rotate_states(states, yaw)), rotate_actions(states_to_actions(states), yaw),
-                           atol=1e-10)
+        expected = rotate_actions(states_to_actions(states), yaw)
+        assert np.allclose(states_to_actions(rotate_states(states, yaw)), expected, atol=1e-10)
     turned = rotate_states(np.array([0.5, 0.0, 0.3, np.pi, 0.0, 0.0, 0.4]), 90.0)
     assert np.allclose(turned[:3], [0.0, 0.5, 0.3], atol=1e-12) and turned[6] == 0.4
     # The flange's yaw turns with the frame; a positive model-frame yaw sees base-frame +x as -y.
