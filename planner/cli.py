@@ -204,6 +204,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--task", default="reach",
         help="sim task: reach, grasp, reach_with_object or pick_and_place (its goal images are used unless --goal)",
     )
+    run.add_argument("--task-seed", type=int, default=0, help="sim episode seed")
     _add_robot_options(run)
     run.add_argument("--goal", type=Path, nargs="+", default=None, help="goal image(s), one per sub-goal, in order")
     _add_camera_and_fps_options(run)
