@@ -42,7 +42,7 @@ def add_camera_yaw_option(parser) -> None:
         "--camera-yaw", type=camera_yaw_degrees, default=None, metavar="DEG",
         help="sim only: orbit the exterior cameras by DEG degrees about the robot base's vertical axis "
         "(counter-clockwise seen from above), keeping their height and aim; a model trained at 0 then reads actions "
-        "in a turned frame (see `vjepa-ac calibrate`) (default: the model card's setting, else 0)",
+        "in a turned frame (see `vjepa-ac calibrate`) (default: the model card's setting where there is one, else 0)",
     )
 
 
@@ -78,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="keep object colours and camera poses fixed instead of varying them per episode")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(collect)
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     collect.set_defaults(handler=_collect)
 
@@ -120,7 +121,7 @@ def _collect(args: argparse.Namespace) -> int:
     config = CollectConfig(
         task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
         explore_fraction=args.explore_fraction, perturb_probability=args.perturb_probability, min_steps=args.min_steps,
-        randomize_appearance=not args.no_randomize, lab=args.lab, robot=args.robot,
+        randomize_appearance=not args.no_randomize, lab=args.lab, robot=args.robot, camera_yaw=args.camera_yaw or 0.0,
     )
     summary = collect(args.out, config, progress=not args.quiet)
     print(f"wrote {summary.written} episodes ({summary.successes} successful), skipped {summary.skipped} "

@@ -51,6 +51,8 @@ class CollectConfig:
     min_speed_factor: float = 0.4
     """Expert episodes move at a random fraction in [min_speed_factor, 1] of the expert's top speed."""
     randomize_appearance: bool = True
+    camera_yaw: float = 0.0
+    """Degrees the exterior cameras orbit the robot base (`sim.robot.SimConfig.camera_yaw`)."""
     robot: str = "panda"
     """Robot model, see `sim.scene.SceneConfig.robot`."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
@@ -107,7 +109,7 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
             if robot is None:
                 robot, task = make_env(config.task, seed=task_seed, image_size=config.image_size,
                                        randomize_appearance=config.randomize_appearance,
-                                       scene=SceneConfig(robot=config.robot))
+                                       camera_yaw=config.camera_yaw, scene=SceneConfig(robot=config.robot))
             else:
                 robot, task = make_env(config.task, seed=task_seed, robot=robot)
             explore = bool(rng.random() < config.explore_fraction)
