@@ -65,43 +65,47 @@ def run_study(args: argparse.Namespace) -> None:
             log.write(json.dumps(record) + "\n")
             log.flush()
 
-        for camera_yaw in args.yaws:
-            sim_options = sim_config_options({**defaults.sim, "camera_yaw": camera_yaw})
-            robot = None
-            try:
-                estimates = {}
+        robots: dict[float, object] = {}
+
+        def scene(camera_yaw: float, seed: int):
+            """The sim with the cameras at `camera_yaw`, reset to a reach episode of `seed` (built once per yaw)."""
+            if camera_yaw not in robots:
+                sim_options = sim_config_options({**defaults.sim, "camera_yaw": camera_yaw})
+                robots[camera_yaw], _ = make_env("reach", seed=seed, **sim_options)
+            else:
+                make_env("reach", seed=seed, robot=robots[camera_yaw])
+            return robots[camera_yaw]
+
+        try:
+            # All calibrations first (a few seconds each), so every yaw has its estimates even if the episodes are cut.
+            for camera_yaw in args.yaws:
                 for probe_seed in range(args.seed, args.seed + args.probe_seeds):
-                    key = ("calibration", camera_yaw, None, probe_seed)
-                    if key not in done:
-                        if robot is None:
-                            robot, _ = make_env("reach", seed=probe_seed, **sim_options)
-                        else:
-                            make_env("reach", seed=probe_seed, robot=robot)
+                    if ("calibration", camera_yaw, None, probe_seed) not in done:
+                        robot = scene(camera_yaw, probe_seed)
                         config = CalibrationConfig(seed=probe_seed, camera=base_config.camera)
                         periods = control_periods_per_step(robot.control_hz, defaults.fps)
+                        record = {"kind": "calibration", "camera_yaw": camera_yaw, "seed": probe_seed}
                         try:
-                            result = calibrate(ActionRepeatRobot(robot, periods), world_model, config)
-                            write({"kind": "calibration", "camera_yaw": camera_yaw, "seed": probe_seed,
-                                   **result.summary()})
+                            record.update(calibrate(ActionRepeatRobot(robot, periods), world_model, config).summary())
                         except CalibrationError as exc:
-                            write({"kind": "calibration", "camera_yaw": camera_yaw, "seed": probe_seed,
-                                   "error": str(exc)})
+                            record["error"] = str(exc)
+                        write(record)
                     bar.update(1)
-                for record in read_results(path):
-                    if record["kind"] == "calibration" and record["camera_yaw"] == camera_yaw:
-                        estimates[record["seed"]] = record.get("yaw")
-                correction = estimates.get(args.seed)
+                if camera_yaw in robots:
+                    robots.pop(camera_yaw).close()
+            estimates = {(r["camera_yaw"], r["seed"]): r.get("yaw") for r in read_results(path)
+                         if r["kind"] == "calibration"}
+            for camera_yaw in args.yaws:
+                correction = estimates.get((camera_yaw, args.seed))
                 conditions = {"uncorrected": 0.0, "corrected": correction if correction is not None else 0.0}
                 for episode_seed in range(args.seed, args.seed + args.episodes):
                     for condition, frame_yaw in conditions.items():
-                        key = ("episode", camera_yaw, condition, episode_seed)
-                        if key in done:
+                        if ("episode", camera_yaw, condition, episode_seed) in done:
                             bar.update(1)
                             continue
                         config = dataclasses.replace(base_config, action_frame_yaw=frame_yaw)
-                        outcome, _, robot = run_episode(world_model, "reach", episode_seed, config, fps=defaults.fps,
-                                                        sim_options=defaults.sim | {"camera_yaw": camera_yaw},
-                                                        robot=robot)
+                        outcome, _, _ = run_episode(world_model, "reach", episode_seed, config, fps=defaults.fps,
+                                                    robot=scene(camera_yaw, episode_seed))
                         write({"kind": "episode", "camera_yaw": camera_yaw, "condition": condition,
                                "action_frame_yaw": frame_yaw, "seed": episode_seed, "success": outcome.success,
                                "final_distance": outcome.final_distance, "steps": outcome.steps})
@@ -109,9 +113,9 @@ def run_study(args: argparse.Namespace) -> None:
                         tqdm.write(f"yaw {camera_yaw:+.0f} {condition:11s} seed {episode_seed}: "
                                    f"{'success' if outcome.success else 'failure'} "
                                    f"({outcome.final_distance * 100:.1f} cm)")
-            finally:
-                if robot is not None:
-                    robot.close()
+        finally:
+            for robot in robots.values():
+                robot.close()
     bar.close()
 
 
@@ -124,12 +128,13 @@ def format_table(records: list[dict]) -> str:
             return "-"
         wins = sum(bool(e["success"]) for e in episodes)
         low, high = wilson_interval(wins, len(episodes))
-        return f"{wins}/{len(episodes)} ({wins / len(episodes):.0%}, {low:.0%}-{high:.0%})"
+        distance = statistics.mean(e["final_distance"] for e in episodes) * 100
+        return f"{wins}/{len(episodes)} ({wins / len(episodes):.0%}, {low:.0%}-{high:.0%}); {distance:.1f} cm"
 
     yaws = sorted({r["camera_yaw"] for r in records})
     lines = [
         ("| camera yaw | estimated yaw (first probe seed) | estimates over probe seeds: mean ± sd | "
-         "reach without correction | reach with correction |"),
+         "reach without correction: successes (95% CI); mean final distance | reach with correction |"),
         "|---:|---:|---|---|---|",
     ]
     for yaw in yaws:

@@ -12,13 +12,13 @@ def test_table_from_a_results_file_with_a_torn_last_line(tmp_path, capsys):
         {"kind": "calibration", "camera_yaw": 30.0, "seed": 5002, "error": "the arm did not move"},
     ]
     records += [{"kind": "episode", "camera_yaw": 30.0, "condition": condition, "seed": 5000 + i,
-                 "success": i < wins} for condition, wins in (("uncorrected", 1), ("corrected", 3)) for i in range(4)]
+                 "success": i < wins, "final_distance": 0.01 * (i + 1)} for condition, wins in (("uncorrected", 1), ("corrected", 3)) for i in range(4)]
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"kind": "epis')
     assert len(read_results(path)) == len(records)
     table = format_table(read_results(path))
     row = table.splitlines()[-1]
     assert row.startswith("| +30 | +24.0 | +26.0 ± 2.8 (n=2; +24, +28); 1 refused |")
-    assert "1/4 (25%, 5%-70%)" in row and "3/4 (75%, 30%-95%)" in row
+    assert "| 1/4 (25%, 5%-70%); 2.5 cm | 3/4 (75%, 30%-95%); 2.5 cm |" in row
     assert main(["--out", str(tmp_path), "--table"]) == 0
     assert capsys.readouterr().out.strip() == table
