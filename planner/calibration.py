@@ -40,6 +40,10 @@ CALIBRATION_KEY = "action_frame_yaw"
 """Key of the estimated yaw (degrees) in a calibration file."""
 
 
+UNSTABLE_SPREAD = 10.0
+"""Leave-one-probe-out spread (degrees) above which the estimate is reported as poorly determined."""
+
+
 class CalibrationError(ValueError):
     """The probes cannot give a trustworthy action frame; the message says why."""
 
@@ -162,9 +166,22 @@ class CalibrationResult:
     excluded: list[str] = field(default_factory=list)
     """Why probes were left out."""
 
+    @property
+    def warnings(self) -> list[str]:
+        """Signs that the estimate should not be trusted far (the fit still ran)."""
+        out = []
+        if self.residual >= self.residual_still:
+            out.append("the world model predicts the probes worse than 'nothing changes' at any yaw: this camera view "
+                       "is probably far from its training views, so expect the correction to help little")
+        if self.loo_spread > UNSTABLE_SPREAD:
+            out.append(f"leaving out one probe moves the estimate by up to {self.loo_spread:.0f} deg: it is poorly "
+                       "determined; probe more (--probes) or with longer steps (--probe-step)")
+        return out
+
     def summary(self) -> dict:
         """JSON-friendly digest without the curve."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("grid", "curve")}
+        digest = {k: v for k, v in self.__dict__.items() if k not in ("grid", "curve")}
+        return {**digest, "warnings": self.warnings}
 
     def format(self) -> str:
         lines = [
@@ -174,6 +191,7 @@ class CalibrationResult:
             f"probes: {self.probes_used} of {self.probes_total} used",
         ]
         lines += [f"  left out: {reason}" for reason in self.excluded]
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
 

@@ -59,6 +59,24 @@ def test_recovers_a_known_yaw(true_yaw):
         assert result.residual_unrotated > 100 * result.residual
     assert result.loo_spread <= 1.0 and result.contrast > 0.5 and result.probes_used == 6
     assert len(result.curve) == 360 and np.argmin(result.curve) == pytest.approx(true_yaw + 180, abs=1)
+    assert result.warnings == [] and "warning" not in result.format()
+
+
+def test_warns_when_the_model_predicts_worse_than_no_change():
+    config = CalibrationConfig(probes=6, seed=1)
+    probes, _ = _probes(config)
+    world = RotatedWorld(30.0)
+
+    def overshooting(latents, actions, states):  # right direction, three times too far
+        from data.droid.poses import apply_actions
+
+        return world.world.latent(apply_actions(states.double(), 3 * actions.double()))
+
+    result = fit_action_frame(world.observe(probes.states_before), world.observe(probes.states_after),
+                              probes.states_before, probes.actions, overshooting, config)
+    assert abs(result.yaw - 30.0) <= 10 and result.residual > result.residual_still
+    assert "worse than 'nothing changes'" in result.warnings[0] and "warning:" in result.format()
+    assert result.summary()["warnings"] == result.warnings
 
 
 def test_probes_go_out_and_back_through_the_robot():
