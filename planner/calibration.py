@@ -30,7 +30,7 @@ import torch
 
 from data.droid.poses import states_to_actions
 from planner.action_frame import rotate_actions, rotate_states, wrap_degrees
-from planner.mpc import _camera_frame, check_state
+from planner.mpc import check_state
 from robot.interface import ActionStatus, Robot
 
 Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -121,19 +121,24 @@ class ProbeSet:
 def collect_probes(robot: Robot, config: CalibrationConfig) -> ProbeSet:
     """Run the probe motions on a connected `robot` (each `send_action` one world-model step, e.g. an
     `robot.action_repeat.ActionRepeatRobot`); the robot is held afterwards. A refused probe is an error."""
+    def observe() -> tuple[np.ndarray, np.ndarray]:
+        observation = robot.get_observation()
+        if config.camera not in observation.images:
+            raise ValueError(f"camera {config.camera!r} not in the observation; available: "
+                             f"{sorted(observation.images)}")
+        return observation.images[config.camera], check_state(observation.state)
+
     frames_before, frames_after, states_before, states_after = [], [], [], []
     try:
-        observation = robot.get_observation()
-        frame, state = _camera_frame(observation, config.camera), check_state(observation.state)
+        frame, state = observe()
         for i, action in enumerate(probe_actions(config)):
             outcome = robot.send_action(action)
             if outcome.status is ActionStatus.REJECTED:
                 raise CalibrationError(f"the robot refused probe {i} ({action[:2].round(3).tolist()} m): "
                                        f"{outcome.reason}")
-            observation = robot.get_observation()
             frames_before.append(frame)
             states_before.append(state)
-            frame, state = _camera_frame(observation, config.camera), check_state(observation.state)
+            frame, state = observe()
             frames_after.append(frame)
             states_after.append(state)
     finally:
