@@ -24,6 +24,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def camera_yaw_degrees(text: str) -> float:
+    """argparse type: a camera yaw in degrees within [-180, 180]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a yaw in degrees such as -30, got {text!r}") from None
+    if not -180.0 <= value <= 180.0:
+        raise argparse.ArgumentTypeError(f"camera yaw must be within [-180, 180] degrees, got {value}")
+    return value
+
+
+def add_camera_yaw_option(parser) -> None:
+    """`--camera-yaw DEG`: orbit the sim's exterior cameras about the robot base's vertical axis
+    (`sim.robot.SimConfig.camera_yaw`)."""
+    parser.add_argument(
+        "--camera-yaw", type=camera_yaw_degrees, default=None, metavar="DEG",
+        help="sim only: orbit the exterior cameras by DEG degrees about the robot base's vertical axis "
+        "(counter-clockwise seen from above), keeping their height and aim; a model trained at 0 then reads actions "
+        "in a turned frame (see `vjepa-ac calibrate`) (default: the model card's setting where there is one, else 0)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim", help="MuJoCo Franka simulator: collect DROID-format data, replay episodes, show the scene",
@@ -70,6 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "sim.randomization.DomainRandomization, e.g. 'distractors: [0, 2]')")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(collect)
     collect.add_argument("--quiet", action="store_true", help="no progress bar")
     collect.set_defaults(handler=_collect)
 
@@ -111,6 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--camera", choices=("left", "right", "wrist"), default="left",
                       help="camera of the contact sheet (default left)")
     show.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(show)
     show.set_defaults(handler=_show)
 
 
@@ -145,6 +169,7 @@ def _collect(args: argparse.Namespace) -> int:
             failed_fraction=args.failed_fraction, perturb_probability=args.perturb_probability,
             min_steps=args.min_steps, randomize_appearance=args.randomize,
             randomization=_randomization(args.randomization), lab=args.lab, robot=args.robot,
+            camera_yaw=args.camera_yaw or 0.0,
         )
     except ValueError as exc:  # e.g. the motion mode fractions add up to more than 1
         raise SystemExit(f"sim collect: {exc}") from None
@@ -182,7 +207,8 @@ def _show(args: argparse.Namespace) -> int:
     if args.scenes < 0:
         raise SystemExit("--scenes must be >= 0")
     options = dict(image_size=args.image_size, randomize_appearance=args.randomize,
-                   randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot))
+                   randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot),
+                   camera_yaw=args.camera_yaw or 0.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.scenes:
