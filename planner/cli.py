@@ -69,6 +69,27 @@ def _goal_gripper(text: str) -> tuple[float | None, ...]:
     return tuple(values)
 
 
+def calibration_file(text: str) -> float:
+    """argparse type: the action-frame yaw (degrees) from a `vjepa-ac calibrate --out` file."""
+    from planner.calibration import read_action_frame_yaw
+
+    try:
+        return read_action_frame_yaw(existing_file(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def yaw_degrees(text: str) -> float:
+    """argparse type: a finite angle in degrees."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an angle in degrees such as -30, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite angle in degrees, got {text!r}")
+    return value
+
+
 def add_world_model_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The "world model" option group with --checkpoint and --device, shared by plan, run, demo and eval; returns the
     group so a command can add its own world-model options to it."""
@@ -141,11 +162,22 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
                        help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
+    frame = group.add_mutually_exclusive_group()
+    frame.add_argument(
+        "--action-frame", dest="action_frame_yaw", metavar="FILE", type=calibration_file, default=None,
+        help="calibration file written by `vjepa-ac calibrate --out`: plan in the world model's action frame and "
+        "rotate the actions sent to the robot back into its base frame",
+    )
+    frame.add_argument(
+        "--action-frame-yaw", dest="action_frame_yaw", metavar="DEG", type=yaw_degrees, default=None,
+        help="the same with the yaw given directly: degrees the model's action frame is turned from the robot base "
+        f"frame about the vertical, counter-clockwise seen from above ({card_default(0)})",
+    )
 
 
 def add_robot_options(parser: argparse.ArgumentParser) -> None:
-    """--robot sim|bridge with the sim task and the bridge's address and keys; shared by `run` and `goal capture`
-    (read by `make_robot`)."""
+    """--robot sim|bridge with the sim task and camera placement and the bridge's address and keys; shared by `run`,
+    `calibrate` and `goal capture` (read by `make_robot`)."""
     parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     parser.add_argument(
         "--task", default="reach", choices=TASK_CHOICES,
@@ -166,6 +198,9 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
         help="cameras read in this process rather than through the bridge: a YAML file with a `cameras:` mapping "
         "role -> settings as in the bridge config (launch/README.md); they replace the robot's frames of those roles",
     )
+    from sim.cli import add_camera_yaw_option
+
+    add_camera_yaw_option(parser.add_argument_group("sim (--robot sim)"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -207,13 +242,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="goal schedule file or folder (vjepa-ac goal capture): its images, steps per sub-goal, gripper pins and "
         "switching rule; --schedule, --goal-gripper, --switch-energy and --stop-energy override it",
     )
-    run.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
-    run.add_argument(
-        "--fps", type=float, default=None,
-        help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
-        "periods, the interval the predictor imagines (default: the model card's setting, else 4 as Meta's DROID "
-        "training)",
-    )
+    _add_camera_and_fps_options(run)
     run.add_argument("--steps", dest="max_steps", type=positive_int, help=argparse.SUPPRESS)  # the former spelling
     run.add_argument(
         "--max-steps", metavar="STEPS", type=positive_int, default=None,
@@ -249,6 +278,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_options(run)
     add_planner_options(run)
     run.set_defaults(handler=_run_closed_loop)
+
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="estimate the rotation between the robot base frame and the world model's action frame",
+        description="Action-frame calibration without markers. The arm makes a few small horizontal probe motions "
+        "(out and back, through the normal robot interface, so every limit applies); the world model predicts the "
+        "frame after each probe with the probe rotated by every candidate yaw, and the yaw whose predictions match "
+        "the observed frames best is written to --out. Pass that file to run / plan / demo / eval with "
+        "--action-frame FILE. Refuses (writing nothing) when the arm does not move, the camera sees no change or "
+        "the fit is undetermined.",
+    )
+    add_robot_options(calibrate)
+    _add_camera_and_fps_options(calibrate)
+    probes = calibrate.add_argument_group("probes")
+    probes.add_argument("--probes", type=int_at_least(3), default=16,
+                        help="probe motions, out and back along directions spread over half a turn (default 16)")
+    probes.add_argument("--probe-step", type=float, default=0.06,
+                        help="length of each probe motion in metres, one world-model step (default 0.06)")
+    probes.add_argument("--probe-seed", type=int, default=0, help="seed of the first probe direction (default 0)")
+    calibrate.add_argument("--out", type=Path, default=Path("action_frame.json"),
+                           help="calibration file to write (JSON; default: %(default)s)")
+    _add_model_options(calibrate)
+    calibrate.set_defaults(handler=_run_calibrate)
+
+
+def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
+    parser.add_argument(
+        "--fps", type=float, default=None,
+        help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
+        "periods, the interval the predictor imagines (default: the model card's setting, else 4 as Meta's DROID "
+        "training)",
+    )
 
 
 def resolved_config(args: argparse.Namespace, defaults):
@@ -342,11 +405,12 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
     """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
     local = _local_cameras(args.cameras) if getattr(args, "cameras", None) else None
     if args.robot == "sim":
-        from planner.model_card import sim_config_options
+        from planner.model_card import sim_config_options, sim_settings
         from sim import make_env
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
-        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera, **sim_config_options(defaults.sim))
+        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera,
+                               **sim_config_options(sim_settings(defaults, args)))
         goals, success, periods = task.goal_images(), task.success, task.max_steps
     else:
         roles = () if local is not None and camera in local.roles else (camera,)
@@ -466,3 +530,24 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
     for name, path in outputs.items():
         print(f"{name}: {path}")
     return 0 if episode.goal_reached else 1
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from planner.calibration import CalibrationConfig, calibrate, write_calibration
+    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+
+    try:
+        world_model, defaults = _load_world_model(args)
+        fps = args.fps or defaults.fps
+        config = CalibrationConfig(probes=args.probes, step=args.probe_step, seed=args.probe_seed,
+                                   camera=args.camera or defaults.camera)
+        robot, _, _, _ = make_robot(args, defaults, config.camera)
+        with ActionRepeatRobot(robot, control_periods_per_step(robot.control_hz, fps)) as controlled:
+            result = calibrate(controlled, world_model, config)
+    except ValueError as exc:  # the probes cannot determine the frame (no motion, no change, a missing camera)
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    print(result.format())
+    meta = {"camera": config.camera, "checkpoint": str(args.checkpoint or "embedded default model"),
+            "probes": args.probes, "probe_step": args.probe_step, "probe_seed": args.probe_seed}
+    print(f"wrote {write_calibration(args.out, result, meta)}; use it with --action-frame {args.out}")
+    return 0

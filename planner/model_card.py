@@ -104,6 +104,12 @@ def sim_config_options(sim: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def sim_settings(defaults: PlanningDefaults, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """The model card's "sim" section with the command line's `--camera-yaw` applied (for `sim_config_options`)."""
+    camera_yaw = getattr(args, "camera_yaw", None)
+    return dict(defaults.sim) if camera_yaw is None else {**defaults.sim, "camera_yaw": camera_yaw}
+
+
 def pick_device(name: str | None) -> torch.device:
     import torch
 
@@ -129,7 +135,7 @@ _PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon":
 _SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
                   "close_gripper": "close_gripper"}
 _LOOP_OPTIONS = ("max_steps", "goal_schedule", "goal_gripper", "switch_energy", "stop_energy", "context_frames",
-                 "camera", "precision", "max_frame_age_s")
+                 "camera", "precision", "max_frame_age_s", "action_frame_yaw")
 
 
 def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:

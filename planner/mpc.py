@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data.droid.poses import states_to_actions
+from planner.action_frame import ActionFrame
 from planner.action_space import GRIPPER_DIM
 from planner.base import PlanResult
 from planner.cem import CEMConfig, CEMPlanner
@@ -66,6 +67,11 @@ class MPCConfig:
     compile: bool = False
     max_rejections: int = 3
     """Stop after this many consecutive actions refused by the robot."""
+    action_frame_yaw: float = 0.0
+    """Degrees the world model's action frame is turned from the robot base frame about the vertical
+    (`planner.action_frame.ActionFrame`, estimated by `vjepa-ac calibrate`): states and context actions are rotated
+    into the model's frame before planning, and planned actions back into the base frame before they are sent. The
+    plan's sampling means / stds stay in the model's frame."""
 
     def __post_init__(self) -> None:
         if self.goal_schedule is not None:
@@ -86,6 +92,7 @@ class MPCConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
+        self.action_frame_yaw = ActionFrame(float(self.action_frame_yaw)).yaw
 
     @property
     def step_budget(self) -> int:
@@ -145,6 +152,7 @@ class LatentPlanner:
     def __init__(self, world_model, goal_images: Sequence[np.ndarray], config: MPCConfig | None = None) -> None:
         self.world_model = world_model
         self.config = config or MPCConfig()
+        self.action_frame = ActionFrame(self.config.action_frame_yaw)
         self.planner = make_planner(self._fit_batch(self.config.planner))
         self._goal_planners: dict[int, CEMPlanner | MPPIPlanner] = {}
         self.goal_images = check_goal_images(goal_images)
@@ -205,20 +213,30 @@ class LatentPlanner:
         goal_index: int = 0,
         seed: int | None = None,
     ) -> PlanResult:
-        """Plan from context latents [K, N, D], their states [K, 7] and the K-1 actions between them."""
+        """Plan from context latents [K, N, D], their states [K, 7] and the K-1 actions between them (base frame);
+        the result's actions are in the base frame (see `MPCConfig.action_frame_yaw`)."""
         states = np.stack([check_state(s) for s in np.asarray(states).reshape(-1, 7)])
         cfg = self.config
+        frame = self.action_frame
         rollout = WorldModelRollout(
             self.world_model.predictor,
             latents,
-            torch.from_numpy(states),
-            None if actions is None else torch.as_tensor(np.asarray(actions), dtype=torch.float32),
+            torch.from_numpy(frame.to_model_states(states)),
+            None if actions is None else torch.as_tensor(frame.to_model_actions(np.asarray(actions, dtype=np.float64)),
+                                                         dtype=torch.float32),
             num_levels=self.world_model.num_levels,
             precision=cfg.precision,
             compile=cfg.compile,
         )
         objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
-        return self.planner_for(goal_index).plan(rollout, objective, seed=seed)
+        result = self.planner_for(goal_index).plan(rollout, objective, seed=seed)
+        if frame.is_identity:
+            return result
+        return dataclasses.replace(
+            result,
+            actions=frame.to_base_actions(result.actions).float(),
+            elite_actions=frame.to_base_actions(result.elite_actions).float(),
+        )
 
 
 @dataclass

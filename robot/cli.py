@@ -1,4 +1,4 @@
-"""`vjepa-ac bridge run|keygen|status|fake-franka-ros`: the robot-side bridge and its tools."""
+"""`vjepa-ac bridge run|keygen|status|recover|home|fake-franka-ros`: the robot-side bridge and its tools."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera)")
     run.add_argument("--no-cameras", action="store_true",
                      help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
+    sim = run.add_argument_group("simulated arm (--backend mujoco)")
+    sim.add_argument("--task", choices=["reach", "grasp", "reach_with_object", "pick_and_place"],
+                     help="the simulator task whose scene (objects, start pose) the arm stands in "
+                          "(overrides backend_options.mujoco.task; default: the bare tabletop)")
+    sim.add_argument("--seed", type=int, help="episode seed of the task's object placement (default 0)")
     run.set_defaults(handler=_run)
 
     keygen = sub.add_parser("keygen", help="create a CurveZMQ key pair",
@@ -41,12 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keygen.set_defaults(handler=_keygen)
 
     status = sub.add_parser("status", help="print a running bridge's state (one state message and its config)")
-    status.add_argument("--host", default="127.0.0.1", help="bridge address")
-    status.add_argument("--port-base", type=int, default=5555, help="the bridge's cmd port (state = +1, rpc = +2)")
-    status.add_argument("--client-key", help="this workstation's .key_secret file (CurveZMQ)")
-    status.add_argument("--bridge-key", help="the bridge's public .key file (CurveZMQ)")
-    status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
+    _add_client_options(status)
     status.set_defaults(handler=_status)
+
+    recover = sub.add_parser(
+        "recover", help="clear a FAULT (the arm's reflex) so the bridge can be armed again",
+        description="Run the backend's error recovery (libfranka: automatic_error_recovery; franka_ros: the "
+                    "error_recovery action) after removing the reflex's cause. The arm does not move; the next "
+                    "`vjepa-ac run` arms a new session.")
+    _add_client_options(recover)
+    recover.set_defaults(handler=_recover)
+
+    home = sub.add_parser(
+        "home", help="move the arm to the bridge's home pose (DROID's reset pose) through its safety filter",
+        description="Arm a session, move to home_q of the bridge's config (the path checked against the joint "
+                    "limits and the workspace box), wait until it is there, and release the arm (STOPPED).")
+    _add_client_options(home)
+    home.set_defaults(handler=_home)
 
     fake = sub.add_parser(
         "fake-franka-ros",
@@ -60,7 +76,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fake.set_defaults(handler=_fake_franka_ros)
 
 
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    """Where the bridge is and how to authenticate, for the commands that talk to a running bridge."""
+    parser.add_argument("--host", default="127.0.0.1", help="bridge address")
+    parser.add_argument("--port-base", type=int, default=5555, help="the bridge's cmd port (state = +1, rpc = +2)")
+    parser.add_argument("--client-key", help="this workstation's .key_secret file (CurveZMQ)")
+    parser.add_argument("--bridge-key", help="the bridge's public .key file (CurveZMQ)")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer")
+
+
+def _client(args: argparse.Namespace):
+    from robot.client import BridgeClient, ClientConfig
+
+    base = args.port_base
+    return BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
+                                     camera_port=base + 3, client_secret_key=args.client_key,
+                                     bridge_public_key=args.bridge_key, rpc_timeout_s=args.timeout, camera_roles=()))
+
+
 def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
     from robot.backends import make_backend
     from robot.bridge import Bridge
@@ -71,8 +107,6 @@ def _run(args: argparse.Namespace) -> int:
         {k: v for k, v in overrides.items() if v is not None}
     )
     if args.host or args.port_base:
-        import dataclasses
-
         link = config.link
         if args.host:
             link = dataclasses.replace(link, host=args.host)
@@ -80,6 +114,13 @@ def _run(args: argparse.Namespace) -> int:
             base = args.port_base
             link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
         config = dataclasses.replace(config, link=link)
+    if args.task is not None or args.seed is not None:
+        if config.backend != "mujoco":
+            raise argparse.ArgumentTypeError(f"--task and --seed choose a simulator scene; the backend is "
+                                             f"{config.backend}")
+        mujoco = dict(config.backend_options.get("mujoco") or {})
+        mujoco.update({k: v for k, v in (("task", args.task), ("seed", args.seed)) if v is not None})
+        config = dataclasses.replace(config, backend_options={**config.backend_options, "mujoco": mujoco})
     from robot.cameras import CameraRig
 
     cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
@@ -108,18 +149,40 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from robot.client import BridgeClient, ClientConfig
-
-    base = args.port_base
-    client = BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
-                                       camera_port=base + 3, client_secret_key=args.client_key,
-                                       bridge_public_key=args.bridge_key, rpc_timeout_s=args.timeout))
+    client = _client(args)
     try:
         status = client.call("status")
         config = client.call("config")
     finally:
         client.close()
     print(json.dumps({"state": status, "config": config}, indent=2, default=str))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        state = client.call("recover")["state"]
+    finally:
+        client.close()
+    print(f"recovered: watchdog {state}")
+    return 0
+
+
+def _home(args: argparse.Namespace) -> int:
+    import time
+
+    client = _client(args)
+    try:
+        client.connect()
+        duration = client.home()
+        print(f"homing: {duration:.1f} s", flush=True)
+        # Heartbeats keep the session alive while the arm moves; the bridge holds at home afterwards.
+        time.sleep(duration + 0.5)
+        state = client.wait_state(timeout_s=args.timeout)
+    finally:
+        client.close()
+    print(f"at home: joints {' '.join(f'{q:.3f}' for q in state.q)}")
     return 0
 
 

@@ -29,6 +29,28 @@ def _add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # former name
 
 
+def camera_yaw_degrees(text: str) -> float:
+    """argparse type: a camera yaw in degrees within [-180, 180]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a yaw in degrees such as -30, got {text!r}") from None
+    if not -180.0 <= value <= 180.0:
+        raise argparse.ArgumentTypeError(f"camera yaw must be within [-180, 180] degrees, got {value}")
+    return value
+
+
+def add_camera_yaw_option(parser) -> None:
+    """`--camera-yaw DEG`: orbit the sim's exterior cameras about the robot base's vertical axis
+    (`sim.robot.SimConfig.camera_yaw`)."""
+    parser.add_argument(
+        "--camera-yaw", type=camera_yaw_degrees, default=None, metavar="DEG",
+        help="sim only: orbit the exterior cameras by DEG degrees about the robot base's vertical axis "
+        "(counter-clockwise seen from above), keeping their height and aim; a model trained at 0 then reads actions "
+        "in a turned frame (see `vjepa-ac calibrate`) (default: the model card's setting where there is one, else 0)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sim", help="MuJoCo Franka simulator: collect DROID-format data, replay episodes, show the scene",
@@ -75,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "sim.randomization.DomainRandomization, e.g. 'distractors: [0, 2]')")
     collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
     collect.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(collect)
     _add_progress_option(collect)
     collect.set_defaults(handler=_collect)
 
@@ -119,6 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--camera", choices=("left", "right", "wrist"), default="left",
                       help="camera of the contact sheet (default left)")
     show.add_argument("--robot", default="panda", help=robot_help)
+    add_camera_yaw_option(show)
     show.set_defaults(handler=_show)
 
 
@@ -153,6 +177,7 @@ def _collect(args: argparse.Namespace) -> int:
             failed_fraction=args.failed_fraction, perturb_probability=args.perturb_probability,
             min_steps=args.min_steps, randomize_appearance=args.randomize,
             randomization=_randomization(args.randomization), lab=args.lab, robot=args.robot,
+            camera_yaw=args.camera_yaw or 0.0,
         )
     except ValueError as exc:  # e.g. the motion mode fractions add up to more than 1
         raise argparse.ArgumentTypeError(str(exc)) from None
@@ -200,7 +225,8 @@ def _show(args: argparse.Namespace) -> int:
     if args.scenes < 0:
         raise argparse.ArgumentTypeError(f"--scenes must be >= 0, got {args.scenes}")
     options = dict(image_size=args.image_size, randomize_appearance=args.randomize,
-                   randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot))
+                   randomization=_randomization(args.randomization), scene=SceneConfig(robot=args.robot),
+                   camera_yaw=args.camera_yaw or 0.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.scenes:

@@ -70,6 +70,8 @@ class CollectConfig:
     randomize_appearance: bool = True
     """Domain randomisation: a new scene per episode, drawn from `randomization`; off: the fixed evaluation scene."""
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
+    camera_yaw: float = 0.0
+    """Degrees the exterior cameras orbit the robot base (`sim.robot.SimConfig.camera_yaw`)."""
     robot: str = "panda"
     """Robot model, see `sim.scene.SceneConfig.robot`."""
     expert: ExpertConfig = field(default_factory=ExpertConfig)
@@ -152,7 +154,8 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
             if robot is None:
                 robot, task = make_env(config.task, seed=task_seed, image_size=config.image_size,
                                        randomize_appearance=config.randomize_appearance,
-                                       randomization=config.randomization, scene=SceneConfig(robot=config.robot))
+                                       randomization=config.randomization, camera_yaw=config.camera_yaw,
+                                       scene=SceneConfig(robot=config.robot))
             else:
                 robot, task = make_env(config.task, seed=task_seed, robot=robot)
             mode = config.motion_mode(float(rng.random()))

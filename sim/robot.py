@@ -36,6 +36,10 @@ class SimConfig:
     `randomization` (objects, distractors, textures, lights, camera poses). Off: the fixed evaluation scene."""
     randomization: DomainRandomization = field(default_factory=DomainRandomization)
     """Ranges the variations are drawn from (used only with `randomize_appearance`)."""
+    camera_yaw: float = 0.0
+    """Degrees the exterior cameras orbit the robot base's vertical axis (counter-clockwise seen from above), keeping
+    height and aim relative to the base (`sim.scene.exterior_camera_placement`); 0 = the default DROID-like placement.
+    Models trained at 0 read actions in a frame turned by this angle: see `vjepa-ac calibrate`."""
     velocity_margin: float = 0.9
     """Fraction of the joint velocity limits that commanded steps may use (servo overshoot stays inside them)."""
     ik_warn_distance: float = 0.005
@@ -60,6 +64,8 @@ class SimRobot(Robot):
         unknown = set(self.config.cameras) - set(CAMERA_ROLES)
         if unknown:
             raise ValueError(f"unknown camera roles {sorted(unknown)}; choose from {CAMERA_ROLES}")
+        if not np.isfinite(self.config.camera_yaw):
+            raise ValueError(f"camera_yaw must be a finite number of degrees, got {self.config.camera_yaw}")
         self.camera_roles = tuple(self.config.cameras)
         self.control_hz = self.config.scene.control_hz
         self.model: mujoco.MjModel | None = None
@@ -82,7 +88,7 @@ class SimRobot(Robot):
     def load_scene(self, variation: SceneVariation | None) -> None:
         """(Re)build the scene: the fixed one, or a randomised `variation` (e.g. one recorded with an episode).
         The arm is left at rest at DROID's home pose; call `reset` to place it elsewhere."""
-        self.model, self.info = build_scene(self.config.scene, variation)
+        self.model, self.info = build_scene(self.config.scene, variation, camera_yaw=self.config.camera_yaw)
         self.variation = variation
         self.data = mujoco.MjData(self.model)
         self.kinematics = ArmKinematics(self.model)

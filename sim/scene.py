@@ -100,11 +100,37 @@ def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
     return quat
 
 
+def yaw_rotation(yaw: float) -> np.ndarray:
+    """Rotation matrix [3, 3] by `yaw` radians about the vertical (z) axis."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def exterior_camera_placement(role: str, camera_yaw: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(position, look-at point) in the base frame of exterior camera `role` orbited by `camera_yaw` degrees about
+    the robot base's vertical axis (counter-clockwise seen from above); height and aim relative to the base are kept.
+
+    An orbited camera sees the arm as the unrotated camera would see it rotated by -camera_yaw (the table and room
+    aside), so a world model trained with the default placement reads actions in a frame turned by camera_yaw; this is
+    what `vjepa-ac calibrate` estimates. Yaw 0 gives the default placement exactly.
+    """
+    if role not in _EXTERIOR_CAMERAS:
+        raise ValueError(f"{role!r} is not an exterior camera; choose from {sorted(_EXTERIOR_CAMERAS)}")
+    if not np.isfinite(camera_yaw):
+        raise ValueError(f"camera yaw must be a finite number of degrees, got {camera_yaw}")
+    pos, target = _EXTERIOR_CAMERAS[role]
+    if camera_yaw == 0.0:
+        return pos.copy(), target.copy()
+    rotation = yaw_rotation(np.radians(camera_yaw))
+    return rotation @ pos, rotation @ target
+
+
 def build_scene(
-    config: SceneConfig = SceneConfig(), variation: SceneVariation | None = None
+    config: SceneConfig = SceneConfig(), variation: SceneVariation | None = None, *, camera_yaw: float = 0.0
 ) -> tuple[mujoco.MjModel, RobotModelInfo]:
-    """Compile the tabletop scene around the configured robot; with a `variation` (see `sim.randomization`), the
-    randomised version of it. Without one it is the fixed evaluation scene."""
+    """Compile the tabletop scene around the configured robot, exterior cameras orbited by `camera_yaw` degrees
+    (`exterior_camera_placement`); with a `variation` (see `sim.randomization`), the randomised version of it.
+    Without one it is the fixed evaluation scene."""
     robot_path = resolve_robot_mjcf(config.robot)
     spec = mujoco.MjSpec.from_file(str(robot_path))
     # Without gravity compensation the arm sags several millimetres below its targets; the real controller
@@ -121,7 +147,7 @@ def build_scene(
     spec.visual.headlight.diffuse = [0.3, 0.3, 0.3]
     _add_room(spec)
     _add_objects(spec)
-    _add_cameras(spec)
+    _add_cameras(spec, camera_yaw)
     if variation is not None:
         apply_variation(spec, variation)
     model = spec.compile()
@@ -190,8 +216,9 @@ def _add_objects(spec: mujoco.MjSpec) -> None:
                     rgba=[0.15, 0.35, 0.75, 1], contype=0, conaffinity=0)
 
 
-def _add_cameras(spec: mujoco.MjSpec) -> None:
-    for role, (pos, target) in _EXTERIOR_CAMERAS.items():
+def _add_cameras(spec: mujoco.MjSpec, camera_yaw: float) -> None:
+    for role in _EXTERIOR_CAMERAS:
+        pos, target = exterior_camera_placement(role, camera_yaw)
         spec.worldbody.add_camera(name=role, pos=pos, quat=look_at_quat(pos, target), fovy=EXTERIOR_FOVY)
     if any(cam.name == "wrist" for cam in spec.cameras):
         return

@@ -18,7 +18,7 @@ from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot
 from sim.randomization import DISTRACTOR_PREFIX
-from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, resting_height
+from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, resting_height, yaw_rotation
 
 DOWN = np.diag([1.0, -1.0, -1.0])
 """Flange rotation with the gripper pointing straight down (DROID's home orientation)."""
@@ -40,11 +40,6 @@ DISTRACTOR_REGION = (np.array([0.3, -0.45]), np.array([0.8, 0.45]))
 """Table area where the distractors of a randomised scene stand, clear of the task's objects."""
 DISTRACTOR_CLEARANCE = 0.15
 """Least distance (m) from a distractor to the cube, the mat, the mug and the other distractors."""
-
-
-def yaw_rotation(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
 def gripper_rotation(yaw: float) -> np.ndarray:

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from planner.cli import add_planner_options, add_world_model_options, int_at_least, positive_int
+from sim.cli import add_camera_yaw_option
 
 TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
@@ -34,6 +35,7 @@ def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_planner_options(parser)
     parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="cap on planned actions per episode (default: the task's budget)")
+    add_camera_yaw_option(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

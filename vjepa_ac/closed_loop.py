@@ -25,6 +25,7 @@ from planner.model_card import (
     load_for_planning,
     mpc_config_for,
     sim_config_options,
+    sim_settings,
 )
 from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 from vjepa_ac.report import (
@@ -106,7 +107,7 @@ def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], epi
         try:
             for k in range(episodes):
                 outcome, episode_log, robot = run_episode(world_model, task, seed + k, config, fps=defaults.fps,
-                                                          sim_options=defaults.sim, robot=robot)
+                                                          sim_options=sim_settings(defaults, args), robot=robot)
                 outcomes.append(outcome)
                 if keep_videos:
                     videos.append(video_from_log(f"{task} seed {seed + k}", episode_log))

@@ -182,3 +182,49 @@ def test_a_schedule_replaces_the_task_sub_goal_settings(tmp_path):
     argv += ["--goal-gripper=free,1", "--stop-energy", "0.2"]
     config = with_goal_schedule(_resolved(argv), schedule, build_parser().parse_args(argv))
     assert config.goal_schedule == (3, 3) and config.goal_gripper == (None, 1.0) and config.stop_energy == 0.2
+
+
+def test_calibrate_on_the_sim_writes_a_file_run_accepts(tmp_path, capsys):
+    """`calibrate` probes the sim arm with the embedded model and writes the yaw; `run` / `plan` / `eval` take it."""
+    out = tmp_path / "frame.json"
+    assert main(["calibrate", "--robot", "sim", "--camera-yaw", "30", "--probes", "4", "--probe-step", "0.05",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "action-frame yaw:" in printed and "probes: 4 of 4 used" in printed
+    document = json.loads(out.read_text())
+    yaw = document["action_frame_yaw"]
+    assert -180 <= yaw < 180 and document["calibration"]["probes_total"] == 4
+    assert _resolved(["run", "--robot", "sim", "--action-frame", str(out)]).action_frame_yaw == yaw
+    assert _resolved(["run", "--robot", "sim", "--action-frame-yaw", "-12.5"]).action_frame_yaw == -12.5
+    assert _resolved(["run", "--robot", "sim"]).action_frame_yaw == 0.0
+    with pytest.raises(SystemExit):
+        _resolved(["run", "--robot", "sim", "--action-frame", str(out), "--action-frame-yaw", "3"])
+
+
+def test_calibrate_bad_input_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "frame.json"
+    assert main(["calibrate", "--robot", "sim", "--camera", "wrist", "--probes", "4", "--device", "cpu",
+                 "--out", str(out)]) == 2
+    assert "camera 'wrist' not in the observation" in capsys.readouterr().err and not out.exists()
+    assert main(["calibrate", "--robot", "sim", "--probe-step", "0.005", "--device", "cpu", "--out", str(out)]) == 2
+    assert "min_motion" in capsys.readouterr().err and not out.exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit):
+        main(["run", "--robot", "sim", "--action-frame", str(bad)])
+    assert "no 'action_frame_yaw' entry" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--robot", "sim", "--camera-yaw", "400"])
+    assert "within [-180, 180]" in capsys.readouterr().err
+
+
+def test_camera_yaw_reaches_the_sim_settings():
+    from planner.model_card import load_planning_defaults, resolve_checkpoint, sim_settings
+    from vjepa_ac.cli import build_parser
+
+    defaults = load_planning_defaults(resolve_checkpoint(None))
+    for argv in (["eval", "--camera-yaw", "-45"], ["demo", "--camera-yaw", "-45"],
+                 ["run", "--robot", "sim", "--camera-yaw", "-45"]):
+        settings = sim_settings(defaults, build_parser().parse_args(argv))
+        assert settings["camera_yaw"] == -45.0 and settings["image_size"] == (180, 320)
+    assert "camera_yaw" not in sim_settings(defaults, build_parser().parse_args(["eval"]))

@@ -92,3 +92,35 @@ def test_status_of_an_absent_bridge_fails_cleanly(make_port_base, capsys):
     base = make_port_base()
     assert main(["bridge", "status", "--port-base", str(base), "--timeout", "0.3"]) == 1
     assert "did not answer" in capsys.readouterr().err
+
+
+def test_task_scene_home_and_recover_over_loopback(make_port_base, capsys):
+    base = make_port_base()
+    proc = subprocess.Popen([sys.executable, "-m", "vjepa_ac.cli", "bridge", "run", "--backend", "mujoco",
+                             "--task", "pick_and_place", "--seed", "3", "--port-base", str(base)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "bridge running" in line, line
+        assert main(["bridge", "status", "--port-base", str(base), "--timeout", "10"]) == 0
+        config = json.loads(capsys.readouterr().out)["config"]
+        assert config["backend_options"]["mujoco"] == {"task": "pick_and_place", "seed": 3}
+
+        code = main(["bridge", "home", "--port-base", str(base), "--timeout", "10"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        reached = np.array([float(v) for v in out.out.split("at home: joints")[1].split()])
+        np.testing.assert_allclose(reached, config["home_q"], atol=0.02)
+
+        code = main(["bridge", "recover", "--port-base", str(base), "--timeout", "10"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert out.out.startswith("recovered: watchdog")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_task_needs_the_simulated_arm(capsys):
+    assert main(["bridge", "run", "--backend", "ros1", "--task", "reach", "--port-base", "1"]) == 2
+    assert "the backend is ros1" in capsys.readouterr().err

@@ -120,3 +120,45 @@ def test_set_camera_pose_inverts_camera_extrinsics(fresh):
         set_camera_pose(fresh.model, "wrist", pose)
     with pytest.raises(ValueError, match="finite"):
         set_camera_pose(fresh.model, "left", np.full(6, np.nan))
+
+
+def test_camera_yaw_orbits_the_exterior_cameras():
+    from sim.robot import SimConfig, SimRobot
+    from sim.scene import exterior_camera_placement
+
+    default, _ = build_scene()
+    unturned, _ = build_scene(camera_yaw=0.0)
+    turned, _ = build_scene(camera_yaw=30.0)
+    for role in ("left", "right"):
+        cam = default.camera(role).id
+        # Yaw 0 is the default placement exactly.
+        assert np.array_equal(unturned.cam_pos[cam], default.cam_pos[cam])
+        assert np.array_equal(unturned.cam_quat[cam], default.cam_quat[cam])
+        # Yaw 30: the whole rig turned 30 degrees about the base's z axis, height kept.
+        pos, target = exterior_camera_placement(role, 30.0)
+        c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+        rotation = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        assert np.allclose(turned.cam_pos[cam], rotation @ default.cam_pos[cam])
+        assert turned.cam_pos[cam][2] == default.cam_pos[cam][2]
+        assert np.allclose(turned.cam_quat[cam], look_at_quat(pos, target))
+        turned_mat, default_mat = np.zeros(9), np.zeros(9)
+        mujoco.mju_quat2Mat(turned_mat, turned.cam_quat[cam])
+        mujoco.mju_quat2Mat(default_mat, default.cam_quat[cam])
+        assert np.allclose(turned_mat.reshape(3, 3), rotation @ default_mat.reshape(3, 3))
+    wrist = default.camera("wrist").id
+    assert np.array_equal(turned.cam_pos[wrist], default.cam_pos[wrist])
+
+    images = {}
+    for yaw in (None, 0.0, 30.0):
+        config = SimConfig(cameras=("left",), image_size=(48, 64)) if yaw is None else SimConfig(
+            cameras=("left",), image_size=(48, 64), camera_yaw=yaw)
+        sim = SimRobot(config)
+        sim.connect()
+        images[yaw] = sim.render()["left"]
+        sim.close()
+    assert np.array_equal(images[None], images[0.0])
+    assert np.abs(images[30.0].astype(int) - images[0.0]).mean() > 10
+    with pytest.raises(ValueError, match="finite"):
+        SimRobot(SimConfig(camera_yaw=float("nan")))
+    with pytest.raises(ValueError, match="not an exterior camera"):
+        exterior_camera_placement("wrist", 10.0)
