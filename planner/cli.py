@@ -536,9 +536,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from planner.calibration import CalibrationConfig, calibrate, write_calibration
     from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 
+    world_model, defaults = _load_world_model(args)
+    fps = args.fps or defaults.fps
     try:
-        world_model, defaults = _load_world_model(args)
-        fps = args.fps or defaults.fps
         config = CalibrationConfig(probes=args.probes, step=args.probe_step, seed=args.probe_seed,
                                    camera=args.camera or defaults.camera)
         robot, _, _, _ = make_robot(args, defaults, config.camera)

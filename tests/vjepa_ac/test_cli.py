@@ -147,6 +147,12 @@ CASES: dict[str, BadInput] = {
     "goal capture: no bridge running": BadInput(("goal", "capture", "--robot", "bridge", "--port-base", "{port}",
                                                  "--out", "{ws}/goals_out", "--commands", "capture finish"),
                                                 "127.0.0.1", 1),
+    "calibrate: no bridge running": BadInput(("calibrate", "--robot", "bridge", "--port-base", "{port}", "--out",
+                                              "{ws}/frame.json"), "127.0.0.1", 1),
+    "bridge home: no bridge": BadInput(("bridge", "home", "--port-base", "{port}", "--timeout", "0.3"),
+                                       "127.0.0.1", 1),
+    "bridge recover: no bridge": BadInput(("bridge", "recover", "--port-base", "{port}", "--timeout", "0.3"),
+                                          "127.0.0.1", 1),
     "goal show: image instead of a schedule": BadInput(("goal", "show", "{ws}/photo.png"), "photo.png", 1),
 }
 

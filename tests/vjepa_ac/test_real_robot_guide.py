@@ -4,7 +4,7 @@ into two terminals: capture a goal schedule, show it, calibrate the action frame
 recording, validate the recording.
 
 The test only moves the bridge to free loopback ports (`--port-base`) and, in the default suite, caps the run at a
-few planned actions (`--steps`); `pytest -m slow` runs the guide's `run` with its full budget."""
+few planned actions (`--max-steps`); `pytest -m slow` runs the guide's `run` with its full budget."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def _check_outputs(tmp_path: Path, done: dict[str, subprocess.CompletedProcess],
 
 
 def test_the_guide_runs_end_to_end_on_the_simulated_arm(tmp_path, make_port_base, processes):
-    done = _run_guide(tmp_path, make_port_base, processes, ["--steps", "4"])
+    done = _run_guide(tmp_path, make_port_base, processes, ["--max-steps", "4"])
     _check_outputs(tmp_path, done, planned=4)
 
 
