@@ -97,6 +97,8 @@ class BridgeClient(Robot):
         self._images: dict[str, tuple[np.ndarray, float]] = {}
         self._absent_roles: set[str] = set()
         self._last_send = 0.0
+        self._gripper_command = 0.0
+        """Closure (0 open .. 1 closed) of the last accepted command; Δgripper actions integrate on it."""
         self._sockets: dict[str, zmq.Socket] = {}
 
     # -- sockets -----------------------------------------------------------------------------------------------
@@ -175,7 +177,8 @@ class BridgeClient(Robot):
         self._hb_stop.clear()
         self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="bridge-heartbeat", daemon=True)
         self._heartbeat.start()
-        self.wait_state(lambda s: s.session == session_id, timeout_s=self.config.rpc_timeout_s)
+        armed = self.wait_state(lambda s: s.session == session_id, timeout_s=self.config.rpc_timeout_s)
+        self._gripper_command = float(np.clip(armed.gripper, 0.0, 1.0))
 
     def _send_new(self, kind: MessageKind, **fields: Any) -> int:
         """Stamp and send one message; seq allocation and sending are atomic so seqs arrive strictly increasing."""
@@ -277,7 +280,9 @@ class BridgeClient(Robot):
             return ActionResult(ActionStatus.REJECTED, None, "not connected (call connect first)")
         action, reasons = self._clamp(action)
         state = self.wait_state(timeout_s=self.config.rpc_timeout_s)
-        gripper = float(np.clip(state.gripper + action[6], 0.0, 1.0))
+        # Δgripper integrates on the last commanded closure, not the measured one: the measured closure drifts while
+        # the arm moves (and stops short on a grasped object), and feeding it back would close a free hand over time.
+        gripper = float(np.clip(self._gripper_command + action[6], 0.0, 1.0))
         period = 1.0 / self.config.control_hz
         try:
             seq = self._send_new(
@@ -315,6 +320,7 @@ class BridgeClient(Robot):
             if wait > 0:
                 time.sleep(wait)
         self._last_send = time.monotonic()
+        self._gripper_command = gripper
         status = ActionStatus.CLAMPED if reasons else ActionStatus.ACCEPTED
         return ActionResult(status, action, "; ".join(reasons))
 

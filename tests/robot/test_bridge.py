@@ -253,3 +253,21 @@ def test_cartesian_mode_streams_equilibrium_poses(keys, make_link, make_client_c
     finally:
         client.close()
         bridge.close()
+
+
+def test_gripper_deltas_integrate_on_the_command_not_the_measured_closure(running_bridge, client, monkeypatch):
+    """A zero Δgripper keeps the commanded closure: feeding back the measured closure (which lags a command and
+    drifts while the arm moves) used to close a free hand over a few dozen actions."""
+    client.connect()
+    sent = []
+    send = client._send_new
+
+    def spy(kind, **fields):
+        if kind is MessageKind.CMD:
+            sent.append(fields["gripper"])
+        return send(kind, **fields)
+
+    monkeypatch.setattr(client, "_send_new", spy)
+    for action in ([0, 0, 0, 0, 0, 0, 0.5], [0.01, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, -0.2], [0, 0, 0, 0, 0, 0, -1]):
+        assert client.send_action(np.array(action, dtype=float)).ok
+    assert sent == pytest.approx([0.5, 0.5, 0.3, 0.0])
