@@ -7,6 +7,8 @@ Public API (imported lazily so `vjepa-ac --help` stays fast): `CEMConfig`, `CEMP
 
 from __future__ import annotations
 
+from data.lazy_exports import lazy_getattr
+
 _EXPORTS = {
     "CEMConfig": "planner.cem",
     "CEMPlanner": "planner.cem",
@@ -27,9 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'planner' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

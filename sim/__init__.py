@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from data.lazy_exports import lazy_getattr
+
 if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -25,10 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    # Lazy so that `import sim` (e.g. for its assets) stays cheap and does not load MuJoCo.
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'sim' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

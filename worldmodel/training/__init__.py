@@ -10,6 +10,8 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
+from data.lazy_exports import lazy_getattr
+
 _EXPORTS = {
     "CacheSpec": "worldmodel.training.latent_cache",
     "CachedEpisode": "worldmodel.training.latent_cache",
@@ -34,9 +36,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
