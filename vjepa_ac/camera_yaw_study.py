@@ -157,6 +157,24 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_calibration_table(records: list[dict]) -> str:
+    """Markdown table: per camera yaw the calibration's residuals and confidence measures, means over probe seeds."""
+    lines = [
+        "| camera yaw | residual at the estimate | unrotated | predicting no change | contrast | "
+        "leave-one-probe-out spread (deg) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for yaw in sorted({r["camera_yaw"] for r in records if r["kind"] == "calibration"}):
+        fits = [r for r in records if r["kind"] == "calibration" and r["camera_yaw"] == yaw and "yaw" in r]
+        if not fits:
+            continue
+        means = [statistics.mean(r[name] for r in fits)
+                 for name in ("residual", "residual_unrotated", "residual_still", "contrast", "loo_spread")]
+        lines.append(f"| {yaw:+.0f} | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {means[3]:.3f} | "
+                     f"{means[4]:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vjepa_ac.camera_yaw_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--yaws must be finite numbers")
     if not args.table:
         run_study(args)
-    print(format_table(read_results(args.out / "results.jsonl")))
+    records = read_results(args.out / "results.jsonl")
+    print(format_table(records))
+    print()
+    print(format_calibration_table(records))
     return 0
 
 
