@@ -30,7 +30,7 @@ import torch
 
 from data.droid.poses import states_to_actions
 from planner.action_frame import rotate_actions, rotate_states, wrap_degrees
-from planner.mpc import check_state
+from planner.mpc import camera_frame, check_state
 from robot.interface import ActionStatus, Robot
 
 Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,6 +60,8 @@ class CalibrationConfig:
     """Seed of the probes' first direction."""
     camera: str = "left"
     """Camera role whose frames are encoded."""
+    max_frame_age_s: float | None = 0.5
+    """Refuse a camera frame captured more than this long before the arm state it comes with (as the planner does)."""
     min_probes: int = 3
     """Fewer usable probes than this is an error."""
     min_motion: float = 0.01
@@ -123,10 +125,7 @@ def collect_probes(robot: Robot, config: CalibrationConfig) -> ProbeSet:
     `robot.action_repeat.ActionRepeatRobot`); the robot is held afterwards. A refused probe is an error."""
     def observe() -> tuple[np.ndarray, np.ndarray]:
         observation = robot.get_observation()
-        if config.camera not in observation.images:
-            raise ValueError(f"camera {config.camera!r} not in the observation; available: "
-                             f"{sorted(observation.images)}")
-        return observation.images[config.camera], check_state(observation.state)
+        return camera_frame(observation, config.camera, config.max_frame_age_s), check_state(observation.state)
 
     frames_before, frames_after, states_before, states_after = [], [], [], []
     try:
