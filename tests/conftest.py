@@ -2,6 +2,7 @@
 the conftest.py of each test folder."""
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -61,11 +62,12 @@ class Processes:
         raise RuntimeError(f"{cmd[:4]} did not become ready:\n{''.join(lines[-30:])}")
 
     @staticmethod
-    def stop(proc: subprocess.Popen) -> None:
+    def stop(proc: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+        """Send `signum` (SIGINT for a Ctrl-C-style shutdown), wait up to `timeout` s, then kill."""
         if proc.poll() is None:
-            proc.terminate()
+            proc.send_signal(signum)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

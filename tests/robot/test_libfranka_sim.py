@@ -106,18 +106,8 @@ def _start(cmd: list[str], env: dict[str, str], ready: str, log: Path, timeout: 
     raise RuntimeError(f"{cmd[:3]} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
-def franka_sim(tmp_path_factory):
+def franka_sim(tmp_path_factory, processes):
     """A franka-sim server on 127.0.0.1:1337/1338 (one at a time: the ports are fixed)."""
     deadline = time.monotonic() + 60
     while any(_port_busy(p) for p in SIM_PORTS):
@@ -134,7 +124,7 @@ def franka_sim(tmp_path_factory):
     log = work / "server.log"
     server = _start([str(python), "-m", "franka_sim.run_server"], env, "Server ready", log)
     yield log
-    _stop(server)
+    processes.stop(server, signal.SIGINT, timeout=20)  # Ctrl-C, as a user stops it
 
 
 def _client(base: int) -> BridgeClient:
@@ -144,7 +134,7 @@ def _client(base: int) -> BridgeClient:
                                      camera_roles=(), rpc_timeout_s=5.0, ack_timeout_s=2.0, ttl_factor=9.0))
 
 
-def test_bridge_drives_franka_sim_over_libfranka(franka_sim, make_port_base, tmp_path):
+def test_bridge_drives_franka_sim_over_libfranka(franka_sim, make_port_base, processes, tmp_path):
     base = make_port_base()
     config = tmp_path / "bridge.yaml"
     config.write_text(
@@ -211,4 +201,4 @@ def test_bridge_drives_franka_sim_over_libfranka(franka_sim, make_port_base, tmp
         raise
     finally:
         client.close()
-        _stop(bridge)
+        processes.stop(bridge, signal.SIGINT, timeout=20)  # libfranka ends its motion cleanly on Ctrl-C
