@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "writes report.md and report.json to --out with the success rate and its Wilson 95% interval, the mean "
         "final end-effector distance, planning seconds per action and the planner settings, plus the open-loop "
         "prediction error per horizon step on held-out sim episodes and how well the encoder's goal energy tracks "
-        "the distance to the goal (energy landscape).",
+        "the distance to the goal (energy landscape). Every finished episode is appended to --out/episodes.jsonl as it "
+        "ends; rerunning the same command after a kill skips the episodes already there.",
     )
     ev.add_argument("--task", dest="tasks", type=task_list, default=["reach"],
                     help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -31,6 +32,7 @@ from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
+    OutcomeJournal,
     format_markdown,
     format_outcome_line,
     format_summary_table,
@@ -58,6 +60,17 @@ def video_from_log(title: str, episode_log) -> EpisodeVideo:
             video.energies.append(steps[i].observed_energy)
         video.add(frame, episode_log.goal_images[goal_index], f"{title}  step {i}")
     return video
+
+
+def subgoal_distances(task, episode_log) -> tuple[float | None, ...]:
+    """Per sub-goal of `task`: the flange's distance to its pose right after the last action planned toward it (the
+    state the next step starts from, or the final state); None for a sub-goal the episode never got to."""
+    positions = [np.asarray(s.state[:3]) for s in episode_log.steps] + [task.robot.droid_state()[:3]]
+    distances: list[float | None] = []
+    for index, goal in enumerate(task.goals):
+        steps = [k for k, s in enumerate(episode_log.steps) if s.goal_index == index]
+        distances.append(float(np.linalg.norm(positions[steps[-1] + 1] - goal.flange_pos)) if steps else None)
+    return tuple(distances)
 
 
 def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | None = None,
@@ -90,27 +103,42 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
         steps=len(episode_log.steps),
         planning_seconds=tuple(s.plan_seconds + s.encode_seconds for s in episode_log.steps),
         final_energies=tuple(s.planned_energy for s in episode_log.steps),
+        subgoal_distances=subgoal_distances(task, episode_log),
     )
     return outcome, episode_log, robot
 
 
 def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], episodes: int, seed: int,
-              args: argparse.Namespace, *, keep_videos: bool) -> tuple[list[EpisodeOutcome], dict[str, str],
-                                                                       list[EpisodeVideo]]:
-    """Run `episodes` episodes per task on seeds seed, seed+1, ...; prints one line per episode."""
+              args: argparse.Namespace, *, keep_videos: bool, journal: Path | None = None,
+              run_key: dict[str, Any] | None = None) -> tuple[list[EpisodeOutcome], dict[str, str],
+                                                              list[EpisodeVideo]]:
+    """Run `episodes` episodes per task on seeds seed, seed+1, ...; prints one line per episode.
+
+    With `journal`, every finished episode is appended there (`OutcomeJournal`, keyed by `run_key` plus the task's
+    planner settings) and episodes already in it are not run again, so a killed evaluation resumes where it stopped
+    (no videos are kept of skipped episodes).
+    """
     outcomes, planners, videos = [], {}, []
     bar = tqdm(total=len(tasks) * episodes, desc="episodes", unit="ep")
     for task in tasks:
         config = mpc_config_for(defaults, task, args)
         planners[task] = describe_planner(config)
+        options = sim_settings(defaults, args)
+        record = None if journal is None else OutcomeJournal(
+            journal, {**(run_key or {}), "mpc": dataclasses.asdict(config), "sim": options, "fps": defaults.fps})
+        finished = {} if record is None else record.finished()
         robot = None
         try:
             for k in range(episodes):
-                outcome, episode_log, robot = run_episode(world_model, task, seed + k, config, fps=defaults.fps,
-                                                          sim_options=sim_settings(defaults, args), robot=robot)
+                outcome = finished.get((task, seed + k))
+                if outcome is None:
+                    outcome, episode_log, robot = run_episode(world_model, task, seed + k, config, fps=defaults.fps,
+                                                              sim_options=options, robot=robot)
+                    if record is not None:
+                        record.append(outcome)
+                    if keep_videos:
+                        videos.append(video_from_log(f"{task} seed {seed + k}", episode_log))
                 outcomes.append(outcome)
-                if keep_videos:
-                    videos.append(video_from_log(f"{task} seed {seed + k}", episode_log))
                 tqdm.write(format_outcome_line(outcome))
                 bar.update(1)
         finally:
@@ -118,6 +146,13 @@ def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], epi
                 robot.close()
     bar.close()
     return outcomes, planners, videos
+
+
+def checkpoint_identity(path: Path) -> dict[str, Any]:
+    """Path, size and modification time of a checkpoint: enough to tell a retrained file from the one a journal
+    was written with, without hashing gigabytes."""
+    stat = Path(path).stat()
+    return {"checkpoint": str(Path(path).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def _run_meta(path: Path, defaults: PlanningDefaults, device: torch.device) -> dict:
@@ -165,7 +200,8 @@ def run_evaluation(args: argparse.Namespace) -> int:
     world_model, defaults, path = load_for_planning(args.checkpoint, args.device)
     start = time.perf_counter()
     outcomes, planners, videos = run_tasks(world_model, defaults, args.tasks, args.episodes, args.seed, args,
-                                           keep_videos=args.video)
+                                           keep_videos=args.video, journal=Path(args.out) / "episodes.jsonl",
+                                           run_key=checkpoint_identity(path))
     report = EvaluationReport(
         summaries=[summarize(task, outcomes, planners[task]) for task in args.tasks],
         outcomes=outcomes,

@@ -31,6 +31,9 @@ class EpisodeOutcome:
     """Wall time spent planning each executed action."""
     final_energies: tuple[float, ...] = ()
     """Planner energy (latent L1 to the goal) of the chosen plan at each step."""
+    subgoal_distances: tuple[float | None, ...] = ()
+    """Per sub-goal: the flange's distance (m) to that sub-goal's pose when the planner moved on from it (the last
+    one: at the end); None for sub-goals never reached. Shows where in the episode a failure happens."""
 
     @property
     def mean_planning_seconds(self) -> float:
@@ -191,6 +194,8 @@ def format_outcome_line(outcome: EpisodeOutcome) -> str:
     return (
         f"{outcome.task:<18} seed {outcome.seed:<5} {verdict:<8} final distance {outcome.final_distance:.3f} m, "
         f"{outcome.steps} actions, {outcome.mean_planning_seconds:.2f} s planning/action"
+        + ("" if len(outcome.subgoal_distances) < 2 else ", flange off each sub-goal (cm): " + " ".join(
+            "-" if d is None else f"{100 * d:.1f}" for d in outcome.subgoal_distances))
     )
 
 
@@ -246,6 +251,53 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             "meta": report.meta,
         }
     )
+
+
+def outcome_from_dict(entry: dict[str, Any]) -> EpisodeOutcome:
+    """Inverse of `dataclasses.asdict` on an `EpisodeOutcome` read back from JSON (nulls become NaN)."""
+    fields = dict(entry)
+    fields["final_distance"] = math.nan if fields["final_distance"] is None else float(fields["final_distance"])
+    for name in ("planning_seconds", "final_energies", "subgoal_distances"):
+        fields[name] = tuple(fields.get(name) or ())
+    return EpisodeOutcome(**fields)
+
+
+class OutcomeJournal:
+    """Finished episodes of an evaluation, one JSON line each, appended as they finish: a killed evaluation rerun
+    with the same settings (`run_key`) skips them instead of starting over. Lines of other settings, and a torn
+    last line left by a kill, are ignored."""
+
+    def __init__(self, path: str | Path, run_key: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.run_key = json.loads(json.dumps(_jsonable(run_key), sort_keys=True))
+
+    def finished(self) -> dict[tuple[str, int], EpisodeOutcome]:
+        """(task, seed) -> outcome of the episodes already run with this journal's settings."""
+        done: dict[tuple[str, int], EpisodeOutcome] = {}
+        if not self.path.is_file():
+            return done
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                if entry.get("run") != self.run_key:
+                    continue
+                outcome = outcome_from_dict(entry["outcome"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line from a kill mid-write, or a foreign format
+            done[(outcome.task, outcome.seed)] = outcome
+        return done
+
+    def append(self, outcome: EpisodeOutcome) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"run": self.run_key, "outcome": _jsonable(asdict(outcome))}, sort_keys=True)
+        with open(self.path, "ab+") as handle:
+            # A kill may have torn the previous line; start on a fresh one so this record stays readable.
+            if handle.seek(0, 2) > 0:
+                handle.seek(-1, 2)
+                if handle.read(1) != b"\n":
+                    handle.write(b"\n")
+            handle.write(line.encode() + b"\n")
+            handle.flush()
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:

@@ -58,6 +58,8 @@ def test_sim_episode_through_run_mpc(tiny_world_model):
         assert outcome.task == "reach" and outcome.seed == 3 and outcome.steps == 2
         assert len(outcome.planning_seconds) == 2 and all(s > 0 for s in outcome.planning_seconds)
         assert 0.0 < outcome.final_distance < 1.0 and not outcome.success
+        # One sub-goal, left at the end: the flange's distance to it is the reach distance.
+        assert outcome.subgoal_distances == pytest.approx((outcome.final_distance,))
         video = video_from_log("reach", episode_log)
         assert len(video.frames) == 3 and video.energy_at_frame == [1, 2, 2]
         assert video.frames[0].camera.shape == (90, 160, 3)
@@ -106,7 +108,7 @@ def test_closed_loop_module_imports_lazily():
     assert closed_loop.PlanningDefaults().fps == 4.0
 
 
-def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model):
+def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model, monkeypatch):
     """`vjepa-ac eval` and `demo` on a saved tiny checkpoint: tables, JSON, held-out open-loop error and the MP4."""
     from vjepa_ac.cli import main
     from worldmodel import save_ac_checkpoint
@@ -125,6 +127,25 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model):
     assert report["landscape"]["goals"] == 1 and -1.0 <= report["landscape"]["rank_correlation"] <= 1.0
     assert (out / "energy_landscape.png").stat().st_size > 0
     assert "| reach |" in (out / "report.md").read_text() and "Energy landscape" in (out / "report.md").read_text()
+    # Rerun with a third episode, as after a kill: the two journalled episodes are taken over, not run again.
+    ran = []
+    real_run_episode = closed_loop.run_episode
+
+    def counting_run_episode(*args, **kwargs):
+        ran.append(args[2])
+        return real_run_episode(*args, **kwargs)
+
+    monkeypatch.setattr(closed_loop, "run_episode", counting_run_episode)
+    assert main(["eval", "--task", "reach", "--episodes", "3", "--seed", "5", "--out", str(out),
+                 "--open-loop-episodes", "0", "--landscape-goals", "0", *common]) == 0
+    assert ran == [7]
+    resumed = json.loads((out / "report.json").read_text())
+    assert resumed["outcomes"][:2] == report["outcomes"] and resumed["summaries"][0]["episodes"] == 3
+    # Other planner settings are another run: nothing is taken over.
+    assert main(["eval", "--task", "reach", "--episodes", "1", "--seed", "5", "--out", str(out),
+                 "--open-loop-episodes", "0", "--landscape-goals", "0", *common, "--horizon", "2"]) == 0
+    assert ran == [7, 5]
+    monkeypatch.undo()
     demo = tmp_path / "demo"
     assert main(["demo", "--task", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0

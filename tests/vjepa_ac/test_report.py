@@ -9,6 +9,7 @@ from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
     OpenLoopError,
+    OutcomeJournal,
     format_markdown,
     format_outcome_line,
     summarize,
@@ -89,3 +90,35 @@ def test_no_planning_time_gives_nan_and_null_json(tmp_path):
     report = EvaluationReport(summaries=[summarize("reach", [outcome], "x")], outcomes=[outcome])
     _, json_path = write_report(report, tmp_path)
     assert json.loads(json_path.read_text())["summaries"][0]["mean_planning_seconds"] is None
+
+
+def test_journal_returns_finished_episodes_of_the_same_settings_only(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    journal = OutcomeJournal(path, {"checkpoint": "a.pt", "mpc": {"samples": 128}})
+    done = EpisodeOutcome("grasp", 5001, True, math.nan, steps=3, planning_seconds=(0.5,),
+                          subgoal_distances=(0.02, None))
+    journal.append(_outcome("grasp", 5000, False, 0.2))
+    journal.append(done)
+    OutcomeJournal(path, {"checkpoint": "a.pt", "mpc": {"samples": 64}}).append(_outcome("grasp", 5002, True))
+
+    finished = OutcomeJournal(path, {"mpc": {"samples": 128}, "checkpoint": "a.pt"}).finished()
+    assert sorted(finished) == [("grasp", 5000), ("grasp", 5001)]
+    assert finished[("grasp", 5000)] == _outcome("grasp", 5000, False, 0.2)
+    got = finished[("grasp", 5001)]
+    assert math.isnan(got.final_distance) and got.subgoal_distances == (0.02, None) and got.success
+
+
+def test_journal_survives_a_line_torn_by_a_kill(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    journal = OutcomeJournal(path, {"k": 1})
+    journal.append(_outcome("reach", 1, True))
+    with open(path, "a") as handle:
+        handle.write('{"run": {"k": 1}, "outcome": {"task": "rea')  # killed mid-write
+    journal.append(_outcome("reach", 2, False))
+    assert sorted(journal.finished()) == [("reach", 1), ("reach", 2)]
+
+
+def test_outcome_line_shows_where_each_sub_goal_was_left():
+    outcome = EpisodeOutcome("grasp", 3, False, 0.1, steps=4, planning_seconds=(1.0,),
+                             subgoal_distances=(0.012, 0.047, None))
+    assert format_outcome_line(outcome).endswith("flange off each sub-goal (cm): 1.2 4.7 -")
