@@ -3,7 +3,8 @@
 The current camera frame is encoded once per control step; the planner then scores candidate action sequences by
 imagining their outcome with the AC predictor (`planner.rollout.WorldModelRollout`) and comparing it with the encoded
 goal image. Several goal images are visited in order (pick-and-place sub-goals), switching after a fixed number of
-steps per goal (the paper's 4/10/4 schedule) or when the observed frame gets close enough to the current goal.
+steps per goal (the paper's 4/10/4 schedule), or on the observed frame's energy to the current goal: once it is low
+enough (reached) or stops falling (plateaued), with the per-goal step counts as caps (`GoalSwitcher`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ class MPCConfig:
     fingers open and then close them; goals beyond the tuple are searched. For a world model that plans the arm well
     but hardly sees its fingers."""
     switch_energy: float | None = None
-    """Move to the next goal once the observed frame's energy to the current goal is at most this."""
+    """Move to the next goal once the observed frame's energy to the current goal is at most this (reached)."""
+    switch_plateau: int | None = None
+    """Move to the next goal once the observed energy to the current goal has not fallen below its best value from
+    before by more than `plateau_drop` for this many steps (plateaued). With either energy rule, `goal_schedule`'s
+    step counts become caps: a goal is left after that many steps even if its energy still falls."""
+    plateau_drop: float = 0.02
+    """Relative fall of the energy that counts as progress for `switch_plateau`."""
     stop_energy: float | None = None
     """Stop once the observed frame's energy to the last goal is at most this."""
     camera: str = "left"
@@ -92,6 +99,10 @@ class MPCConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise ValueError(f"{name} must be finite, got {value}")
+        if self.switch_plateau is not None and self.switch_plateau < 1:
+            raise ValueError(f"switch_plateau must be >= 1 steps, got {self.switch_plateau}")
+        if not 0.0 <= self.plateau_drop < 1.0:
+            raise ValueError(f"plateau_drop must be in [0, 1), got {self.plateau_drop}")
         self.action_frame_yaw = ActionFrame(float(self.action_frame_yaw)).yaw
 
     @property
@@ -278,9 +289,51 @@ class EpisodeLog:
     seconds: float = 0.0
 
 
-def _goal_by_schedule(step: int, schedule: tuple[int, ...]) -> int:
-    bounds = np.cumsum(schedule)
-    return int(min(np.searchsorted(bounds, step, side="right"), len(schedule) - 1))
+class GoalSwitcher:
+    """Which goal image is in force at each control step.
+
+    * Steps only (`goal_schedule` without an energy rule): goal i holds for its scheduled steps, whatever happens.
+    * Energy rules (`switch_energy`, `switch_plateau`): the next goal takes over once the observed energy to the
+      current one is at most `switch_energy`, or has not beaten its earlier best by `plateau_drop` (relative) for
+      `switch_plateau` steps; `goal_schedule`, when given, caps the steps on each goal. The last goal keeps the rest
+      of the budget.
+    """
+
+    def __init__(self, config: MPCConfig, num_goals: int) -> None:
+        self.config = config
+        self.num_goals = num_goals
+        self.by_energy = config.switch_energy is not None or config.switch_plateau is not None
+        self.index = 0
+        self._energies: list[float] = []
+
+    def update(self, step: int, energy_to: Callable[[int], float]) -> tuple[int, float]:
+        """(goal index, observed energy to it) at control step `step`; `energy_to(i)` scores the current frame
+        against goal i."""
+        cfg = self.config
+        if cfg.goal_schedule is not None and not self.by_energy:
+            bounds = np.cumsum(cfg.goal_schedule)
+            self.index = int(min(np.searchsorted(bounds, step, side="right"), len(cfg.goal_schedule) - 1))
+            return self.index, energy_to(self.index)
+        energy = energy_to(self.index)
+        self._energies.append(energy)
+        while self.index < self.num_goals - 1 and self._should_leave():
+            self.index += 1
+            energy = energy_to(self.index)
+            self._energies = [energy]
+        return self.index, energy
+
+    def _should_leave(self) -> bool:
+        cfg, energies = self.config, self._energies
+        caps = cfg.goal_schedule
+        if caps is not None and self.index < len(caps) and len(energies) > caps[self.index]:
+            return True
+        if cfg.switch_energy is not None and energies[-1] <= cfg.switch_energy:
+            return True
+        window = cfg.switch_plateau
+        if window is not None and len(energies) > window:
+            best_before = min(energies[:-window])
+            return min(energies[-window:]) > best_before * (1.0 - cfg.plateau_drop)
+        return False
 
 
 def run_mpc(
@@ -310,6 +363,7 @@ def run_mpc(
     writer = JsonlWriter(log_path) if log_path is not None else None
     history: collections.deque = collections.deque(maxlen=config.context_frames)
     rejections, goal_index = 0, 0
+    switcher = GoalSwitcher(config, controller.num_goals)
     robot.connect()
     try:
         observation, frame = observe(robot, config.camera, config.max_frame_age_s)
@@ -320,17 +374,7 @@ def run_mpc(
             encode_start = time.perf_counter()
             latent = controller.encode([frame])[0]
             encode_seconds = time.perf_counter() - encode_start
-            if config.goal_schedule is not None:
-                goal_index = _goal_by_schedule(step, config.goal_schedule)
-            energy = controller.goal_energy(latent, goal_index)
-            while (
-                config.goal_schedule is None
-                and config.switch_energy is not None
-                and energy <= config.switch_energy
-                and goal_index < controller.num_goals - 1
-            ):
-                goal_index += 1
-                energy = controller.goal_energy(latent, goal_index)
+            goal_index, energy = switcher.update(step, lambda index: controller.goal_energy(latent, index))
             episode.frames.append(frame)
             episode.frame_goals.append(goal_index)
             final_goal = goal_index == controller.num_goals - 1

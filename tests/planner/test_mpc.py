@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from planner.cem import CEMConfig
-from planner.mpc import LatentPlanner, MPCConfig, StaleFrameError, run_mpc
+from planner.mpc import GoalSwitcher, LatentPlanner, MPCConfig, StaleFrameError, run_mpc
 from planner.mppi import MPPIConfig
 from planner.report import read_jsonl, save_episode
 from planner.rollout import candidate_memory_bytes
@@ -54,6 +54,31 @@ def test_switches_goal_on_energy_threshold(tiny_world_model):
     goals = [robot.image_at(robot.state), robot.image_at([0.6, 0.2, 0.3, 3.1, 0, 0, 0])]
     episode = run_mpc(robot, tiny_world_model, goals, _config(switch_energy=1e-6, max_steps=2))
     assert [r.goal_index for r in episode.steps] == [1, 1]
+
+
+def _switch(config: MPCConfig, num_goals: int, energies: list[dict[int, float]]) -> list[int]:
+    """Goal index per step when the frame of step k scores `energies[k][goal]`."""
+    switcher = GoalSwitcher(config, num_goals)
+    return [switcher.update(step, lambda goal: scores[goal])[0] for step, scores in enumerate(energies)]
+
+
+def test_goal_switching_rules():
+    falling = [{0: e, 1: 1.0, 2: 1.0} for e in (1.0, 0.8, 0.6, 0.4, 0.2, 0.1)]
+    # Steps only: the schedule decides, the energy does not.
+    assert _switch(MPCConfig(goal_schedule=(2, 3)), 2, falling) == [0, 0, 1, 1, 1, 1]
+    # Reached: below switch_energy; the schedule only caps the steps per goal.
+    assert _switch(MPCConfig(switch_energy=0.45, goal_schedule=(9, 9)), 2, falling) == [0, 0, 0, 1, 1, 1]
+    assert _switch(MPCConfig(switch_energy=0.05, goal_schedule=(4, 9)), 2, falling) == [0, 0, 0, 0, 1, 1]
+    # Plateaued: 2 steps without beating the earlier best by 2% -> next goal; falling energies never plateau.
+    stalled = [{0: e, 1: 1.0, 2: 1.0} for e in (1.0, 0.5, 0.495, 0.6, 0.3)]
+    assert _switch(MPCConfig(switch_plateau=2), 3, stalled) == [0, 0, 0, 1, 1]
+    assert _switch(MPCConfig(switch_plateau=2), 3, falling) == [0] * 6
+    # A sub-goal that is reached at once hands over in the same step, and the last goal keeps the rest.
+    assert _switch(MPCConfig(switch_energy=0.5), 3, [{0: 0.1, 1: 0.2, 2: 0.9}] * 3) == [2, 2, 2]
+    with pytest.raises(ValueError, match="switch_plateau"):
+        MPCConfig(switch_plateau=0)
+    with pytest.raises(ValueError, match="plateau_drop"):
+        MPCConfig(plateau_drop=1.0)
 
 
 def test_context_history_and_external_done(tiny_world_model, monkeypatch):
