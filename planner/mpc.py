@@ -59,6 +59,14 @@ class MPCConfig:
     step counts become caps: a goal is left after that many steps even if its energy still falls."""
     plateau_drop: float = 0.02
     """Relative fall of the energy that counts as progress for `switch_plateau`."""
+    regrasp: tuple[int, int] | None = None
+    """(check goal, back-to goal), e.g. (3, 1) for approach / straddle / close / lift: while the check goal is in
+    force and the gripper reads closed past `empty_gripper` (the fingers met: nothing between them), go back to the
+    back-to goal and try again, at most `max_regrasps` times. The hand's width, not the energy, tells a missed grasp:
+    a small object changes too few pixels for a small encoder's energy to show it."""
+    empty_gripper: float = 0.95
+    """Gripper reading (0 open .. 1 closed) above which the hand is taken to be empty."""
+    max_regrasps: int = 2
     stop_energy: float | None = None
     """Stop once the observed frame's energy to the last goal is at most this."""
     camera: str = "left"
@@ -103,6 +111,12 @@ class MPCConfig:
             raise ValueError(f"switch_plateau must be >= 1 steps, got {self.switch_plateau}")
         if not 0.0 <= self.plateau_drop < 1.0:
             raise ValueError(f"plateau_drop must be in [0, 1), got {self.plateau_drop}")
+        if self.regrasp is not None:
+            self.regrasp = (int(self.regrasp[0]), int(self.regrasp[1]))
+            if not 0 <= self.regrasp[1] < self.regrasp[0]:
+                raise ValueError(f"regrasp must be (check goal, earlier goal to go back to), got {self.regrasp}")
+        if self.max_regrasps < 0:
+            raise ValueError(f"max_regrasps must be >= 0, got {self.max_regrasps}")
         self.action_frame_yaw = ActionFrame(float(self.action_frame_yaw)).yaw
 
     @property
@@ -297,30 +311,39 @@ class GoalSwitcher:
       current one is at most `switch_energy`, or has not beaten its earlier best by `plateau_drop` (relative) for
       `switch_plateau` steps; `goal_schedule`, when given, caps the steps on each goal. The last goal keeps the rest
       of the budget.
+    * `regrasp`: an empty hand while the check goal is in force sends the loop back to an earlier goal; the steps
+      on each goal then count from its latest start.
     """
 
     def __init__(self, config: MPCConfig, num_goals: int) -> None:
         self.config = config
         self.num_goals = num_goals
-        self.by_energy = config.switch_energy is not None or config.switch_plateau is not None
+        self.by_state = (config.switch_energy is not None or config.switch_plateau is not None
+                         or config.regrasp is not None)
         self.index = 0
+        self.regrasps = 0
         self._energies: list[float] = []
 
-    def update(self, step: int, energy_to: Callable[[int], float]) -> tuple[int, float]:
+    def update(self, step: int, energy_to: Callable[[int], float], gripper: float = 0.0) -> tuple[int, float]:
         """(goal index, observed energy to it) at control step `step`; `energy_to(i)` scores the current frame
-        against goal i."""
+        against goal i, `gripper` is the hand's reading (0 open .. 1 closed)."""
         cfg = self.config
-        if cfg.goal_schedule is not None and not self.by_energy:
+        if cfg.goal_schedule is not None and not self.by_state:
             bounds = np.cumsum(cfg.goal_schedule)
             self.index = int(min(np.searchsorted(bounds, step, side="right"), len(cfg.goal_schedule) - 1))
             return self.index, energy_to(self.index)
-        energy = energy_to(self.index)
-        self._energies.append(energy)
+        self._energies.append(energy_to(self.index))
         while self.index < self.num_goals - 1 and self._should_leave():
             self.index += 1
-            energy = energy_to(self.index)
-            self._energies = [energy]
-        return self.index, energy
+            self._energies = [energy_to(self.index)]
+        if (cfg.regrasp is not None and self.index == cfg.regrasp[0] and gripper > cfg.empty_gripper
+                and self.regrasps < cfg.max_regrasps):
+            self.regrasps += 1
+            log.info("hand empty (gripper %.2f) at goal %d: back to goal %d (regrasp %d of %d)", gripper,
+                     self.index, cfg.regrasp[1], self.regrasps, cfg.max_regrasps)
+            self.index = cfg.regrasp[1]
+            self._energies = [energy_to(self.index)]
+        return self.index, self._energies[-1]
 
     def _should_leave(self) -> bool:
         cfg, energies = self.config, self._energies
@@ -374,7 +397,8 @@ def run_mpc(
             encode_start = time.perf_counter()
             latent = controller.encode([frame])[0]
             encode_seconds = time.perf_counter() - encode_start
-            goal_index, energy = switcher.update(step, lambda index: controller.goal_energy(latent, index))
+            goal_index, energy = switcher.update(step, lambda index: controller.goal_energy(latent, index),
+                                                 gripper=float(state[6]))
             episode.frames.append(frame)
             episode.frame_goals.append(goal_index)
             final_goal = goal_index == controller.num_goals - 1

@@ -4,7 +4,7 @@
 #   -> export -> `vjepa-ac eval`.
 #
 # Usage: recipes/default_model.sh [STEP ...]      (default: every step in order)
-#   STEP is one of: encoder collect pretrain encode train export eval
+#   STEP is one of: encoder collect collect_varied pretrain encode train export eval
 # Environment: WORK (scratch folder, default runs/default_model), OUT (exported checkpoint), ENCODER (random, the
 # shipped model: the frozen encoder stays at its random initialisation; pretrained: V-JEPA self-supervised
 # pretraining of the encoder on the collected sim video first, see EVALUATION.md), OBJECTIVE (the pretraining
@@ -20,6 +20,7 @@ cd "$(dirname "$0")/.."
 WORK=${WORK:-runs/default_model}
 OUT=${OUT:-vjepa_ac/default_model/vjepa-ac-sim-tiny.pt}
 EVAL_EPISODES=${EVAL_EPISODES:-20}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 ENCODER=${ENCODER:-random}
 OBJECTIVE=${OBJECTIVE:-vjepa2}
 export OMP_NUM_THREADS=${THREADS:-1}
@@ -70,9 +71,22 @@ step_collect() {
     done
 }
 
+step_collect_varied() {
+    # Pretraining video with variety (only with ENCODER=pretrained): every episode its own randomised scene (object
+    # shape, size and colour, distractors, textures, lighting, camera jitter; sim/randomization.py) and the default
+    # mix of scripted, noisy, failed and random-exploration motion. The evaluation scene is not among them.
+    local task episodes
+    for spec in reach:30 grasp:25 reach_with_object:20 pick_and_place:25; do
+        task=${spec%%:*}
+        episodes=${spec##*:}
+        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 100 --randomize --out "$WORK/episodes_varied"
+    done
+}
+
 step_pretrain() {
-    # V-JEPA masked-latent prediction on every third frame of the left camera, starting from the random encoder.
-    "$VJEPA" pretrain "$WORK/episodes" --out "$PRETRAIN_DIR" --init "$INIT_ENCODER" "${PRETRAIN_OPTIONS[@]}"
+    # V-JEPA masked-latent prediction on the left camera of the varied episodes, starting from the random encoder.
+    "$VJEPA" pretrain "$WORK/episodes_varied" --out "$PRETRAIN_DIR" --init "$INIT_ENCODER" --steps "$PRETRAIN_STEPS" \
+        "${PRETRAIN_OPTIONS[@]}"
 }
 
 frozen_encoder() {
@@ -111,12 +125,13 @@ frozen_encoder > /dev/null
 steps=("$@")
 if [ ${#steps[@]} -eq 0 ]; then
     steps=(encoder collect)
-    if [ "$ENCODER" = pretrained ]; then steps+=(pretrain); fi
+    if [ "$ENCODER" = pretrained ]; then steps+=(collect_varied pretrain); fi
     steps+=(encode train export eval)
 fi
 for step in "${steps[@]}"; do
     case $step in
-        encoder | collect | pretrain | encode | train | export | eval) timed "$step" "step_$step" ;;
-        *) echo "unknown step $step (choose from: encoder collect pretrain encode train export eval)" >&2; exit 2 ;;
+        encoder | collect | collect_varied | pretrain | encode | train | export | eval) timed "$step" "step_$step" ;;
+        *) echo "unknown step $step (choose from: encoder collect collect_varied pretrain encode train export eval)" >&2
+            exit 2 ;;
     esac
 done

@@ -56,10 +56,13 @@ def test_switches_goal_on_energy_threshold(tiny_world_model):
     assert [r.goal_index for r in episode.steps] == [1, 1]
 
 
-def _switch(config: MPCConfig, num_goals: int, energies: list[dict[int, float]]) -> list[int]:
-    """Goal index per step when the frame of step k scores `energies[k][goal]`."""
+def _switch(config: MPCConfig, num_goals: int, energies: list[dict[int, float]],
+            grippers: list[float] | None = None) -> list[int]:
+    """Goal index per step when the frame of step k scores `energies[k][goal]` and the hand reads `grippers[k]`."""
     switcher = GoalSwitcher(config, num_goals)
-    return [switcher.update(step, lambda goal: scores[goal])[0] for step, scores in enumerate(energies)]
+    grippers = grippers or [0.0] * len(energies)
+    return [switcher.update(step, lambda goal: scores[goal], grippers[step])[0]
+            for step, scores in enumerate(energies)]
 
 
 def test_goal_switching_rules():
@@ -75,6 +78,16 @@ def test_goal_switching_rules():
     assert _switch(MPCConfig(switch_plateau=2), 3, falling) == [0] * 6
     # A sub-goal that is reached at once hands over in the same step, and the last goal keeps the rest.
     assert _switch(MPCConfig(switch_energy=0.5), 3, [{0: 0.1, 1: 0.2, 2: 0.9}] * 3) == [2, 2, 2]
+    # Regrasp: an empty hand (fingers met) on the lift goal goes back to the straddle goal, at most twice; a hand
+    # holding something (0.6) goes on.
+    flat = [{0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}] * 9
+    regrasp = MPCConfig(goal_schedule=(1, 2, 1, 9), regrasp=(3, 1), max_regrasps=2)
+    assert _switch(regrasp, 4, flat, [0.0] * 9) == [0, 1, 1, 2, 3, 3, 3, 3, 3]
+    missed = [0.0, 0, 0, 1.0, 1.0, 0, 0, 1.0, 1.0, 0, 1.0, 1.0]
+    assert _switch(regrasp, 4, flat + flat[:3], missed) == [0, 1, 1, 2, 1, 1, 2, 1, 1, 2, 3, 3]
+    assert _switch(regrasp, 4, flat, [0.0, 0, 0, 1.0, 0.6, 0.6, 0.6, 0.6, 0.6]) == [0, 1, 1, 2, 3, 3, 3, 3, 3]
+    with pytest.raises(ValueError, match="regrasp"):
+        MPCConfig(regrasp=(1, 3))
     with pytest.raises(ValueError, match="switch_plateau"):
         MPCConfig(switch_plateau=0)
     with pytest.raises(ValueError, match="plateau_drop"):
