@@ -87,7 +87,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     landscape.add_argument(
         "--landscape-goals", type=non_negative_int, default=8,
         help="reach goals on which to check that the encoder's goal energy of rendered frames falls as the arm "
-        "nears the goal (rank correlation, straight-path descent; plot in energy_landscape.png); 0 = skip "
+        "nears the goal (rank correlation, straight-path descent), and as many grasp episodes on which to check it "
+        "near the cube (offsets from the straddle pose); plot in energy_landscape.png; 0 = skip "
         "(default: %(default)s)",
     )
     _add_model_and_planner_options(ev)

@@ -85,6 +85,10 @@ class EnergyLandscape:
     """Share of steps along the straight start-to-goal path on which the energy falls."""
     path_barrier_share: float
     """Share of goals whose straight path rises above the start's energy somewhere."""
+    near_cube_rank_correlation: float = math.nan
+    """Mean Spearman correlation of energy and offset for arm poses within 6 cm of a grasp's straddle pose."""
+    near_cube_axis_share: tuple[float, ...] = ()
+    """Per base axis x, y, z: energy 2 cm off the straddle pose as a share of the energy 8 cm off."""
 
 
 @dataclass
@@ -185,6 +189,10 @@ def format_landscape_table(landscape: EnergyLandscape) -> str:
         f"| {landscape.rank_correlation:.3f} |",
         f"| straight path to the goal: share of steps where the energy falls | {landscape.path_descending:.3f} |",
         f"| straight path to the goal: goals with an energy barrier | {_pct(landscape.path_barrier_share)} |",
+        f"| near the cube (offsets within 6 cm of the straddle pose): rank correlation "
+        f"| {landscape.near_cube_rank_correlation:.3f} |",
+        "| near the cube: energy 2 cm off as a share of 8 cm off, along x / y / z | "
+        + (" / ".join(f"{v:.2f}" for v in landscape.near_cube_axis_share) or "n/a") + " |",
     ])
 
 
@@ -216,7 +224,7 @@ def format_markdown(report: EvaluationReport) -> str:
             "",
         ]
     if report.landscape is not None:
-        parts += [f"## Energy landscape of the encoder ({report.landscape.goals} reach goals)", "",
+        parts += [f"## Energy landscape of the encoder ({report.landscape.goals} reach goals and grasp poses)", "",
                   format_landscape_table(report.landscape), ""]
     if report.meta:
         parts += ["## Run", ""]

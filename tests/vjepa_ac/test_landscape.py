@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa_ac.landscape import PATH_POINTS, GoalLandscape, goal_landscape, rank_correlation
+from vjepa_ac.landscape import (
+    GRASP_OFFSET_BOX,
+    PATH_POINTS,
+    GoalLandscape,
+    cube_landscape,
+    goal_landscape,
+    rank_correlation,
+)
 from worldmodel import build_encoder, build_predictor
 from worldmodel.world_model import WorldModel
 
@@ -44,3 +51,22 @@ def test_goal_landscape_on_a_rendered_reach_episode():
     np.testing.assert_allclose(np.diff(result.path_distance), result.path_distance[0] * -0.1, rtol=1e-6)
     assert len(result.workspace_energy) == len(result.workspace_distance) > 0
     assert np.all(result.workspace_energy > 0)
+
+
+def test_cube_landscape_around_the_straddle_pose():
+    """Offsets from the straddle pose, scored against the straddle image: zero offset would be zero energy, so every
+    offset scores above it; the axis shares compare 2 cm with 8 cm along x, y, z."""
+    from sim.tasks import make_env
+
+    torch.manual_seed(0)
+    world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),
+                             crop="square")
+    robot, task = make_env("grasp", seed=2, image_size=(64, 64), cameras=("left",))
+    try:
+        result = cube_landscape(world_model, task, 2, np.random.default_rng(0))
+    finally:
+        robot.close()
+    assert len(result.energy) == len(result.distance) > 20 and np.all(result.energy > 0)
+    assert np.all(result.distance <= np.linalg.norm(GRASP_OFFSET_BOX[1]) + 1e-9)
+    assert result.axis_share.shape == (3,) and np.all(result.axis_share > 0)
+    assert -1.0 <= result.near_rank_correlation <= 1.0
