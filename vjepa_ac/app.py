@@ -69,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--task", dest="tasks", type=task_list, default=["reach"],
                     help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")
-    ev.add_argument("--episodes", type=positive_int, default=20, help="episodes per task (default: %(default)s)")
+    ev.add_argument("--episodes", type=non_negative_int, default=20,
+                    help="episodes per task; 0 = only the open-loop error and the energy landscape (default: "
+                    "%(default)s)")
     ev.add_argument("--seed", type=non_negative_int, default=1000,
                     help="seed of each task's first episode (default: %(default)s)")
     ev.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder (default: %(default)s)")

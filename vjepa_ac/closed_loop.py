@@ -203,7 +203,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
                                            keep_videos=args.video, journal=Path(args.out) / "episodes.jsonl",
                                            run_key=checkpoint_identity(path))
     report = EvaluationReport(
-        summaries=[summarize(task, outcomes, planners[task]) for task in args.tasks],
+        summaries=[summarize(task, outcomes, planners[task]) for task in args.tasks] if outcomes else [],
         outcomes=outcomes,
         meta=_run_meta(path, defaults, world_model.device),
     )

@@ -209,9 +209,13 @@ def format_outcome_line(outcome: EpisodeOutcome) -> str:
 
 def format_markdown(report: EvaluationReport) -> str:
     """The whole report as a Markdown document."""
-    parts = ["# Closed-loop evaluation", "", format_summary_table(report.summaries), "",
-             "Final distance: the cube's distance to its goal position for tasks that move it (grasp, reach with "
-             "object, pick-and-place), the flange's distance to its goal for reach.", ""]
+    parts = ["# Closed-loop evaluation", ""]
+    if report.summaries:
+        parts += [format_summary_table(report.summaries), "",
+                  "Final distance: the cube's distance to its goal position for tasks that move it (grasp, reach "
+                  "with object, pick-and-place), the flange's distance to its goal for reach.", ""]
+    else:
+        parts += ["No closed-loop episodes in this run (`--episodes 0`).", ""]
     if report.open_loop is not None:
         ol = report.open_loop
         parts += [

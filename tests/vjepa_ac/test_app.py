@@ -43,7 +43,7 @@ def test_task_list():
 @pytest.mark.parametrize(
     "argv",
     [
-        ["eval", "--episodes", "0"],
+        ["eval", "--episodes", "-1"],
         ["eval", "--episodes", "two"],
         ["eval", "--task", "juggle"],
         ["eval", "--seed", "-1"],

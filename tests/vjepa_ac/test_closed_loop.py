@@ -146,6 +146,15 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model, monkeypat
                  "--open-loop-episodes", "0", "--landscape-goals", "0", *common, "--horizon", "2"]) == 0
     assert ran == [7, 5]
     monkeypatch.undo()
+    # --episodes 0: only the encoder's energy landscape (and open-loop error), no closed-loop table.
+    only = tmp_path / "landscape_only"
+    assert main(["eval", "--episodes", "0", "--out", str(only), "--open-loop-episodes", "0",
+                 "--landscape-goals", "1", *common]) == 0
+    landscape_only = json.loads((only / "report.json").read_text())
+    assert landscape_only["summaries"] == [] and landscape_only["outcomes"] == []
+    assert -1.0 <= landscape_only["landscape"]["near_cube_rank_correlation"] <= 1.0
+    assert len(landscape_only["landscape"]["near_cube_axis_share"]) == 3
+    assert "No closed-loop episodes" in (only / "report.md").read_text()
     demo = tmp_path / "demo"
     assert main(["demo", "--task", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0
