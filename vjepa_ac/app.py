@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from planner.cli import add_planner_options, add_world_model_options, int_at_least, positive_int
+from vjepa_ac.control import add_planner_options, add_world_model_options, int_at_least, positive_int
 from sim.cli import add_camera_yaw_option
 
 TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
@@ -30,7 +30,7 @@ def task_list(text: str) -> list[str]:
 
 def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_world_model_options(parser)
-    # The planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`); `--seed` is taken by
+    # The planner CLI's options, resolved the same way (`vjepa_ac.model_card.mpc_config_for`); `--seed` is taken by
     # the episode seed here.
     add_planner_options(parser)
     parser.add_argument("--max-steps", type=positive_int, default=None,

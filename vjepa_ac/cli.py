@@ -39,7 +39,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "worldmodel.cli",
     "worldmodel.training.cli",
     "sim.cli",
-    "planner.cli",
+    "vjepa_ac.control",
     "robot.cli",
     "vjepa_ac.app",
     "vjepa_ac.goals",

@@ -1,7 +1,7 @@
 """The closed loop behind `vjepa-ac demo` and `vjepa-ac eval`: load a world model with its planning settings, run
 sim episodes through `planner.run_mpc`, and turn the logs into outcomes, videos and reports.
 
-Planning settings travel with a checkpoint in a model card (`planner.model_card`); a checkpoint without one (e.g.
+Planning settings travel with a checkpoint in a model card (`vjepa_ac.model_card`); a checkpoint without one (e.g.
 Meta's `vjepa2-ac-vitg.pt`) gets the planner's paper defaults.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from planner.model_card import (
+from vjepa_ac.model_card import (
     PlanningDefaults,
     load_for_planning,
     mpc_config_for,

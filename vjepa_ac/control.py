@@ -1,4 +1,8 @@
-"""`vjepa-ac plan` (one-shot: print the next action) and `vjepa-ac run` (closed loop on the sim or a bridged arm)."""
+"""`vjepa-ac plan` (one-shot: print the next action), `vjepa-ac run` (closed loop on the sim or a bridged arm) and
+`vjepa-ac calibrate` (action-frame calibration), with the option groups that `demo`, `eval` and `goal capture` share.
+
+Application layer: this module wires the planner library (`planner/`) to the simulator (`sim/`), the bridge client
+(`robot.client`) and the model card (`vjepa_ac.model_card`); the library itself imports none of them."""
 
 from __future__ import annotations
 
@@ -130,7 +134,7 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
     """The planner option group, shared by plan, run, demo and eval (`--planner-seed` is the sampling seed; `--seed`
     is, wherever it exists, the seed of the episode).
 
-    Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
+    Every setting defaults to None: `vjepa_ac.model_card.mpc_config_for` then takes the model card's value (per task
     for sim tasks), else the paper's."""
     group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
     group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
@@ -317,7 +321,7 @@ def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
 def resolved_config(args: argparse.Namespace, defaults):
     """The `MPCConfig` of `plan` / `run`: the model card (with the sim task's overrides for `run --robot sim`), then
     the given options; the same resolution as `demo` and `eval`."""
-    from planner.model_card import mpc_config_for
+    from vjepa_ac.model_card import mpc_config_for
 
     task = args.task if getattr(args, "robot", None) == "sim" else None
     return mpc_config_for(defaults, task, args)
@@ -325,7 +329,7 @@ def resolved_config(args: argparse.Namespace, defaults):
 
 def _load_world_model(args: argparse.Namespace):
     """(WorldModel, PlanningDefaults) for --checkpoint (default: the embedded model) and its model card."""
-    from planner.model_card import (
+    from vjepa_ac.model_card import (
         load_planning_defaults,
         pick_device,
         resolve_checkpoint,
@@ -405,7 +409,7 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
     """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
     local = _local_cameras(args.cameras) if getattr(args, "cameras", None) else None
     if args.robot == "sim":
-        from planner.model_card import sim_config_options, sim_settings
+        from vjepa_ac.model_card import sim_config_options, sim_settings
         from sim import make_env
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.cli import add_robot_options, existing_file, positive_int
+from vjepa_ac.control import add_robot_options, existing_file, positive_int
 
 JOG_AXES = {"x": 0, "y": 1, "z": 2, "yaw": 5}
 """Jog name -> DROID action dimension (base frame: x forward, y left, z up; yaw about the base z axis)."""
@@ -351,9 +351,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from planner.cli import make_robot
+    from vjepa_ac.control import make_robot
     from planner.goals import GoalScheduleWriter
-    from planner.model_card import load_planning_defaults, resolve_checkpoint
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint
 
     if args.switch == "energy" and args.switch_energy is None:
         raise ValueError("--switch energy needs --switch-energy")

@@ -1,4 +1,5 @@
-"""Model cards: the planning settings that travel with a world-model checkpoint.
+"""Model cards: the planning settings that travel with a world-model checkpoint (application layer: it composes the
+planner's, the simulator's and the robot limits' configurations; `planner/` itself reads no model card).
 
 A model card is `<checkpoint stem>.json` beside the checkpoint (the embedded default model has one); it records the
 crop, camera, frame rate, sim scene and planner settings the checkpoint is meant to be driven with. A checkpoint
@@ -66,7 +67,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     if checkpoint is not None:
         return Path(checkpoint)
     # The default model is data shipped inside the application package; `vjepa_ac.default_model` holds nothing but
-    # its path, so this is the planner's only reference to `vjepa_ac` and it imports no application code.
+    # its path.
     from vjepa_ac.default_model import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.is_file():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from planner.model_card import PlanningDefaults, mpc_config_for
+from vjepa_ac.model_card import PlanningDefaults, mpc_config_for
 from planner.mppi import MPPIConfig
 from vjepa_ac import closed_loop
 from vjepa_ac.closed_loop import describe_planner, run_episode, video_from_log

@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.cli import _goal_gripper, existing_file, positive_int
+from vjepa_ac.control import _goal_gripper, existing_file, positive_int
 from vjepa_ac.cli import main
 from worldmodel import save_ac_checkpoint
 
-from .conftest import PointRobot
+from tests.planner.conftest import PointRobot, tiny_world_model  # noqa: F401  (a fixture, found by name)
 
 STATE = "0.5,0,0.3,3.1,0,0,0"
 
@@ -84,8 +84,8 @@ def test_missing_checkpoint_is_rejected(capsys):
 
 def _resolved(argv):
     """The `MPCConfig` that `vjepa-ac run` / `plan` would use for `argv` (no world model is loaded)."""
-    from planner.cli import resolved_config
-    from planner.model_card import load_planning_defaults, resolve_checkpoint
+    from vjepa_ac.control import resolved_config
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint
     from vjepa_ac.cli import build_parser
 
     args = build_parser().parse_args(argv)
@@ -94,7 +94,7 @@ def _resolved(argv):
 
 def test_run_resolves_settings_like_demo():
     """With the embedded default model, `run --robot sim --task reach` plans with the card's reach settings, as demo."""
-    from planner.model_card import load_planning_defaults, mpc_config_for, resolve_checkpoint
+    from vjepa_ac.model_card import load_planning_defaults, mpc_config_for, resolve_checkpoint
     from vjepa_ac.cli import build_parser
 
     run = _resolved(["run", "--robot", "sim", "--task", "reach"])
@@ -170,7 +170,7 @@ def test_plan_toward_a_sub_goal_of_a_schedule(files, tmp_path, capsys):
 
 def test_a_schedule_replaces_the_task_sub_goal_settings(tmp_path):
     """run --goal-schedule: the schedule's steps and pins replace the card's task settings; options override both."""
-    from planner.cli import with_goal_schedule
+    from vjepa_ac.control import with_goal_schedule
     from planner.goals import load_goal_schedule
     from vjepa_ac.cli import build_parser
 
@@ -219,7 +219,7 @@ def test_calibrate_bad_input_writes_nothing(tmp_path, capsys):
 
 
 def test_camera_yaw_reaches_the_sim_settings():
-    from planner.model_card import load_planning_defaults, resolve_checkpoint, sim_settings
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint, sim_settings
     from vjepa_ac.cli import build_parser
 
     defaults = load_planning_defaults(resolve_checkpoint(None))

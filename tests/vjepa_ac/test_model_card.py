@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from planner.model_card import (
+from vjepa_ac.model_card import (
     load_planning_defaults,
     mpc_config_for,
     resolve_checkpoint,
