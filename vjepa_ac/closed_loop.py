@@ -20,14 +20,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vjepa_ac.model_card import (
-    PlanningDefaults,
-    load_for_planning,
-    mpc_config_for,
-    sim_config_options,
-    sim_settings,
-)
-from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+from vjepa_ac.episode import sim_episode
+from vjepa_ac.model_card import PlanningDefaults, load_for_planning, mpc_config_for, sim_settings
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
@@ -66,22 +60,14 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
 
     With `fps` (the predictor's training frame rate), each planned action is executed over control_hz / fps control
     periods (`ActionRepeatRobot`), the interval the predictor imagines; the task's step budget, counted in control
-    periods, is divided accordingly.
+    periods, is divided accordingly (`vjepa_ac.episode`).
     """
     from planner.mpc import run_mpc
-    from sim.tasks import make_env
 
-    if robot is None:
-        robot, task = make_env(task_name, seed=seed, **sim_config_options(sim_options or {}),
-                               goal_camera=config.camera)
-    else:
-        robot, task = make_env(task_name, seed=seed, robot=robot, goal_camera=config.camera)
-    periods = control_periods_per_step(robot.control_hz, fps) if fps else 1
-    if config.max_steps is None:
-        config = dataclasses.replace(config, max_steps=math.ceil(task.max_steps / periods))
-    episode_log = run_mpc(ActionRepeatRobot(robot, periods), world_model, task.goal_images(), config,
-                          done=task.success, progress=progress)
-    info = task.info()
+    setup = sim_episode(task_name, seed, camera=config.camera, sim_options=sim_options, robot=robot)
+    controlled, config, _ = setup.controlled(config, fps)
+    episode_log = run_mpc(controlled, world_model, setup.goals, config, done=setup.success, progress=progress)
+    info = setup.task.info()
     outcome = EpisodeOutcome(
         task=task_name,
         seed=seed,
@@ -91,7 +77,7 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
         planning_seconds=tuple(s.plan_seconds + s.encode_seconds for s in episode_log.steps),
         final_energies=tuple(s.planned_energy for s in episode_log.steps),
     )
-    return outcome, episode_log, robot
+    return outcome, episode_log, setup.robot
 
 
 def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], episodes: int, seed: int,

@@ -406,24 +406,24 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def make_robot(args: argparse.Namespace, defaults, camera: str):
-    """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
+    """The `vjepa_ac.episode.EpisodeSetup` of --robot: a sim task (its scene, goal images, success check and step
+    budget) or the bridge client alone; with --cameras, their frames replace the robot's of the same roles."""
+    from vjepa_ac.episode import EpisodeSetup, sim_episode
+
     local = _local_cameras(args.cameras) if getattr(args, "cameras", None) else None
     if args.robot == "sim":
-        from vjepa_ac.model_card import sim_config_options, sim_settings
-        from sim import make_env
+        from vjepa_ac.model_card import sim_settings
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
-        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera,
-                               **sim_config_options(sim_settings(defaults, args)))
-        goals, success, periods = task.goal_images(), task.success, task.max_steps
+        setup = sim_episode(args.task, args.seed, camera=camera, sim_options=sim_settings(defaults, args))
     else:
         roles = () if local is not None and camera in local.roles else (camera,)
-        robot, goals, success, periods = _bridge_client(args, roles), None, None, None
+        setup = EpisodeSetup(robot=_bridge_client(args, roles))
     if local is not None:
         from robot.cameras import WithCameras
 
-        robot = WithCameras(robot, local)
-    return robot, goals, success, periods
+        setup.robot = WithCameras(setup.robot, local)
+    return setup
 
 
 def _bridge_client(args: argparse.Namespace, camera_roles: tuple[str, ...]):
@@ -484,7 +484,6 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
     from planner.goals import load_goal_schedule
     from planner.mpc import run_mpc
     from planner.report import save_episode
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 
     if args.robot == "bridge" and not args.goal and args.goal_schedule_file is None:
         raise argparse.ArgumentTypeError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal "
@@ -509,20 +508,19 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from exc
         config = with_goal_schedule(config, schedule, args)
-    robot, task_goals, success, task_periods = make_robot(args, defaults, config.camera)
-    periods = control_periods_per_step(robot.control_hz, fps)
-    # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
-    if config.max_steps is None and task_periods is not None and schedule is None:
-        config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
-    goals = given_goals or task_goals
-    recorder = _recording_robot(args, robot)
+    setup = make_robot(args, defaults, config.camera)
+    if schedule is not None:
+        setup.budget_periods = None  # a goal schedule's leftover budget stays on its last goal
+    goals = given_goals or setup.goals
+    recorder = _recording_robot(args, setup.robot)
     log_path = args.out / "steps.jsonl"
     _exit_on_sigterm()
-    with ActionRepeatRobot(recorder, periods) as controlled:  # connects: an absent bridge fails before --out is touched
+    controlled, config, periods = setup.controlled(config, fps, recorder)
+    with controlled:  # connects: an absent bridge fails before --out is touched
         args.out.mkdir(parents=True, exist_ok=True)
         log_path.unlink(missing_ok=True)
-        episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
-        recorded = recorder.finish(success=episode.goal_reached) if recorder is not robot else None
+        episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=setup.success)
+        recorded = recorder.finish(success=episode.goal_reached) if recorder is not setup.robot else None
     outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)
     plan_seconds = [r.plan_seconds for r in episode.steps]
     print(f"outcome: {episode.outcome} after {len(episode.steps)} planned actions ({periods} control periods each)")
@@ -538,15 +536,15 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     from planner.calibration import CalibrationConfig, calibrate, write_calibration
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+    from robot.action_repeat import ActionRepeatRobot
 
     world_model, defaults = _load_world_model(args)
     fps = args.fps or defaults.fps
     try:
         config = CalibrationConfig(probes=args.probes, step=args.probe_step, seed=args.probe_seed,
                                    camera=args.camera or defaults.camera)
-        robot, _, _, _ = make_robot(args, defaults, config.camera)
-        with ActionRepeatRobot(robot, control_periods_per_step(robot.control_hz, fps)) as controlled:
+        setup = make_robot(args, defaults, config.camera)
+        with ActionRepeatRobot(setup.robot, setup.periods_per_action(fps)) as controlled:
             result = calibrate(controlled, world_model, config)
     except ValueError as exc:  # the probes cannot determine the frame (no motion, no change, a missing camera)
         raise argparse.ArgumentTypeError(str(exc)) from exc

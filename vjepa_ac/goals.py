@@ -371,7 +371,7 @@ def _capture(args: argparse.Namespace) -> int:
     writer = GoalScheduleWriter(args.out, camera=camera, crop=defaults.crop, switch=args.switch,
                                 switch_energy=args.switch_energy, stop_energy=args.stop_energy,
                                 overwrite=args.overwrite)
-    robot, *_ = make_robot(args, defaults, camera)
+    robot = make_robot(args, defaults, camera).robot
     session = GoalCapture(robot, writer, camera=camera, guide=args.guide, jog_step=args.jog_step,
                           jog_angle=args.jog_angle, steps_per_goal=args.steps_per_goal, gripper_rule=args.gripper,
                           max_frame_age_s=args.max_frame_age, settle_s=args.settle)
