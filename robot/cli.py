@@ -97,7 +97,9 @@ def _client(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
+    from data.conventions import use_headless_rendering
+
+    use_headless_rendering()  # before MuJoCo loads
     from robot.backends import make_backend
     from robot.bridge import Bridge
     from robot.config import bridge_config_from_dict, load_bridge_config
@@ -187,7 +189,9 @@ def _home(args: argparse.Namespace) -> int:
 
 
 def _fake_franka_ros(args: argparse.Namespace) -> int:
-    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
+    from data.conventions import use_headless_rendering
+
+    use_headless_rendering()  # before MuJoCo loads
     from robot.backends.ros1_standin import run_standin
 
     run_standin(arm_id=args.arm_id, rate_hz=args.rate)

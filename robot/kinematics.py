@@ -11,18 +11,18 @@ give each thread its own.
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import sim  # noqa: F401  (chooses a headless GL backend before MuJoCo is first imported)
+from data.conventions import matrix_to_euler_xyz, use_headless_rendering
+
+use_headless_rendering()  # before MuJoCo is first imported
 
 # isort: split
 import mujoco
 
-from data.droid.poses import matrix_to_euler_xyz
 from robot.interface import NUM_JOINTS
 from robot.limits import PANDA, JointLimits
 
@@ -34,8 +34,8 @@ DROID_HOME_Q = np.array([0.0, -np.pi / 5, 0.0, -4 * np.pi / 5, 0.0, 3 * np.pi / 
 
 
 def default_arm_mjcf() -> Path:
-    """The project's Panda model (arm + hand, no scene) shipped with the `sim` package."""
-    return Path(str(importlib.resources.files("sim").joinpath("assets/panda.xml")))
+    """The project's Panda model (arm + hand, no scene), shipped with this package and used by the simulator too."""
+    return Path(__file__).resolve().parent / "assets" / "panda.xml"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.interpolation import MotionLimits
 from robot.kinematics import DROID_HOME_Q
 from robot.limits import DEFAULT_ACTION_LIMITS, PANDA, ActionLimits, JointLimits

@@ -7,13 +7,10 @@ Importing this package picks EGL for offscreen rendering on a headless Linux mac
 
 from __future__ import annotations
 
-import os
-import sys
-
+from data.conventions import use_headless_rendering
 from data.lazy_exports import lazy_getattr
 
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    os.environ.setdefault("MUJOCO_GL", "egl")
+use_headless_rendering()
 
 _EXPORTS = {
     "SceneConfig": "sim.scene",

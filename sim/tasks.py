@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot
 from sim.randomization import DISTRACTOR_PREFIX
