@@ -37,7 +37,7 @@ import numpy as np
 import zmq
 from tqdm import tqdm
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.client import BridgeClient, ClientConfig
 from robot.config import BridgeConfig, LinkConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.backends.ros1 import Ros1Config
 from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 

@@ -1,4 +1,9 @@
-"""`vjepa-ac bridge run|keygen|status|recover|home|fake-franka-ros`: the robot-side bridge and its tools."""
+"""`vjepa-ac bridge run|keygen|status|recover|home|fake-franka-ros`: the robot-side bridge and its tools.
+
+Application layer: the composition root of the robot-side process, which puts the bridge (`robot.bridge`) together
+with the backend its configuration names (a real arm's from `robot.backends`, the simulated arm's from `sim.backend`)
+and the cameras. The bridge process loads neither torch nor h5py (tests/robot/test_import_graph.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,7 +106,6 @@ def _run(args: argparse.Namespace) -> int:
     from data.conventions import use_headless_rendering
 
     use_headless_rendering()  # before MuJoCo loads
-    from robot.backends import make_backend
     from robot.bridge import Bridge
     from robot.config import bridge_config_from_dict, load_bridge_config
 
@@ -126,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     from robot.cameras import CameraRig
 
     cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
-    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
+    bridge = Bridge(config, _make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
     bridge.start()
     link = config.link
@@ -192,7 +197,32 @@ def _fake_franka_ros(args: argparse.Namespace) -> int:
     from data.conventions import use_headless_rendering
 
     use_headless_rendering()  # before MuJoCo loads
-    from robot.backends.ros1_standin import run_standin
+    from sim.ros1_standin import run_standin
 
     run_standin(arm_id=args.arm_id, rate_hz=args.rate)
     return 0
+
+
+def _make_backend(name: str, options: dict[str, Any] | None = None):
+    """Build the backend `name` (one of `robot.backends.BACKEND_NAMES`) with its options (a section of the bridge
+    config)."""
+    from robot.backends import BACKEND_NAMES
+
+    options = dict(options or {})
+    if name == "mujoco":
+        from sim.backend import MujocoBackend
+
+        return MujocoBackend(**options)
+    if name == "ros1":
+        from robot.backends.ros1 import Ros1Backend, Ros1Config
+
+        return Ros1Backend(Ros1Config(**options))
+    if name == "ros2":
+        from robot.backends.ros2 import Ros2Backend, Ros2Config
+
+        return Ros2Backend(Ros2Config(**options))
+    if name == "libfranka":
+        from robot.backends.libfranka import LibfrankaBackend, LibfrankaConfig
+
+        return LibfrankaBackend(LibfrankaConfig(**options))
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -40,7 +40,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "worldmodel.training.cli",
     "sim.cli",
     "vjepa_ac.control",
-    "robot.cli",
+    "vjepa_ac.bridge",
     "vjepa_ac.app",
     "vjepa_ac.goals",
 )

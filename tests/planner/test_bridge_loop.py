@@ -11,7 +11,7 @@ import pytest
 from planner.cem import CEMConfig
 from planner.mpc import MPCConfig, run_mpc
 from planner.report import read_jsonl
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.client import BridgeClient, ClientConfig
 from robot.config import BridgeConfig, LinkConfig

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.backends.ros1_msgs import DEBIAN_DIST_PACKAGES, ROS_ENABLE_HINT
 from robot.bridge import Bridge
 from robot.client import BridgeClient, ClientConfig

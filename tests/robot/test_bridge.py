@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import zmq
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.client import BridgeClient, BridgeError
 from robot.config import BridgeConfig

@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from robot.backends.base import ArmState, Backend
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.client import BridgeClient
 from robot.config import BridgeConfig

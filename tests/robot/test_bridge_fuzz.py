@@ -13,7 +13,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.config import BridgeConfig
 from robot.limits import DEFAULT_ACTION_LIMITS, PANDA

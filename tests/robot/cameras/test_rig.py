@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.backends.mujoco import MujocoBackend
+from sim.backend import MujocoBackend
 from robot.bridge import Bridge
 from robot.cameras import (
     CameraConfig,
