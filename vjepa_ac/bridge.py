@@ -94,10 +94,8 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace):
     from robot.client import BridgeClient, ClientConfig
 
-    base = args.port_base
-    return BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
-                                     camera_port=base + 3, client_secret_key=args.client_key,
-                                     bridge_public_key=args.bridge_key, rpc_timeout_s=args.timeout, camera_roles=()))
+    return BridgeClient(ClientConfig(host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
+                                     rpc_timeout_s=args.timeout, camera_roles=()).with_port_base(args.port_base))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -118,8 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.host:
             link = dataclasses.replace(link, host=args.host)
         if args.port_base:
-            base = args.port_base
-            link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
+            link = link.with_port_base(args.port_base)
         config = dataclasses.replace(config, link=link)
     if args.task is not None or args.seed is not None:
         if config.backend != "mujoco":

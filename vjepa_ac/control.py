@@ -429,11 +429,9 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
 def _bridge_client(args: argparse.Namespace, camera_roles: tuple[str, ...]):
     from robot.client import BridgeClient, ClientConfig
 
-    base = args.port_base
     return BridgeClient(ClientConfig(
-        host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
-        client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
-    ))
+        host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
+    ).with_port_base(args.port_base))
 
 
 def _check_bridge_answers(args: argparse.Namespace) -> None:
