@@ -12,16 +12,18 @@ from data.lazy_exports import lazy_getattr
 
 use_headless_rendering()
 
+TASK_NAMES: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
+"""The simulator's tasks (`sim.tasks.TASKS`), named here so that command lines can offer them without loading MuJoCo."""
+
 _EXPORTS = {
     "SceneConfig": "sim.scene",
     "SimConfig": "sim.robot",
     "SimRobot": "sim.robot",
     "Task": "sim.tasks",
-    "TASK_NAMES": "sim.tasks",
     "make_env": "sim.tasks",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "TASK_NAMES"])
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-TASK_CHOICES = ("reach", "grasp", "reach_with_object", "pick_and_place")
+from sim import TASK_NAMES
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "scene and every object's pose per step. Seeded and resumable: rerunning with the same --out, "
                     "--task and --seed skips finished episodes.",
     )
-    collect.add_argument("--task", choices=TASK_CHOICES, required=True, help="task to collect")
+    collect.add_argument("--task", choices=TASK_NAMES, required=True, help="task to collect")
     collect.add_argument("--episodes", type=int, required=True, help="number of episodes in this run (indices 0..N-1)")
     collect.add_argument("--out", required=True, help="DROID root folder; episodes go to OUT/<lab>/success|failure/...")
     collect.add_argument("--seed", type=int, default=0, help="run seed; episode i of a seed always plays out the same")
@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "--scenes N, write one contact sheet of N scenes (seeds SEED .. SEED+N-1) instead, e.g. "
                     "`--randomize --scenes 16` to look at the variety of domain randomisation.",
     )
-    show.add_argument("--task", choices=TASK_CHOICES, default="pick_and_place", help="task (default pick_and_place)")
+    show.add_argument("--task", choices=TASK_NAMES, default="pick_and_place", help="task (default pick_and_place)")
     show.add_argument("--seed", type=int, default=0, help="task seed (default 0)")
     show.add_argument("--out", default="sim_show", help="output folder (default ./sim_show)")
     show.add_argument("--image-size", type=_image_size, default=(360, 640), metavar="HxW",

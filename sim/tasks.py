@@ -15,6 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from sim import TASK_NAMES  # noqa: F401  (re-exported beside TASKS)
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot
 from sim.randomization import DISTRACTOR_PREFIX
@@ -320,7 +321,7 @@ class PickAndPlaceTask(Task):
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (ReachTask, GraspTask, ReachWithObjectTask, PickAndPlaceTask)
 }
-TASK_NAMES = tuple(TASKS)
+"""The task classes by name, in the order of `sim.TASK_NAMES`."""
 
 
 def make_env(task: str, *, seed: int, robot: SimRobot | None = None, **options) -> tuple[SimRobot, Task]:

@@ -13,6 +13,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from sim import TASK_NAMES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-cameras", action="store_true",
                      help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
     sim = run.add_argument_group("simulated arm (--backend mujoco)")
-    sim.add_argument("--task", choices=["reach", "grasp", "reach_with_object", "pick_and_place"],
+    sim.add_argument("--task", choices=TASK_NAMES,
                      help="the simulator task whose scene (objects, start pose) the arm stands in "
                           "(overrides backend_options.mujoco.task; default: the bare tabletop)")
     sim.add_argument("--seed", type=int, help="episode seed of the task's object placement (default 0)")

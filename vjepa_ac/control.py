@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.cli import TASK_CHOICES
+from sim import TASK_NAMES
 
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -184,7 +184,7 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
     `calibrate` and `goal capture` (read by `make_robot`)."""
     parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     parser.add_argument(
-        "--task", default="reach", choices=TASK_CHOICES,
+        "--task", default="reach", choices=TASK_NAMES,
         help="sim task whose scene is used (run: its goal images too, unless --goal / --goal-schedule; default: "
         "%(default)s)",
     )

@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from sim import TASK_NAMES
 from vjepa_ac.report import OpenLoopError
-
-OPEN_LOOP_TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 
 
 def episodes_per_task(total: int, tasks: Sequence[str]) -> dict[str, int]:
@@ -24,7 +23,7 @@ def episodes_per_task(total: int, tasks: Sequence[str]) -> dict[str, int]:
 
 
 def collect_heldout(folder: Path, defaults, *, episodes: int, seed: int,
-                    tasks: Sequence[str] = OPEN_LOOP_TASKS) -> Path:
+                    tasks: Sequence[str] = TASK_NAMES) -> Path:
     """Collect (or, when already there, reuse) the held-out episodes in `folder`; returns the folder."""
     from sim.collect import CollectConfig, collect
 
