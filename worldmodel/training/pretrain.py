@@ -51,7 +51,8 @@ from worldmodel import (
     preprocess_frames,
 )
 from worldmodel.checkpoints import atomic_torch_save, encoder_from_checkpoint
-from worldmodel.frames import Crop, crop_box, device_autocast
+from worldmodel.frames import Crop, crop_box
+from worldmodel.precision import autocast
 from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
 
 from . import distributed
@@ -452,7 +453,7 @@ def train_step(run: PretrainRun, config: PretrainConfig, bank: Tensor, clip_star
     """One optimizer step and EMA update; returns the step's metrics (averaged over ranks)."""
     device = run.dist.device
     lr = run.schedule.step()
-    with device_autocast(device):
+    with autocast(device):
         batches = step_batches(run, config, bank, clip_starts)
         loss, stats = run.model(batches)
     if not torch.isfinite(loss):
