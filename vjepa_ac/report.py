@@ -14,6 +14,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from planner.report import json_safe
+
 
 @dataclass(frozen=True)
 class EpisodeOutcome:
@@ -220,24 +222,13 @@ def format_markdown(report: EvaluationReport) -> str:
     return "\n".join(parts)
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN is not JSON; write null so that strict parsers accept the file."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
     summaries = []
     for s in report.summaries:
         entry = asdict(s)
         entry["success_rate"] = s.success_rate
         summaries.append(entry)
-    return _jsonable(
+    return json_safe(
         {
             "summaries": summaries,
             "outcomes": [asdict(o) for o in report.outcomes],
