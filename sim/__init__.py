@@ -8,22 +8,15 @@ Importing this package picks EGL for offscreen rendering on a headless Linux mac
 from __future__ import annotations
 
 from data.conventions import use_headless_rendering
-from data.lazy_exports import lazy_getattr
+from data.lazy_exports import lazy_exports
 
 use_headless_rendering()
 
 TASK_NAMES: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 """The simulator's tasks (`sim.tasks.TASKS`), named here so that command lines can offer them without loading MuJoCo."""
 
-_EXPORTS = {
-    "SceneConfig": "sim.scene",
-    "SimConfig": "sim.robot",
-    "SimRobot": "sim.robot",
-    "Task": "sim.tasks",
-    "make_env": "sim.tasks",
-}
-
-__all__ = sorted([*_EXPORTS, "TASK_NAMES"])
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".scene": ("SceneConfig",),
+    ".robot": ("SimConfig", "SimRobot"),
+    ".tasks": ("Task", "make_env"),
+}, defined=("TASK_NAMES",))

@@ -7,9 +7,11 @@ configuration names.
 
 from __future__ import annotations
 
-from robot.backends.base import ArmState, Backend
+from data.lazy_exports import lazy_exports
 
 BACKEND_NAMES = ("mujoco", "ros1", "ros2", "libfranka")
 """The backends a bridge configuration may name."""
 
-__all__ = ["BACKEND_NAMES", "ArmState", "Backend"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".base": ("ArmState", "Backend", "FrankaHandSettings"),
+}, defined=("BACKEND_NAMES",))
