@@ -8,8 +8,6 @@ Meta's `vjepa2-ac-vitg.pt`) gets the planner's paper defaults.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import platform
 import sys
 import time

@@ -107,7 +107,7 @@ def test_nested_and_oversized_messages_are_rejections_not_faults(running_bridge,
 
 def test_sockets_refuse_messages_beyond_the_size_limit(running_bridge, client, keys):
     bridge, link = running_bridge
-    assert bridge._cmd.maxmsgsize > 0 and bridge._rpc.maxmsgsize > 0
+    assert bridge._link.cmd.maxmsgsize > 0 and bridge._link.rpc.maxmsgsize > 0
     client.connect()
     push = pusher(link, keys)
     push.send(b"\x00" * (1024 * 1024))  # ZMQ_MAXMSGSIZE drops the connection before anything is buffered

@@ -9,7 +9,7 @@ from vjepa_ac.control import _goal_gripper, existing_file, positive_int
 from vjepa_ac.cli import main
 from worldmodel import save_ac_checkpoint
 
-from tests.planner.conftest import PointRobot, tiny_world_model  # noqa: F401  (a fixture, found by name)
+from tests.planner.conftest import PointRobot
 
 STATE = "0.5,0,0.3,3.1,0,0,0"
 
