@@ -2,7 +2,7 @@
 
 Application layer: the composition root of the robot-side process, which puts the bridge (`robot.bridge`) together
 with the backend its configuration names (a real arm's from `robot.backends`, the simulated arm's from `sim.backend`)
-and the cameras. The bridge process loads neither torch nor h5py (tests/robot/test_import_graph.py).
+and the cameras. The bridge process loads neither torch nor h5py (tests/test_import_graph.py).
 """
 
 from __future__ import annotations
