@@ -1,5 +1,6 @@
-"""The bridge's MuJoCo backend (a `robot.backends.Backend`): the simulator's Panda (`sim.SimRobot`) run in real time behind the bridge, so the whole link
-(serialization, watchdog, safety, interpolation, timing, camera frames) runs end to end on one machine.
+"""The bridge's MuJoCo backend (a `robot.backends.Backend`): the simulator's Panda (`sim.SimRobot`) run in real time
+behind the bridge, so the whole link (serialization, watchdog, safety, interpolation, timing, camera frames) runs end
+to end on one machine.
 
 Physics advances in its own thread in step with the wall clock; joint set-points drive the scene's position servos,
 which play the part of the arm's joint impedance controller. The scene is the simulator's tabletop with its

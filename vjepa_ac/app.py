@@ -24,7 +24,9 @@ def task_list(text: str) -> list[str]:
     names = list(TASK_NAMES) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in names if t not in TASK_NAMES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown task(s) {unknown or text!r}; choose from {', '.join(TASK_NAMES)} or all")
+        raise argparse.ArgumentTypeError(
+            f"unknown task(s) {unknown or text!r}; choose from {', '.join(TASK_NAMES)} or all"
+        )
     return names
 
 
@@ -47,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image, energy curve) and summary.md / summary.json to --out.",
     )
     demo.add_argument("--task", dest="tasks", type=task_list, default=list(DEMO_TASKS),
-                      help=f"comma-separated tasks from {', '.join(TASK_NAMES)}, or all (default: reach,pick_and_place)")
+                      help=f"comma-separated tasks from {', '.join(TASK_NAMES)}, or all "
+                      "(default: reach,pick_and_place)")
     demo.add_argument("--tasks", dest="tasks", type=task_list, help=argparse.SUPPRESS)  # the former spelling
     demo.add_argument("--episodes", type=positive_int, default=3, help="episodes per task (default: %(default)s)")
     demo.add_argument("--seed", type=non_negative_int, default=1000,

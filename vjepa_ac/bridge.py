@@ -96,8 +96,9 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace):
     from robot.client import BridgeClient, ClientConfig
 
-    return BridgeClient(ClientConfig(host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
-                                     rpc_timeout_s=args.timeout, camera_roles=()).with_port_base(args.port_base))
+    config = ClientConfig(host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
+                          rpc_timeout_s=args.timeout, camera_roles=())
+    return BridgeClient(config.with_port_base(args.port_base))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -19,7 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from vjepa_ac.episode import sim_episode
-from vjepa_ac.model_card import PlanningDefaults, load_for_planning, mpc_config_for, sim_settings
+from vjepa_ac.model_card import (
+    PlanningDefaults,
+    PlanningOverrides,
+    load_for_planning,
+    mpc_config_for,
+    sim_settings,
+)
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
@@ -85,7 +91,7 @@ def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], epi
     outcomes, planners, videos = [], {}, []
     bar = tqdm(total=len(tasks) * episodes, desc="episodes", unit="ep")
     for task in tasks:
-        config = mpc_config_for(defaults, task, args)
+        config = mpc_config_for(defaults, task, PlanningOverrides.from_args(args))
         planners[task] = describe_planner(config)
         robot = None
         try:

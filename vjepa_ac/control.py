@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -125,47 +126,81 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def card_default(paper: object) -> str:
-    """Help text of a setting that defaults to the model card's, else to the paper value `paper`."""
-    return f"default: the model card's setting, else {paper}"
+@functools.cache
+def _embedded_card() -> dict:
+    """The embedded default model's card, read as JSON (no model is loaded)."""
+    from vjepa_ac.default_model import DEFAULT_CHECKPOINT
+
+    try:
+        card = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _card_entry(section: dict, name: str) -> object:
+    """A setting's value in a card section (planner fields, their "space", or the loop's), or None."""
+    planner = section.get("planner", {})
+    for place in (planner, planner.get("space", {}), section.get("mpc", {}), section):
+        if isinstance(place, dict) and place.get(name) is not None:
+            return place[name]
+    return None
+
+
+def _shown(value: object) -> str:
+    return ",".join("free" if v is None else str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def card_default(name: str, library: object) -> str:
+    """Help text of planning setting `name` (a `PlanningOverrides` field): the value used with the embedded default
+    model (its model card's, and which sim tasks' card entries change it) and, for a checkpoint without a card, the
+    library's default `library` (tests/vjepa_ac/test_control.py checks it against the library's dataclasses)."""
+    card = _embedded_card()
+    value = _card_entry(card, name)
+    tasks = [task for task, entry in card.get("tasks", {}).items() if _card_entry(entry, name) is not None]
+    if value is None:
+        text = f"default: {_shown(library)}"
+    else:
+        text = f"default: {_shown(value)} with the embedded model's card, {_shown(library)} without a card"
+    return text + (f"; the card sets it per task for {', '.join(tasks)}" if tasks else "")
 
 
 def add_planner_options(parser: argparse.ArgumentParser) -> None:
     """The planner option group, shared by plan, run, demo and eval (`--planner-seed` is the sampling seed; `--seed`
     is, wherever it exists, the seed of the episode).
 
-    Every setting defaults to None: `vjepa_ac.model_card.mpc_config_for` then takes the model card's value (per task
-    for sim tasks), else the paper's."""
-    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
+    Every option is a `vjepa_ac.model_card.PlanningOverrides` field (the library's field name) and defaults to None:
+    `mpc_config_for` then takes the model card's value (per task for sim tasks), else the library's."""
+    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the library's)")
     group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
     group.add_argument("--samples", type=positive_int, default=None,
-                       help=f"candidate action sequences per iteration ({card_default(800)})")
+                       help=f"candidate action sequences per iteration ({card_default('samples', 800)})")
     group.add_argument("--iterations", type=positive_int, default=None,
-                       help=f"planner iterations per action ({card_default(10)})")
-    group.add_argument("--elites", type=positive_int, default=None,
-                       help=f"CEM elites kept per iteration, at most --samples ({card_default(10)})")
+                       help=f"planner iterations per action ({card_default('iterations', 10)})")
+    group.add_argument("--topk", type=positive_int, default=None,
+                       help=f"CEM elites kept per iteration, at most --samples ({card_default('topk', 10)})")
     group.add_argument("--horizon", type=positive_int, default=None,
-                       help=f"planned steps (imagined rollout length; {card_default(1)})")
+                       help=f"planned steps (imagined rollout length; {card_default('horizon', 1)})")
     group.add_argument("--max-translation", type=float, default=None,
-                       help=f"bound on Δxyz per step, metres ({card_default(0.075)})")
+                       help=f"bound on Δxyz per step, metres ({card_default('max_translation', 0.075)})")
     group.add_argument(
-        "--constraint", choices=("l1_ball", "box"), default=None,
+        "--translation-constraint", choices=("l1_ball", "box"), default=None,
         help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook) "
-        f"({card_default('l1_ball')})",
+        f"({card_default('translation_constraint', 'l1_ball')})",
     )
     group.add_argument("--close-gripper", type=int, default=None,
-                       help=f"force Δgripper = 1 from this horizon step on ({card_default('never')})")
+                       help=f"force Δgripper = 1 from this horizon step on ({card_default('close_gripper', None)})")
     group.add_argument(
-        "--sum-energy", action="store_true",
-        help=f"sum the energy over all imagined steps, not the last ({card_default('the last')})",
+        "--reduce", choices=("last", "sum"), default=None,
+        help=f"energy of a candidate: the last imagined step's, or the sum over all ({card_default('reduce', 'last')})",
     )
     group.add_argument(
         "--max-batch", type=positive_int, default=None,
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
-        f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
+        f"takes ~50 MB per candidate and imagined step in fp32; None = all ({card_default('max_batch', None)})",
     )
     group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
-                       help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
+                       help=f"sampling seed; the same seed gives the same plan ({card_default('seed', 0)})")
     frame = group.add_mutually_exclusive_group()
     frame.add_argument(
         "--action-frame", dest="action_frame_yaw", metavar="FILE", type=calibration_file, default=None,
@@ -175,7 +210,7 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
     frame.add_argument(
         "--action-frame-yaw", dest="action_frame_yaw", metavar="DEG", type=yaw_degrees, default=None,
         help="the same with the yaw given directly: degrees the model's action frame is turned from the robot base "
-        f"frame about the vertical, counter-clockwise seen from above ({card_default(0)})",
+        f"frame about the vertical, counter-clockwise seen from above ({card_default('action_frame_yaw', 0.0)})",
     )
 
 
@@ -254,19 +289,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "use it, else the sum of the goal schedule, else 50)",
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
-                     help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
+                     help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('goal_schedule', None)})")
     run.add_argument("--goal-gripper", metavar="VALUES", type=_goal_gripper, default=None,
                      help="Δgripper pinned per sub-goal, 'free' = searched, e.g. --goal-gripper=-0.5,-0.5,0.5,free "
-                     f"(-1 opens, +1 closes; {card_default('all searched')})")
+                     f"(-1 opens, +1 closes; None = all searched; {card_default('goal_gripper', None)})")
     run.add_argument("--switch-energy", type=float, default=None,
-                     help=f"advance to the next goal below this energy ({card_default('none')})")
+                     help=f"advance to the next goal below this energy ({card_default('switch_energy', None)})")
     run.add_argument("--stop-energy", type=float, default=None,
-                     help=f"stop when the last goal's energy is below this ({card_default('none')})")
+                     help=f"stop when the last goal's energy is below this ({card_default('stop_energy', None)})")
     run.add_argument("--max-frame-age", dest="max_frame_age_s", metavar="SECONDS", type=float, default=None,
                      help="refuse camera frames older than this relative to the arm state "
-                     f"({card_default(0.5)})")
+                     f"({card_default('max_frame_age_s', 0.5)})")
     run.add_argument("--context-frames", type=positive_int, default=None,
-                     help=f"observed frames given to the predictor ({card_default(1)})")
+                     help=f"observed frames given to the predictor ({card_default('context_frames', 1)})")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
     record = run.add_argument_group("recording")
@@ -309,7 +344,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
+    parser.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('camera', 'left')})")
     parser.add_argument(
         "--fps", type=float, default=None,
         help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
@@ -321,10 +356,10 @@ def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
 def resolved_config(args: argparse.Namespace, defaults):
     """The `MPCConfig` of `plan` / `run`: the model card (with the sim task's overrides for `run --robot sim`), then
     the given options; the same resolution as `demo` and `eval`."""
-    from vjepa_ac.model_card import mpc_config_for
+    from vjepa_ac.model_card import PlanningOverrides, mpc_config_for
 
     task = args.task if getattr(args, "robot", None) == "sim" else None
-    return mpc_config_for(defaults, task, args)
+    return mpc_config_for(defaults, task, PlanningOverrides.from_args(args))
 
 
 def _load_world_model(args: argparse.Namespace):
@@ -366,7 +401,10 @@ def parse_state(text: str):
 def with_goal_schedule(config, schedule, args: argparse.Namespace):
     """`config` with the goal schedule's settings, except those given on the command line; the schedule replaces a
     sim task's own sub-goal settings."""
-    settings = {k: v for k, v in schedule.mpc_settings().items() if k != "camera" and getattr(args, k, None) is None}
+    from vjepa_ac.model_card import PlanningOverrides
+
+    given = PlanningOverrides.from_args(args).given()
+    settings = {k: v for k, v in schedule.mpc_settings().items() if k != "camera" and k not in given}
     return dataclasses.replace(config, **settings)
 
 

@@ -77,7 +77,7 @@ def test_run_cli_over_the_bridge(tiny_world_model, bridge, bridge_client, tmp_pa
     code = main(
         ["run", "--robot", "bridge", "--port-base", str(bridge["cmd_port"]), "--goal", str(goal), "--checkpoint",
          str(ckpt), "--device", "cpu", "--fps", "15", "--max-steps", "2", "--samples", "16", "--iterations", "2",
-         "--elites", "4", "--no-video", "--out", str(tmp_path / "run")]
+         "--topk", "4", "--no-video", "--out", str(tmp_path / "run")]
     )
     assert code in (0, 1), capsys.readouterr().err
     assert "(1 control periods each)" in capsys.readouterr().out

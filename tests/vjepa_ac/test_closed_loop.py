@@ -4,7 +4,6 @@ The world model here is a random-initialised tiny one (the real default model is
 these tests check wiring and numbers, not planning quality.
 """
 
-import argparse
 import dataclasses
 import json
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vjepa_ac.model_card import PlanningDefaults, mpc_config_for
+from vjepa_ac.model_card import PlanningDefaults, PlanningOverrides, mpc_config_for
 from planner.mppi import MPPIConfig
 from vjepa_ac import closed_loop
 from vjepa_ac.closed_loop import describe_planner, run_episode, video_from_log
@@ -47,8 +46,8 @@ def test_episodes_per_task():
 
 def test_sim_episode_through_run_mpc(tiny_world_model):
     defaults = PlanningDefaults.from_card(CARD)
-    args = argparse.Namespace(samples=4, iterations=1, horizon=1, elites=2, max_steps=2)
-    config = mpc_config_for(defaults, "reach", args)
+    overrides = PlanningOverrides(samples=4, iterations=1, horizon=1, topk=2, max_steps=2)
+    config = mpc_config_for(defaults, "reach", overrides)
     assert describe_planner(config) == "CEM 4 samples x 1 iters x horizon 1 (top 2)"
     mppi = dataclasses.replace(config, planner=MPPIConfig(samples=4, iterations=1, temperature=0.5))
     assert describe_planner(mppi) == "MPPI 4 samples x 1 iters x horizon 1 (temperature 0.5)"

@@ -75,7 +75,7 @@ def test_capture_against_the_sim(sim_schedule):
 
 def test_run_takes_the_captured_schedule(sim_schedule, tmp_path, capsys):
     code = main(["run", "--robot", "sim", "--task", "pick_and_place", "--goal-schedule", str(sim_schedule),
-                 "--samples", "8", "--iterations", "1", "--elites", "2", "--schedule", "1,1,1,1", "--device", "cpu",
+                 "--samples", "8", "--iterations", "1", "--topk", "2", "--schedule", "1,1,1,1", "--device", "cpu",
                  "--no-video", "--out", str(tmp_path / "run")])
     assert code in (0, 1), capsys.readouterr().err
     steps = read_jsonl(tmp_path / "run" / "steps.jsonl")
