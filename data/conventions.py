@@ -8,7 +8,9 @@ imports NumPy alone, so that the robot-side bridge process can use it without to
   the Euler "xyz" angles of R_{t+1} @ R_t^T (rotation delta left-multiplied, base frame), and Δgripper. The batched
   conversions (`states_to_actions`, `apply_actions`, ...) are in `data.droid.poses`.
 - **Euler angles** <-> rotation matrices: `euler_xyz_to_matrix`, `matrix_to_euler_xyz`, for NumPy arrays (computed
-  with NumPy) or torch tensors (computed with torch, on their device; torch is never imported here).
+  with NumPy: the robot-side bridge) or torch tensors (computed with torch, on their device; torch is never imported
+  here). `data.droid.poses` computes the same formulas in torch for NumPy input too, so that the data, the simulator
+  and the planner agree to the last bit with the batched tensor code; the two differ by rounding only.
 - **Headless rendering**: `use_headless_rendering` picks EGL for MuJoCo's offscreen rendering on a Linux machine
   without a display, before MuJoCo is first imported.
 """
@@ -29,7 +31,7 @@ _GIMBAL_EPS = 1e-7
 
 _NUMPY_OPS = SimpleNamespace(
     cos=np.cos, sin=np.sin, sqrt=np.sqrt, atan2=np.arctan2, where=np.where, zeros_like=np.zeros_like,
-    stack=lambda arrays, axis: np.stack(arrays, axis=axis),
+    stack=lambda arrays, axis: np.stack(arrays, axis=axis), unbind=lambda array: tuple(np.moveaxis(array, -1, 0)),
 )
 
 
@@ -43,6 +45,7 @@ def _array_ops(x: Any) -> tuple[Any, SimpleNamespace]:
     ops = SimpleNamespace(
         cos=torch.cos, sin=torch.sin, sqrt=torch.sqrt, atan2=torch.atan2, where=torch.where,
         zeros_like=torch.zeros_like, stack=lambda tensors, axis: torch.stack(tensors, dim=axis),
+        unbind=lambda tensor: tensor.unbind(-1),
     )
     return x, ops
 
@@ -52,8 +55,8 @@ def euler_xyz_to_matrix(euler):
     e, ops = _array_ops(euler)
     if e.ndim == 0 or e.shape[-1] != 3:
         raise ValueError(f"euler must have last dimension 3, got shape {tuple(e.shape)}")
-    ca, cb, cc = (ops.cos(e[..., i]) for i in range(3))
-    sa, sb, sc = (ops.sin(e[..., i]) for i in range(3))
+    ca, cb, cc = ops.unbind(ops.cos(e))
+    sa, sb, sc = ops.unbind(ops.sin(e))
     rows = (
         (cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa),
         (sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.interface import (
     ActionResult,
     ActionStatus,

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import zmq
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.interface import (
     ActionResult,
     ActionStatus,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.conventions import matrix_to_euler_xyz, use_headless_rendering
+from data.conventions import use_headless_rendering
 
 use_headless_rendering()  # before MuJoCo is first imported
 
@@ -143,7 +143,12 @@ class ArmKinematics:
         return self._jacobian(pos)
 
     def droid_state(self, q: np.ndarray, gripper: float) -> np.ndarray:
-        """DROID 7-D state: flange xyz, Euler "xyz", gripper (0 = open .. 1 = closed)."""
+        """DROID 7-D state: flange xyz, Euler "xyz", gripper (0 = open .. 1 = closed); the simulator's state.
+
+        The angles come from `data.droid.poses` (computed in torch), bit for bit as the recorded data and the planner
+        compute them; the bridge, which loads no torch, reports its pose with `robot.safety.droid_pose` instead."""
+        from data.droid.poses import matrix_to_euler_xyz
+
         pos, rot = self.fk(q)
         return np.concatenate([pos, matrix_to_euler_xyz(rot), [float(gripper)]])
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import rotation_error, rotvec_to_matrix
 from sim.tasks import (
     GRASP_DEPTH,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from data.droid import EpisodeError, open_episode
 from data.droid.raw import RawEpisode
-from data.conventions import euler_xyz_to_matrix
+from data.droid.poses import euler_xyz_to_matrix
 from data.droid.video import write_video
 from robot.interface import ActionStatus
 from robot.kinematics import rotation_error

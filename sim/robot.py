@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
-from data.droid.poses import apply_actions
+from data.droid.poses import apply_actions, euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.interface import ActionResult, ActionStatus, Observation, Robot, validate_action
 from robot.kinematics import DROID_HOME_Q, ArmKinematics, rotation_error, rotvec_to_matrix
 from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits

@@ -14,7 +14,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from robot.kinematics import ArmKinematics, default_arm_mjcf
 from robot.limits import FR3, PANDA, JointLimits
 from sim.randomization import SceneVariation, apply_variation

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from sim import TASK_NAMES  # noqa: F401  (re-exported beside TASKS)
 from robot.kinematics import DROID_HOME_Q
 from sim.robot import SimConfig, SimRobot

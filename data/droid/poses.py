@@ -1,7 +1,8 @@
 """Batched DROID pose conversions in torch: actions from consecutive states and back.
 
 The convention itself (state and action layout, Euler "xyz" angles, `STATE_DIM` / `ACTION_DIM`) is stated and
-implemented in `data.conventions`, which imports no torch; this module re-exports its Euler conversions. An action is
+implemented in `data.conventions`, which imports no torch; this module computes its Euler conversions in torch for
+NumPy input too (as the batched code does), which is what the data, the simulator and the planner use. An action is
 the V-JEPA 2-AC pose difference between consecutive states (`states_to_actions`); `apply_actions` is its inverse and
 is what the planner, the simulator and the recorder use to turn an action into a target.
 
@@ -15,7 +16,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from data.conventions import ACTION_DIM, STATE_DIM, euler_xyz_to_matrix, matrix_to_euler_xyz
+from data import conventions
+from data.conventions import ACTION_DIM, STATE_DIM
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
@@ -35,6 +37,20 @@ def _back(x: torch.Tensor, was_numpy: bool):
 def _check_last_dim(x: torch.Tensor, size: int, name: str) -> None:
     if x.ndim == 0 or x.shape[-1] != size:
         raise ValueError(f"{name} must have last dimension {size}, got shape {tuple(x.shape)}")
+
+
+def euler_xyz_to_matrix(euler: ArrayT) -> ArrayT:
+    """Rotation matrices [..., 3, 3] from scipy-style extrinsic Euler "xyz" angles [..., 3] (`data.conventions`),
+    computed in torch also for NumPy input."""
+    e, was_numpy = _to_tensor(euler)
+    return _back(conventions.euler_xyz_to_matrix(e), was_numpy)
+
+
+def matrix_to_euler_xyz(matrix: ArrayT) -> ArrayT:
+    """Extrinsic Euler "xyz" angles [..., 3] of rotation matrices [..., 3, 3], in scipy's ranges (`data.conventions`),
+    computed in torch also for NumPy input."""
+    m, was_numpy = _to_tensor(matrix)
+    return _back(conventions.matrix_to_euler_xyz(m), was_numpy)
 
 
 def states_to_actions(states: ArrayT) -> ArrayT:
