@@ -4,7 +4,7 @@ angles, headless rendering), the lazy-export helper of every package's `__init__
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".conventions": ("ACTION_DIM", "STATE_DIM", "euler_xyz_to_matrix", "matrix_to_euler_xyz", "use_headless_rendering"),

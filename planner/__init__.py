@@ -7,7 +7,7 @@ Public API (imported lazily so `vjepa-ac --help` stays fast): `CEMConfig`, `CEMP
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".cem": ("CEMConfig", "CEMPlanner"),

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data.droid.video import write_video
+from vjepa_ac.data.droid.video import write_video
 
 if TYPE_CHECKING:
-    from planner.mpc import EpisodeLog
+    from vjepa_ac.planner.mpc import EpisodeLog
 
 
 def json_safe(value):

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from data.droid.poses import apply_actions
-from worldmodel import normalize_reps
-from worldmodel.precision import Precision, autocast
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.worldmodel import normalize_reps
+from vjepa_ac.worldmodel.precision import Precision, autocast
 
 
 

@@ -7,7 +7,7 @@ The bridge side imports neither torch nor h5py; the simulated arm and its bridge
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".interface": ("ActionResult", "ActionStatus", "Observation", "Robot"),

@@ -32,15 +32,15 @@ from typing import Any
 import numpy as np
 import zmq
 
-from robot.backends.base import ArmState, Backend
-from robot.bridge_camera import CameraStreamer
-from robot.bridge_link import MAX_DRAIN, BridgeSockets
-from robot.bridge_tracking import JointTracker, PoseTracker
-from robot.cameras import CameraRig
-from robot.config import BridgeConfig
-from robot.interpolation import SegmentRefused
-from robot.kinematics import ArmKinematics
-from robot.protocol import (
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.bridge_camera import CameraStreamer
+from vjepa_ac.robot.bridge_link import MAX_DRAIN, BridgeSockets
+from vjepa_ac.robot.bridge_tracking import JointTracker, PoseTracker
+from vjepa_ac.robot.cameras import CameraRig
+from vjepa_ac.robot.config import BridgeConfig
+from vjepa_ac.robot.interpolation import SegmentRefused
+from vjepa_ac.robot.kinematics import ArmKinematics
+from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
     Command,
     MessageKind,
@@ -49,8 +49,8 @@ from robot.protocol import (
     public_session_id,
     sanitize_text,
 )
-from robot.safety import CommandRejected, SafetyFilter, droid_pose, matrix_to_quat_xyzw
-from robot.watchdog import ACCEPTS_COMMANDS, Watchdog, WatchdogError, WatchdogState
+from vjepa_ac.robot.safety import CommandRejected, SafetyFilter, droid_pose, matrix_to_quat_xyzw
+from vjepa_ac.robot.watchdog import ACCEPTS_COMMANDS, Watchdog, WatchdogError, WatchdogState
 
 log = logging.getLogger(__name__)
 

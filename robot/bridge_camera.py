@@ -9,9 +9,9 @@ import threading
 import numpy as np
 import zmq
 
-from robot.backends.base import Backend
-from robot.cameras import CameraRig
-from robot.protocol import encode_frame
+from vjepa_ac.robot.backends.base import Backend
+from vjepa_ac.robot.cameras import CameraRig
+from vjepa_ac.robot.protocol import encode_frame
 
 log = logging.getLogger(__name__)
 

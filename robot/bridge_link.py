@@ -13,9 +13,9 @@ from typing import Any
 
 import zmq
 
-from robot.config import LinkConfig
-from robot.keys import make_curve_server, start_authenticator
-from robot.protocol import (
+from vjepa_ac.robot.config import LinkConfig
+from vjepa_ac.robot.keys import make_curve_server, start_authenticator
+from vjepa_ac.robot.protocol import (
     MAX_MESSAGE_BYTES,
     Command,
     MessageKind,

@@ -9,10 +9,10 @@ import logging
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from robot.backends.base import ArmState, Backend
-from robot.interpolation import MotionLimits, SegmentRefused, SetpointInterpolator
-from robot.kinematics import ArmKinematics
-from robot.safety import (
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.interpolation import MotionLimits, SegmentRefused, SetpointInterpolator
+from vjepa_ac.robot.kinematics import ArmKinematics
+from vjepa_ac.robot.safety import (
     PATH_SAMPLES,
     PATH_TOLERANCE,
     SETPOINT_TOLERANCE,

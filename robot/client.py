@@ -22,17 +22,17 @@ import cv2
 import numpy as np
 import zmq
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.interface import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.interface import (
     ActionResult,
     ActionStatus,
     Observation,
     Robot,
     validate_action,
 )
-from robot.keys import make_curve_client
-from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
-from robot.protocol import (
+from vjepa_ac.robot.keys import make_curve_client
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
+from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
     Command,
     CommandMode,

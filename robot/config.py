@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from robot.backends import BACKEND_NAMES
-from robot.cameras import CameraConfig, cameras_from_mapping
-from robot.kinematics import DROID_HOME_Q
-from robot.limits import JOINT_LIMITS, ActionLimits
-from robot.protocol import LinkAddress
-from robot.safety import SafetyConfig
-from robot.watchdog import WatchdogConfig
+from vjepa_ac.robot.backends import BACKEND_NAMES
+from vjepa_ac.robot.cameras import CameraConfig, cameras_from_mapping
+from vjepa_ac.robot.kinematics import DROID_HOME_Q
+from vjepa_ac.robot.limits import JOINT_LIMITS, ActionLimits
+from vjepa_ac.robot.protocol import LinkAddress
+from vjepa_ac.robot.safety import SafetyConfig
+from vjepa_ac.robot.watchdog import WatchdogConfig
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.conventions import ACTION_DIM, STATE_DIM
+from vjepa_ac.data.conventions import ACTION_DIM, STATE_DIM
 
 NUM_JOINTS = 7
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from data.conventions import use_headless_rendering
+from vjepa_ac.data.conventions import use_headless_rendering
 
 use_headless_rendering()  # before MuJoCo is first imported
 
 # isort: split
 import mujoco
 
-from robot.interface import NUM_JOINTS
-from robot.limits import PANDA, JointLimits
+from vjepa_ac.robot.interface import NUM_JOINTS
+from vjepa_ac.robot.limits import PANDA, JointLimits
 
 FLANGE_OFFSET_FROM_LINK7 = 0.107
 """Franka's flange sits 0.107 m along joint 7's axis (the last row of the modified-DH table)."""
@@ -147,7 +147,7 @@ class ArmKinematics:
 
         The angles come from `data.droid.poses` (computed in torch), bit for bit as the recorded data and the planner
         compute them; the bridge, which loads no torch, reports its pose with `robot.safety.droid_pose` instead."""
-        from data.droid.poses import matrix_to_euler_xyz
+        from vjepa_ac.data.droid.poses import matrix_to_euler_xyz
 
         pos, rot = self.fk(q)
         return np.concatenate([pos, matrix_to_euler_xyz(rot), [float(gripper)]])

@@ -7,8 +7,8 @@ Importing this package picks EGL for offscreen rendering on a headless Linux mac
 
 from __future__ import annotations
 
-from data.conventions import use_headless_rendering
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.conventions import use_headless_rendering
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 use_headless_rendering()
 

@@ -15,8 +15,8 @@ import time
 import mujoco
 import numpy as np
 
-from robot.backends.base import ArmState, Backend
-from robot.safety import quat_xyzw_to_matrix
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.safety import quat_xyzw_to_matrix
 
 _MAX_STEPS_PER_WAKE = 200
 """Physics steps per wake-up at most: after a stall the simulation slows down instead of freezing the bridge."""
@@ -40,7 +40,7 @@ class MujocoBackend(Backend):
         """`task`: a simulator task whose scene and object placement are used (`sim.make_env(task, seed=seed)`);
         `robot_model`: the simulator's robot option ("panda", "menagerie:fr3" or an MJCF path);
         `cameras`: roles to stream (default: all of the scene's); `image_size`: (height, width) of streamed frames."""
-        from sim import SceneConfig, SimConfig, SimRobot, make_env
+        from vjepa_ac.sim import SceneConfig, SimConfig, SimRobot, make_env
 
         config = SimConfig(scene=SceneConfig(robot=robot_model), image_size=tuple(image_size))
         if task is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim import TASK_NAMES
+from vjepa_ac.sim import TASK_NAMES
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -152,7 +152,7 @@ def _randomization(path: str | None):
 
     import yaml
 
-    from sim.randomization import DomainRandomization
+    from vjepa_ac.sim.randomization import DomainRandomization
 
     if path is None:
         return DomainRandomization()
@@ -166,7 +166,7 @@ def _randomization(path: str | None):
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from sim.collect import CollectConfig, collect
+    from vjepa_ac.sim.collect import CollectConfig, collect
 
     if args.episodes < 0:
         raise argparse.ArgumentTypeError(f"--episodes must be >= 0, got {args.episodes}")
@@ -190,8 +190,8 @@ def _collect(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from data.droid.index import default_camera
-    from sim.replay import replay_episode
+    from vjepa_ac.data.droid.index import default_camera
+    from vjepa_ac.sim.replay import replay_episode
 
     out = args.output or f"replay_{Path(args.episode).resolve().name}.mp4"
     camera = args.camera or default_camera([args.episode])[0]
@@ -219,8 +219,8 @@ def _show(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from sim.scene import SceneConfig
-    from sim.tasks import make_env
+    from vjepa_ac.sim.scene import SceneConfig
+    from vjepa_ac.sim.tasks import make_env
 
     if args.scenes < 0:
         raise argparse.ArgumentTypeError(f"--scenes must be >= 0, got {args.scenes}")
@@ -230,7 +230,7 @@ def _show(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.scenes:
-        from sim.show import contact_sheet
+        from vjepa_ac.sim.show import contact_sheet
 
         path = out / f"{args.task}_scenes.png"
         sheet = contact_sheet(args.task, range(args.seed, args.seed + args.scenes), camera=args.camera, **options)

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"data"},
     "worldmodel": {"data", "worldmodel"},
     # The planner drives any `robot.interface.Robot`; it knows nothing of the bridge, its client or the simulator.
-    "planner": {"data", "worldmodel", "planner", "robot.interface"},
+    "planner": {"data", "worldmodel", "planner", "vjepa_ac.robot.interface"},
     "robot": {"data", "robot"},
     "sim": {"data", "robot", "sim"},
     APPLICATION: {"data", "worldmodel", "planner", "robot", "sim", APPLICATION},
@@ -113,11 +113,16 @@ def test_no_import_climbs_a_layer():
 def test_the_rules_are_checked_against_real_imports():
     """The parser sees the imports this test is about, so an empty violation list means something."""
     seen = {(module, target) for module, path in _MODULES.items() for target, _, _ in _imports(module, path)}
-    pairs = [("planner.mpc", "robot.interface"), ("vjepa_ac.control", "robot.client"),  # a lazy import in a function
-             ("sim.robot", "robot.kinematics")]
+    pairs = [
+        ("vjepa_ac.planner.mpc", "vjepa_ac.robot.interface"),
+        ("vjepa_ac.control", "vjepa_ac.robot.client"),  # a lazy import inside a function
+        ("vjepa_ac.sim.robot", "vjepa_ac.robot.kinematics"),
+    ]
     assert all((_project_name(a), _project_name(b)) in seen for a, b in pairs)
-    assert not _allowed("planner.mpc", "robot.client") and not _allowed("robot.kinematics", "sim")
-    assert not _allowed("data.droid.poses", "worldmodel") and not _allowed("sim.tasks", "vjepa_ac.episode")
+    assert not _allowed("vjepa_ac.planner.mpc", "vjepa_ac.robot.client")
+    assert not _allowed("vjepa_ac.robot.kinematics", "sim")
+    assert not _allowed("vjepa_ac.data.droid.poses", "worldmodel")
+    assert not _allowed("vjepa_ac.sim.tasks", "vjepa_ac.episode")
 
 
 def test_no_import_cycles():
@@ -153,11 +158,11 @@ def test_the_bridge_process_loads_neither_torch_nor_h5py():
         import numpy as np
         from vjepa_ac.cli import build_parser
         build_parser()
-        from robot.backends import libfranka, ros1, ros2
-        from robot.backends.base import ArmState, Backend
-        from robot.bridge import Bridge
-        from robot.config import BridgeConfig, LinkConfig
-        from robot.kinematics import DROID_HOME_Q
+        from vjepa_ac.robot.backends import libfranka, ros1, ros2
+        from vjepa_ac.robot.backends.base import ArmState, Backend
+        from vjepa_ac.robot.bridge import Bridge
+        from vjepa_ac.robot.config import BridgeConfig, LinkConfig
+        from vjepa_ac.robot.kinematics import DROID_HOME_Q
 
         class StillArm(Backend):
             name = "still"
@@ -180,3 +185,34 @@ def test_the_bridge_process_loads_neither_torch_nor_h5py():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_one_import_namespace():
+    """Every project import goes through the installed `vjepa_ac` namespace (no top-level `data`, `robot`, ...), and
+    pyproject.toml installs every package folder there."""
+    import tomllib
+
+    bare = [f"{path.relative_to(REPO_ROOT)}:{line}: {name}"
+            for module, path in _MODULES.items() for name, line in _raw_imports(path)
+            if name.split(".")[0] in LIBRARY]
+    assert not bare, "\n".join(bare)
+    setup = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {_installed_name(path) for path in _MODULES.values() if path.name == "__init__.py"}
+    assert set(setup["packages"]) == folders
+    assert all(name.split(".")[0] == APPLICATION for name in setup["packages"])
+
+
+def _installed_name(init: Path) -> str:
+    parts = init.parent.relative_to(REPO_ROOT).parts
+    return ".".join(parts if parts[0] == APPLICATION else (APPLICATION, *parts))
+
+
+def _raw_imports(path: Path) -> list[tuple[str, int]]:
+    """(module name as written, line) of every absolute import statement."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.append((node.module, node.lineno))
+    return names

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from vjepa_ac.control import add_planner_options, add_world_model_options, int_at_least, positive_int
-from sim import TASK_NAMES
-from sim.cli import add_camera_yaw_option
+from vjepa_ac.sim import TASK_NAMES
+from vjepa_ac.sim.cli import add_camera_yaw_option
 
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
 

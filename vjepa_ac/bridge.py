@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from sim import TASK_NAMES
+from vjepa_ac.sim import TASK_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +94,7 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace):
-    from robot.client import BridgeClient, ClientConfig
+    from vjepa_ac.robot.client import BridgeClient, ClientConfig
 
     config = ClientConfig(host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
                           rpc_timeout_s=args.timeout, camera_roles=())
@@ -104,11 +104,11 @@ def _client(args: argparse.Namespace):
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from data.conventions import use_headless_rendering
+    from vjepa_ac.data.conventions import use_headless_rendering
 
     use_headless_rendering()  # before MuJoCo loads
-    from robot.bridge import Bridge
-    from robot.config import bridge_config_from_dict, load_bridge_config
+    from vjepa_ac.robot.bridge import Bridge
+    from vjepa_ac.robot.config import bridge_config_from_dict, load_bridge_config
 
     overrides = {"backend": args.backend, "robot": args.robot, "control_mode": args.control_mode}
     config = load_bridge_config(args.config, **overrides) if args.config else bridge_config_from_dict(
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         mujoco = dict(config.backend_options.get("mujoco") or {})
         mujoco.update({k: v for k, v in (("task", args.task), ("seed", args.seed)) if v is not None})
         config = dataclasses.replace(config, backend_options={**config.backend_options, "mujoco": mujoco})
-    from robot.cameras import CameraRig
+    from vjepa_ac.robot.cameras import CameraRig
 
     cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
     bridge = Bridge(config, _make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from robot.keys import generate_keypair
+    from vjepa_ac.robot.keys import generate_keypair
 
     public, secret = generate_keypair(args.directory, args.name, overwrite=args.force)
     print(f"public key: {public}\nsecret key: {secret}")
@@ -194,10 +194,10 @@ def _home(args: argparse.Namespace) -> int:
 
 
 def _fake_franka_ros(args: argparse.Namespace) -> int:
-    from data.conventions import use_headless_rendering
+    from vjepa_ac.data.conventions import use_headless_rendering
 
     use_headless_rendering()  # before MuJoCo loads
-    from sim.ros1_standin import run_standin
+    from vjepa_ac.sim.ros1_standin import run_standin
 
     run_standin(arm_id=args.arm_id, rate_hz=args.rate)
     return 0
@@ -206,23 +206,23 @@ def _fake_franka_ros(args: argparse.Namespace) -> int:
 def _make_backend(name: str, options: dict[str, Any] | None = None):
     """Build the backend `name` (one of `robot.backends.BACKEND_NAMES`) with its options (a section of the bridge
     config)."""
-    from robot.backends import BACKEND_NAMES
+    from vjepa_ac.robot.backends import BACKEND_NAMES
 
     options = dict(options or {})
     if name == "mujoco":
-        from sim.backend import MujocoBackend
+        from vjepa_ac.sim.backend import MujocoBackend
 
         return MujocoBackend(**options)
     if name == "ros1":
-        from robot.backends.ros1 import Ros1Backend, Ros1Config
+        from vjepa_ac.robot.backends.ros1 import Ros1Backend, Ros1Config
 
         return Ros1Backend(Ros1Config(**options))
     if name == "ros2":
-        from robot.backends.ros2 import Ros2Backend, Ros2Config
+        from vjepa_ac.robot.backends.ros2 import Ros2Backend, Ros2Config
 
         return Ros2Backend(Ros2Config(**options))
     if name == "libfranka":
-        from robot.backends.libfranka import LibfrankaBackend, LibfrankaConfig
+        from vjepa_ac.robot.backends.libfranka import LibfrankaBackend, LibfrankaConfig
 
         return LibfrankaBackend(LibfrankaConfig(**options))
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

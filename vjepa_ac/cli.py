@@ -39,10 +39,10 @@ from typing import Sequence
 
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "data.droid.cli",
-    "worldmodel.cli",
-    "worldmodel.training.cli",
-    "sim.cli",
+    "vjepa_ac.data.droid.cli",
+    "vjepa_ac.worldmodel.cli",
+    "vjepa_ac.worldmodel.training.cli",
+    "vjepa_ac.sim.cli",
     "vjepa_ac.control",
     "vjepa_ac.bridge",
     "vjepa_ac.app",

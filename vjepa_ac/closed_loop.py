@@ -66,7 +66,7 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
     periods (`ActionRepeatRobot`), the interval the predictor imagines; the task's step budget, counted in control
     periods, is divided accordingly (`vjepa_ac.episode`).
     """
-    from planner.mpc import run_mpc
+    from vjepa_ac.planner.mpc import run_mpc
 
     setup = sim_episode(task_name, seed, camera=config.camera, sim_options=sim_options, robot=robot)
     controlled, config, _ = setup.controlled(config, fps)

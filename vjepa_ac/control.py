@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from sim import TASK_NAMES
+from vjepa_ac.sim import TASK_NAMES
 
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -76,7 +76,7 @@ def _goal_gripper(text: str) -> tuple[float | None, ...]:
 
 def calibration_file(text: str) -> float:
     """argparse type: the action-frame yaw (degrees) from a `vjepa-ac calibrate --out` file."""
-    from planner.calibration import read_action_frame_yaw
+    from vjepa_ac.planner.calibration import read_action_frame_yaw
 
     try:
         return read_action_frame_yaw(existing_file(text))
@@ -237,7 +237,7 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
         help="cameras read in this process rather than through the bridge: a YAML file with a `cameras:` mapping "
         "role -> settings as in the bridge config (launch/README.md); they replace the robot's frames of those roles",
     )
-    from sim.cli import add_camera_yaw_option
+    from vjepa_ac.sim.cli import add_camera_yaw_option
 
     add_camera_yaw_option(parser.add_argument_group("sim (--robot sim)"))
 
@@ -369,7 +369,7 @@ def _load_world_model(args: argparse.Namespace):
         pick_device,
         resolve_checkpoint,
     )
-    from worldmodel import load_world_model
+    from vjepa_ac.worldmodel import load_world_model
 
     path = resolve_checkpoint(args.checkpoint)
     defaults = load_planning_defaults(path)
@@ -390,7 +390,7 @@ def read_image(path: Path):
 def parse_state(text: str):
     import numpy as np
 
-    from planner.mpc import check_state
+    from vjepa_ac.planner.mpc import check_state
 
     try:
         return check_state(np.array([float(v) for v in text.replace(",", " ").split()]))
@@ -409,8 +409,8 @@ def with_goal_schedule(config, schedule, args: argparse.Namespace):
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from planner.goals import load_goal_schedule
-    from planner.mpc import LatentPlanner, check_goal_images
+    from vjepa_ac.planner.goals import load_goal_schedule
+    from vjepa_ac.planner.mpc import LatentPlanner, check_goal_images
 
     try:
         state = parse_state(args.state)
@@ -458,14 +458,14 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
         roles = () if local is not None and camera in local.roles else (camera,)
         setup = EpisodeSetup(robot=_bridge_client(args, roles))
     if local is not None:
-        from robot.cameras import WithCameras
+        from vjepa_ac.robot.cameras import WithCameras
 
         setup.robot = WithCameras(setup.robot, local)
     return setup
 
 
 def _bridge_client(args: argparse.Namespace, camera_roles: tuple[str, ...]):
-    from robot.client import BridgeClient, ClientConfig
+    from vjepa_ac.robot.client import BridgeClient, ClientConfig
 
     return BridgeClient(ClientConfig(
         host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
@@ -486,7 +486,7 @@ def _local_cameras(path: Path):
     """The `CameraRig` of a YAML file's `cameras:` mapping."""
     import yaml
 
-    from robot.cameras import CameraRig, cameras_from_mapping
+    from vjepa_ac.robot.cameras import CameraRig, cameras_from_mapping
 
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or not data.get("cameras"):
@@ -498,7 +498,7 @@ def _recording_robot(args: argparse.Namespace, robot):
     """`robot` wrapped in a `RecordingRobot` when `--record` is given (closing it keeps a failed run as such)."""
     if args.record is None:
         return robot
-    from robot.recording import RecordingConfig, RecordingRobot
+    from vjepa_ac.robot.recording import RecordingConfig, RecordingRobot
 
     instruction = args.instruction if args.instruction is not None else (args.task if args.robot == "sim" else "")
     config = RecordingConfig(task=instruction, lab=args.lab, scene_id=f"sim-{args.task}" if args.robot == "sim" else "",
@@ -517,9 +517,9 @@ def _exit_on_sigterm() -> None:
 
 
 def _run_closed_loop(args: argparse.Namespace) -> int:
-    from planner.goals import load_goal_schedule
-    from planner.mpc import run_mpc
-    from planner.report import save_episode
+    from vjepa_ac.planner.goals import load_goal_schedule
+    from vjepa_ac.planner.mpc import run_mpc
+    from vjepa_ac.planner.report import save_episode
 
     if args.robot == "bridge" and not args.goal and args.goal_schedule_file is None:
         raise argparse.ArgumentTypeError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal "
@@ -571,8 +571,8 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from planner.calibration import CalibrationConfig, calibrate, write_calibration
-    from robot.action_repeat import ActionRepeatRobot
+    from vjepa_ac.planner.calibration import CalibrationConfig, calibrate, write_calibration
+    from vjepa_ac.robot.action_repeat import ActionRepeatRobot
 
     world_model, defaults = _load_world_model(args)
     fps = args.fps or defaults.fps

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
-from robot.interface import Robot
+from vjepa_ac.robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+from vjepa_ac.robot.interface import Robot
 
 
 @dataclass
@@ -54,7 +54,7 @@ def sim_episode(task_name: str, seed: int, *, camera: str, sim_options: dict[str
                 robot=None) -> EpisodeSetup:
     """The sim task `task_name` on `seed`: a new scene built from a model card's "sim" settings (`sim_options`), or
     `robot`'s scene reset for it (so consecutive episodes reuse one renderer)."""
-    from sim import make_env
+    from vjepa_ac.sim import make_env
     from vjepa_ac.model_card import sim_config_options
 
     if robot is None:

@@ -134,7 +134,7 @@ class GoalCapture:
                   f"{np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
 
     def _observe(self):
-        from planner.mpc import observe
+        from vjepa_ac.planner.mpc import observe
 
         return observe(self.robot, self.camera, self.max_frame_age_s)
 
@@ -254,7 +254,7 @@ def render_contact_sheet(schedule, images: list[np.ndarray], *, tile_width: int 
     stored gripper state, under a header with the camera and switching rule."""
     import cv2
 
-    from worldmodel.frames import crop_box
+    from vjepa_ac.worldmodel.frames import crop_box
 
     height, width = schedule.image_size
     scale = tile_width / width
@@ -352,7 +352,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _capture(args: argparse.Namespace) -> int:
     from vjepa_ac.control import make_robot
-    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.planner.goals import GoalScheduleWriter
     from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint
 
     if args.switch == "energy" and args.switch_energy is None:
@@ -403,7 +403,7 @@ def _capture(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import cv2
 
-    from planner.goals import load_goal_schedule
+    from vjepa_ac.planner.goals import load_goal_schedule
 
     schedule = load_goal_schedule(args.schedule)
     sheet = render_contact_sheet(schedule, schedule.load_images(), columns=args.columns)

@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from planner.mpc import MPCConfig
+    from vjepa_ac.planner.mpc import MPCConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def sim_config_options(sim: dict[str, Any]) -> dict[str, Any]:
     options = dict(sim)
     bounds = {k: options.pop(k) for k in ("workspace_min", "workspace_max") if k in options}
     if bounds:
-        from robot.limits import DEFAULT_ACTION_LIMITS
+        from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS
 
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in bounds.items()}
         for name, value in arrays.items():
@@ -121,7 +121,7 @@ def pick_device(name: str | None) -> torch.device:
 
 def load_for_planning(checkpoint: Path | None, device: str | None = None):
     """(WorldModel, PlanningDefaults, checkpoint path) ready for `run_mpc`."""
-    from worldmodel import load_world_model
+    from vjepa_ac.worldmodel import load_world_model
 
     path = resolve_checkpoint(checkpoint)
     defaults = load_planning_defaults(path)
@@ -191,10 +191,10 @@ def mpc_config_for(defaults: PlanningDefaults, task: str | None,
 
     The one place where `demo`, `eval`, `plan`, `run` and the studies turn a model card and options into planner
     settings."""
-    from planner.action_space import SearchSpace
-    from planner.cem import CEMConfig
-    from planner.mpc import MPCConfig
-    from planner.mppi import MPPIConfig
+    from vjepa_ac.planner.action_space import SearchSpace
+    from vjepa_ac.planner.cem import CEMConfig
+    from vjepa_ac.planner.mpc import MPCConfig
+    from vjepa_ac.planner.mppi import MPPIConfig
 
     task_overrides = dict(defaults.tasks.get(task, {})) if task is not None else {}
     task_planner = dict(task_overrides.pop("planner", {}))

@@ -14,7 +14,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-from planner.report import json_safe
+from vjepa_ac.planner.report import json_safe
 
 
 @dataclass(frozen=True)

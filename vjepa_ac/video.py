@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.droid.video import write_video
+from vjepa_ac.data.droid.video import write_video
 
 _WHITE = (255, 255, 255)
 _CURVE = (40, 110, 220)

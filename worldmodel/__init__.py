@@ -2,7 +2,7 @@
 
 Loading Meta's released files by path (architecture inferred from the tensors, strict key check)::
 
-    from worldmodel import load_encoder, load_world_model
+    from vjepa_ac.worldmodel import load_encoder, load_world_model
     wm = load_world_model("vjepa2-ac-vitg.pt")              # encoder + AC predictor, frozen, eval mode
     encoder = load_encoder("vitg-384.pt", preset="vit_giant_384")
     encoder = load_encoder("vjepa2_1_vitl_dist_vitG_384.pt")  # 2.1: `ema_encoder` entry, hierarchical norms
@@ -21,7 +21,7 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".predictor": ("ACPredictor", "PREDICTOR_PRESETS", "PredictorCache", "PredictorConfig", "build_predictor"),

@@ -16,8 +16,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from data import conventions
-from data.conventions import ACTION_DIM, STATE_DIM
+from vjepa_ac.data import conventions
+from vjepa_ac.data.conventions import ACTION_DIM, STATE_DIM
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 

@@ -7,7 +7,7 @@ configuration names.
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 BACKEND_NAMES = ("mujoco", "ros1", "ros2", "libfranka")
 """The backends a bridge configuration may name."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend, FrankaHandSettings
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
 
 log = logging.getLogger(__name__)
 

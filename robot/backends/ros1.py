@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend, FrankaHandSettings
-from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
+from vjepa_ac.robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 
 ROBOT_MODES = ("other", "idle", "move", "guiding", "reflex", "user_stopped", "automatic_error_recovery")
 """franka_msgs/FrankaState.robot_mode values in order."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend, FrankaHandSettings
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ ZED and RealSense through their SDKs. See `robot.cameras.base` for the conventio
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".base": (

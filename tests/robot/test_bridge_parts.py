@@ -7,12 +7,12 @@ import cv2
 import numpy as np
 import zmq
 
-from robot.backends.base import ArmState, Backend
-from robot.bridge_camera import CameraStreamer
-from robot.bridge_tracking import JointTracker
-from robot.kinematics import DROID_HOME_Q, ArmKinematics
-from robot.protocol import decode_frame
-from robot.safety import SafetyConfig, SafetyFilter
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.bridge_camera import CameraStreamer
+from vjepa_ac.robot.bridge_tracking import JointTracker
+from vjepa_ac.robot.kinematics import DROID_HOME_Q, ArmKinematics
+from vjepa_ac.robot.protocol import decode_frame
+from vjepa_ac.robot.safety import SafetyConfig, SafetyFilter
 
 
 class RecordingBackend(Backend):

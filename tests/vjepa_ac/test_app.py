@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from sim import TASK_NAMES as TASKS
+from vjepa_ac.sim import TASK_NAMES as TASKS
 from vjepa_ac.app import register, task_list
 
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from vjepa_ac.model_card import PlanningDefaults, PlanningOverrides, mpc_config_for
-from planner.mppi import MPPIConfig
+from vjepa_ac.planner.mppi import MPPIConfig
 from vjepa_ac import closed_loop
 from vjepa_ac.closed_loop import describe_planner, run_episode, video_from_log
 from vjepa_ac.heldout import episodes_per_task
 from vjepa_ac.openloop import open_loop_error
-from worldmodel import build_encoder, build_predictor, normalize_reps
-from worldmodel.world_model import WorldModel
+from vjepa_ac.worldmodel import build_encoder, build_predictor, normalize_reps
+from vjepa_ac.worldmodel.world_model import WorldModel
 
 # A small sim scene and CEM so episodes are quick (model cards themselves are tested in tests/planner).
 CARD = {
@@ -78,7 +78,7 @@ def test_open_loop_error_matches_a_forward_rollout(tiny_world_model):
     assert result.clips == 2 and len(result.model_l1) == horizon
 
     # Independent check: re-run the whole imagined history through `forward` at every step.
-    from data.droid.poses import apply_actions
+    from vjepa_ac.data.droid.poses import apply_actions
 
     z = wm.encode(clip["frames"][None])[0]
     frames, imagined_states, predictions = [z[0]], [clip["states"][0].double()], []
@@ -108,7 +108,7 @@ def test_closed_loop_module_imports_lazily():
 def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model):
     """`vjepa-ac eval` and `demo` on a saved tiny checkpoint: tables, JSON, held-out open-loop error and the MP4."""
     from vjepa_ac.cli import main
-    from worldmodel import save_ac_checkpoint
+    from vjepa_ac.worldmodel import save_ac_checkpoint
 
     checkpoint = tmp_path / "tiny.pt"
     save_ac_checkpoint(checkpoint, encoder=tiny_world_model.encoder, predictor=tiny_world_model.predictor)

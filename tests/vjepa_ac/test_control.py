@@ -7,7 +7,7 @@ import pytest
 
 from vjepa_ac.control import _goal_gripper, existing_file, positive_int
 from vjepa_ac.cli import main
-from worldmodel import save_ac_checkpoint
+from vjepa_ac.worldmodel import save_ac_checkpoint
 
 from tests.planner.conftest import PointRobot
 
@@ -126,9 +126,9 @@ def test_explicit_options_override_the_card():
 def test_help_shows_the_values_used():
     """Each planning option's help names the value the embedded model plans with and the library's own default, so
     the help cannot drift from the model card or the library's dataclasses."""
-    from planner.action_space import SearchSpace
-    from planner.cem import CEMConfig
-    from planner.mpc import MPCConfig
+    from vjepa_ac.planner.action_space import SearchSpace
+    from vjepa_ac.planner.cem import CEMConfig
+    from vjepa_ac.planner.mpc import MPCConfig
     from vjepa_ac.cli import build_parser
 
     run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
@@ -161,7 +161,7 @@ def test_without_a_card_the_paper_defaults_apply(files):
 
 
 def _schedule(folder, images, camera="left", pins=(-0.5, 0.5)):
-    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.planner.goals import GoalScheduleWriter
 
     writer = GoalScheduleWriter(folder, camera=camera, crop="droid")
     for image, pin in zip(images, pins):
@@ -197,7 +197,7 @@ def test_plan_toward_a_sub_goal_of_a_schedule(files, tmp_path, capsys):
 def test_a_schedule_replaces_the_task_sub_goal_settings(tmp_path):
     """run --goal-schedule: the schedule's steps and pins replace the card's task settings; options override both."""
     from vjepa_ac.control import with_goal_schedule
-    from planner.goals import load_goal_schedule
+    from vjepa_ac.planner.goals import load_goal_schedule
     from vjepa_ac.cli import build_parser
 
     robot = PointRobot()

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.goals import load_goal_schedule
-from planner.report import read_jsonl
+from vjepa_ac.planner.goals import load_goal_schedule
+from vjepa_ac.planner.report import read_jsonl
 from vjepa_ac.cli import main
 from vjepa_ac.goals import CaptureCommand, parse_command, parse_commands
 
@@ -165,7 +165,7 @@ class StillRobot:
         pass
 
     def get_observation(self):
-        from robot.interface import Observation
+        from vjepa_ac.robot.interface import Observation
 
         return Observation(images={"left": np.full((24, 32, 3), 80, np.uint8)}, state=np.zeros(7),
                            joint_positions=np.zeros(7), gripper_position=0.0, timestamp=10.0,
@@ -185,7 +185,7 @@ class StillRobot:
 
 
 def test_interactive_sessions_report_refused_commands_and_go_on(tmp_path):
-    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.planner.goals import GoalScheduleWriter
     from vjepa_ac.goals import GoalCapture
 
     lines = []

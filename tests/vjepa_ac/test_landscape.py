@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vjepa_ac.landscape import PATH_POINTS, GoalLandscape, goal_landscape, rank_correlation
-from worldmodel import build_encoder, build_predictor
-from worldmodel.world_model import WorldModel
+from vjepa_ac.worldmodel import build_encoder, build_predictor
+from vjepa_ac.worldmodel.world_model import WorldModel
 
 
 def test_rank_correlation():
@@ -29,7 +29,7 @@ def test_path_measures():
 def test_goal_landscape_on_a_rendered_reach_episode():
     """The path ends at the goal pose, rendered exactly as the goal image: zero energy there, and distances that
     shrink linearly along the path."""
-    from sim.tasks import make_env
+    from vjepa_ac.sim.tasks import make_env
 
     torch.manual_seed(0)
     world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),

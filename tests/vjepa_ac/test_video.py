@@ -4,7 +4,7 @@ import av
 import numpy as np
 import pytest
 
-from data.droid.video import write_video
+from vjepa_ac.data.droid.video import write_video
 from vjepa_ac.video import (
     EpisodeVideo,
     compose,

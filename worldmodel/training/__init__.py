@@ -10,7 +10,7 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_exports
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
     ".latent_cache": ("CacheSpec", "CachedEpisode", "CorruptCacheError", "LatentCache"),

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from worldmodel import (
+from vjepa_ac.worldmodel import (
     ACPredictor,
     CheckpointError,
     PredictorConfig,
@@ -35,9 +35,9 @@ from worldmodel import (
     read_checkpoint,
     save_ac_checkpoint,
 )
-from worldmodel.checkpoints import predictor_from_checkpoint
-from worldmodel.precision import autocast
-from worldmodel.predictor import predictor_config
+from vjepa_ac.worldmodel.checkpoints import predictor_from_checkpoint
+from vjepa_ac.worldmodel.precision import autocast
+from vjepa_ac.worldmodel.predictor import predictor_config
 
 from . import distributed
 from .config import TrainConfig
@@ -195,8 +195,8 @@ class Trainer:
         return clips(train_ids), (clips(val_ids) if val_ids else None), info
 
     def _raw_data(self) -> tuple[SeededClips, SeededClips | None, dict[str, Any]]:
-        from data.droid import DroidClipDataset, resolve_episode_references
-        from data.droid.index import default_camera
+        from vjepa_ac.data.droid import DroidClipDataset, resolve_episode_references
+        from vjepa_ac.data.droid.index import default_camera
 
         d, m = self.config.data, self.config.model
         references = resolve_episode_references(d.episodes)
