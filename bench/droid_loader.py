@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data.droid import CameraRecording, DroidClipDataset, EpisodeRecording, RawEpisode, write_episode
-from data.droid.dataset import ClipConfig, sample_clip
-from data.droid.video import decode_all_frames
+from vjepa_ac.data.droid import CameraRecording, DroidClipDataset, EpisodeRecording, RawEpisode, write_episode
+from vjepa_ac.data.droid.dataset import ClipConfig, sample_clip
+from vjepa_ac.data.droid.video import decode_all_frames
 
 
 def make_episodes(root: Path, episodes: int, steps: int) -> list[str]:

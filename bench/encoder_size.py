@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from planner.cem import CEMConfig, CEMPlanner
-from planner.objectives import GoalObjective
-from planner.rollout import WorldModelRollout
-from worldmodel import build_encoder, build_predictor
-from worldmodel.frames import encode_frames
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.objectives import GoalObjective
+from vjepa_ac.planner.rollout import WorldModelRollout
+from vjepa_ac.worldmodel import build_encoder, build_predictor
+from vjepa_ac.worldmodel.frames import encode_frames
 
 STATE = torch.tensor([0.58, 0.0, 0.25, -3.07, 0.03, -1.91, 1.0])
 PLANNER = CEMConfig(samples=128, iterations=4, topk=12, horizon=3)

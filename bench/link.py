@@ -37,14 +37,14 @@ import numpy as np
 import zmq
 from tqdm import tqdm
 
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.client import BridgeClient, ClientConfig
-from robot.config import BridgeConfig, LinkConfig
-from robot.keys import generate_keypair, make_curve_client
-from robot.limits import DEFAULT_ACTION_LIMITS, PANDA
-from robot.protocol import Command, CommandMode, MessageKind, encode_command, encode_request
-from robot.safety import SETPOINT_TOLERANCE
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.config import BridgeConfig, LinkConfig
+from vjepa_ac.robot.keys import generate_keypair, make_curve_client
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, PANDA
+from vjepa_ac.robot.protocol import Command, CommandMode, MessageKind, encode_command, encode_request
+from vjepa_ac.robot.safety import SETPOINT_TOLERANCE
 
 
 def free_port() -> int:
@@ -86,7 +86,7 @@ def _pusher(port: int, keys: dict[str, Path], secret: str = "client_secret") -> 
 _FLOODER = """
 import sys, time
 import msgpack, zmq
-from robot.keys import make_curve_client
+from vjepa_ac.robot.keys import make_curve_client
 sock = zmq.Context.instance().socket(zmq.PUSH)
 sock.linger = 0
 sock.sndhwm = 1000
@@ -214,7 +214,7 @@ def measure_link(n: int, keys: dict[str, Path], flooded: bool = False) -> dict[s
 _CLIENT = """
 import json, sys, time
 import numpy as np
-from robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
 client = BridgeClient(ClientConfig(**json.loads(sys.argv[1])))
 client.connect()
 print("armed", flush=True)

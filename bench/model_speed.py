@@ -28,7 +28,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from worldmodel import build_encoder, build_predictor, normalize_reps
+from vjepa_ac.worldmodel import build_encoder, build_predictor, normalize_reps
 
 # The spec's tiny timing model: 64-d, depth 2, 4 heads, 256 px (256 tokens per frame).
 TINY = {"embed_dim": 64, "predictor_embed_dim": 64, "depth": 2, "num_heads": 4, "img_size": (256, 256)}
@@ -115,7 +115,7 @@ def encoder_pair(ref):
 
 _MEMORY_PROBE = """
 import torch
-from worldmodel import build_encoder, encode_frames
+from vjepa_ac.worldmodel import build_encoder, encode_frames
 
 def peak_rss_mb():
     # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak across exec.

@@ -27,10 +27,10 @@ import torch
 from scipy.spatial.transform import Rotation
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from planner.cem import CEMConfig, CEMPlanner
-from planner.objectives import GoalObjective
-from planner.rollout import NaiveRollout, WorldModelRollout, imagine_states
-from worldmodel import PredictorConfig, build_predictor, normalize_reps
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.objectives import GoalObjective
+from vjepa_ac.planner.rollout import NaiveRollout, WorldModelRollout, imagine_states
+from vjepa_ac.worldmodel import PredictorConfig, build_predictor, normalize_reps
 
 STATE = torch.tensor([0.58, 0.0, 0.25, -3.07, 0.03, -1.91, 1.0])  # the spec's planner-timing pose
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from bench.train import make_episodes
-from worldmodel.training.distributed import DistInfo
-from worldmodel.training.pretrain import (
+from vjepa_ac.worldmodel.training.distributed import DistInfo
+from vjepa_ac.worldmodel.training.pretrain import (
     PretrainConfig,
     build_run,
     check_batches,

@@ -18,15 +18,15 @@ import time
 
 import numpy as np
 
-import sim  # noqa: F401  (headless GL backend before MuJoCo loads)
+import vjepa_ac.sim  # noqa: F401  (headless GL backend before MuJoCo loads)
 
 # isort: split
 import mujoco
 
-from data.droid import open_episode
-from sim.collect import CollectConfig, collect
-from sim.robot import SimConfig, SimRobot
-from sim.tasks import TASK_NAMES, make_env
+from vjepa_ac.data.droid import open_episode
+from vjepa_ac.sim.collect import CollectConfig, collect
+from vjepa_ac.sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.tasks import TASK_NAMES, make_env
 
 
 def _rate(fn, seconds: float) -> float:

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.droid import CameraRecording, EpisodeRecording, write_episode
-from worldmodel import build_encoder, build_predictor, load_encoder, save_ac_checkpoint
-from worldmodel.training import Trainer, load_config
-from worldmodel.training.encode import cache_spec_for, encode_to_cache
-from worldmodel.training.latent_cache import LatentCache
+from vjepa_ac.data.droid import CameraRecording, EpisodeRecording, write_episode
+from vjepa_ac.worldmodel import build_encoder, build_predictor, load_encoder, save_ac_checkpoint
+from vjepa_ac.worldmodel.training import Trainer, load_config
+from vjepa_ac.worldmodel.training.encode import cache_spec_for, encode_to_cache
+from vjepa_ac.worldmodel.training.latent_cache import LatentCache
 
 ENCODER = dict(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0, img_size=(128, 128))  # ViT-S/16 at 128 px
 PREDICTOR = dict(embed_dim=384, predictor_embed_dim=256, depth=8, num_heads=8, img_size=(128, 128))

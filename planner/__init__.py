@@ -7,26 +7,14 @@ Public API (imported lazily so `vjepa-ac --help` stays fast): `CEMConfig`, `CEMP
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_getattr
+from vjepa_ac.data.lazy_exports import lazy_exports
 
-_EXPORTS = {
-    "CEMConfig": "planner.cem",
-    "CEMPlanner": "planner.cem",
-    "MPPIConfig": "planner.mppi",
-    "MPPIPlanner": "planner.mppi",
-    "PlanResult": "planner.base",
-    "PlanningError": "planner.base",
-    "SearchSpace": "planner.action_space",
-    "GoalObjective": "planner.objectives",
-    "WorldModelRollout": "planner.rollout",
-    "NaiveRollout": "planner.rollout",
-    "MPCConfig": "planner.mpc",
-    "LatentPlanner": "planner.mpc",
-    "EpisodeLog": "planner.mpc",
-    "run_mpc": "planner.mpc",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".cem": ("CEMConfig", "CEMPlanner"),
+    ".mppi": ("MPPIConfig", "MPPIPlanner"),
+    ".base": ("PlanResult", "PlanningError"),
+    ".action_space": ("SearchSpace",),
+    ".objectives": ("GoalObjective",),
+    ".rollout": ("NaiveRollout", "WorldModelRollout"),
+    ".mpc": ("EpisodeLog", "LatentPlanner", "MPCConfig", "run_mpc"),
+})

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 

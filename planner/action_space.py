@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-ACTION_DIM = 7
+from vjepa_ac.data.conventions import ACTION_DIM
 SEARCH_DIMS: tuple[int, ...] = (0, 1, 2, 6)
 """Indices of the searched dimensions in a 7-D action: Δx, Δy, Δz, Δgripper."""
 NUM_FREE = len(SEARCH_DIMS)

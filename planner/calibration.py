@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.droid.poses import states_to_actions
-from planner.action_frame import rotate_actions, rotate_states, wrap_degrees
-from planner.mpc import camera_frame, check_state
-from robot.interface import ActionStatus, Robot
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.planner.action_frame import rotate_actions, rotate_states, wrap_degrees
+from vjepa_ac.planner.mpc import camera_frame, check_state
+from vjepa_ac.robot.interface import ActionStatus, Robot
 
 Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """One world-model step: (latents [B, N, D], actions [B, 7], states [B, 7]) -> predicted latents [B, N, D]."""
@@ -315,7 +315,7 @@ def fit_action_frame(
 def predictor_step(world_model) -> Predict:
     """`Predict` of a `worldmodel.WorldModel`: one block-causal predictor step from a single context frame,
     normalized like the planner's rollouts."""
-    from worldmodel import normalize_reps
+    from vjepa_ac.worldmodel import normalize_reps
 
     predictor = world_model.predictor
     param = next(predictor.parameters())

@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from data.droid.poses import states_to_actions
-from planner.action_frame import ActionFrame
-from planner.action_space import GRIPPER_DIM
-from planner.base import PlanResult
-from planner.cem import CEMConfig, CEMPlanner
-from planner.mppi import MPPIConfig, MPPIPlanner
-from planner.objectives import GoalObjective, Metric, Reduction, latent_distance
-from planner.report import JsonlWriter
-from planner.rollout import Precision, WorldModelRollout, candidate_memory_bytes
-from robot.interface import ActionStatus, Robot
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.planner.action_frame import ActionFrame
+from vjepa_ac.planner.action_space import GRIPPER_DIM
+from vjepa_ac.planner.base import PlanResult
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.mppi import MPPIConfig, MPPIPlanner
+from vjepa_ac.planner.objectives import GoalObjective, Metric, Reduction, latent_distance
+from vjepa_ac.planner.report import JsonlWriter
+from vjepa_ac.planner.rollout import Precision, WorldModelRollout, candidate_memory_bytes
+from vjepa_ac.robot.interface import ActionStatus, Robot
 
 log = logging.getLogger(__name__)
 

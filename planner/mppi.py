@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from planner.action_space import SearchSpace
-from planner.base import Objective, PlanResult, PlanTrace, RolloutFn, evaluate, finite_mean, lowest
+from vjepa_ac.planner.action_space import SearchSpace
+from vjepa_ac.planner.base import Objective, PlanResult, PlanTrace, RolloutFn, evaluate, finite_mean, lowest
 
 
 @dataclass

@@ -9,20 +9,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data.droid.video import write_video
+from vjepa_ac.data.droid.video import write_video
 
 if TYPE_CHECKING:
-    from planner.mpc import EpisodeLog
+    from vjepa_ac.planner.mpc import EpisodeLog
 
 
-def _json_safe(value):
-    """Non-finite floats become null (JSON has no NaN / Infinity)."""
+def json_safe(value):
+    """`value` with every non-finite float (in nested dicts, lists and tuples) replaced by None: JSON has no NaN or
+    Infinity, so strict parsers accept the file."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -35,7 +36,7 @@ class JsonlWriter:
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(_json_safe(record)) + "\n")
+        self._file.write(json.dumps(json_safe(record)) + "\n")
         self._file.flush()
 
     def close(self) -> None:

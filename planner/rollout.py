@@ -16,17 +16,15 @@ predictions back and before computing energies).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from data.droid.poses import apply_actions
-from worldmodel import normalize_reps
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.worldmodel import normalize_reps
+from vjepa_ac.worldmodel.precision import Precision, autocast
 
-Precision = Literal["auto", "float32", "bfloat16"]
 
 
 def imagine_states(state: Tensor, actions: Tensor) -> Tensor:
@@ -42,16 +40,6 @@ def imagine_states(state: Tensor, actions: Tensor) -> Tensor:
         current = apply_actions(current, actions[:, h].double())
         out.append(current)
     return torch.stack(out, dim=1)
-
-
-def autocast_context(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for, or with "auto" on CUDA; plain fp32 otherwise."""
-    if precision not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
-    use_bf16 = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def candidate_memory_bytes(predictor: torch.nn.Module, steps: int, dtype: torch.dtype = torch.float32) -> int:
@@ -114,10 +102,10 @@ class _PredictorRollout:
         self.latents = latents.to(self.device, self.dtype)
         self.states = states.to(self.device, torch.float64)
         self.actions = actions.to(self.device, self.dtype)
-        autocast_context(self.device, precision)  # refuse an unknown precision now, not at the first rollout
+        autocast(self.device, precision)  # refuse an unknown precision now, not at the first rollout
         self.precision = precision
         self.num_levels = num_levels
-        self._autocast = lambda: autocast_context(self.device, precision)
+        self._autocast = lambda: autocast(self.device, precision)
 
     @property
     def num_context_frames(self) -> int:

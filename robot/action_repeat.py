@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.interface import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.interface import (
     ActionResult,
     ActionStatus,
     Observation,
     Robot,
     validate_action,
 )
-from robot.kinematics import rotation_error, rotvec_to_matrix
+from vjepa_ac.robot.kinematics import rotation_error, rotvec_to_matrix
 
 
 def control_periods_per_step(control_hz: float, fps: float) -> int:

@@ -20,11 +20,9 @@ both the secret and that key count as the session's (commands, heartbeats, stops
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import math
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,227 +31,32 @@ from typing import Any
 
 import numpy as np
 import zmq
-from scipy.spatial.transform import Rotation
 
-from robot.backends.base import ArmState, Backend
-from robot.cameras import CameraRig
-from robot.config import BridgeConfig
-from robot.interpolation import MotionLimits, SegmentRefused, SetpointInterpolator
-from robot.keys import make_curve_server, start_authenticator
-from robot.kinematics import ArmKinematics
-from robot.protocol import (
-    MAX_MESSAGE_BYTES,
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.bridge_camera import CameraStreamer
+from vjepa_ac.robot.bridge_link import MAX_DRAIN, BridgeSockets
+from vjepa_ac.robot.bridge_tracking import JointTracker, PoseTracker
+from vjepa_ac.robot.cameras import CameraRig
+from vjepa_ac.robot.config import BridgeConfig
+from vjepa_ac.robot.interpolation import SegmentRefused
+from vjepa_ac.robot.kinematics import ArmKinematics
+from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
     Command,
     MessageKind,
-    ProtocolError,
     StateMessage,
-    decode_command,
-    decode_request,
     describe,
-    encode_frame,
-    encode_reply,
     public_session_id,
     sanitize_text,
 )
-from robot.safety import (
-    PATH_SAMPLES,
-    PATH_TOLERANCE,
-    SETPOINT_TOLERANCE,
-    CommandRejected,
-    SafeTarget,
-    SafetyFilter,
-    droid_pose,
-    matrix_to_quat_xyzw,
-)
-from robot.watchdog import ACCEPTS_COMMANDS, Watchdog, WatchdogError, WatchdogState
+from vjepa_ac.robot.safety import CommandRejected, SafetyFilter, droid_pose, matrix_to_quat_xyzw
+from vjepa_ac.robot.watchdog import ACCEPTS_COMMANDS, Watchdog, WatchdogError, WatchdogState
 
 log = logging.getLogger(__name__)
 
-_MAX_DRAIN = 1000
-"""Upper bound on messages handled per tick (and on the receiver's queue), so a flood cannot starve the set-points."""
-_SOCKET_MAX_BYTES = MAX_MESSAGE_BYTES + 1024
-"""ZMQ_MAXMSGSIZE of the command and RPC sockets (room for CurveZMQ framing); a larger message drops its sender."""
 FUTURE_TOLERANCE_S = 0.1
 """How far a message's send time may lie ahead of the sender clock estimate before it is refused as implausible."""
-_wake_ids = itertools.count()
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_CARTESIAN_LIMITS = MotionLimits(
-    velocity=np.array([0.25] * 3 + [1.0] * 3),
-    acceleration=np.array([2.5] * 3 + [5.0] * 3),
-    jerk=np.array([100.0] * 3 + [200.0] * 3),
-)
-"""Flange set-point limits in Cartesian mode (m, rad per s, s^2, s^3): well inside Franka's Cartesian limits."""
-
-
-class _Received:
-    """One message as the receiver thread took it off the command socket."""
-
-    __slots__ = ("command", "error", "sender", "t")
-
-    def __init__(self, t: float, sender: str, command: Command | None, error: str = "") -> None:
-        self.t = t
-        """Bridge clock when the message left the socket."""
-        self.sender = sender
-        """CurveZMQ public key of the sending client ("" without CurveZMQ)."""
-        self.command = command
-        self.error = error
-
-
-def _sender(frame: zmq.Frame) -> str:
-    """The ZAP user id of a received frame: the client's CurveZMQ public key, "" on an unencrypted link."""
-    try:
-        return frame.get("User-Id") or ""
-    except zmq.ZMQError:
-        return ""
-
-
-def _receive_one(sock: zmq.Socket) -> tuple[zmq.Frame, int]:
-    """One message off `sock` (NOBLOCK): its first frame and its number of parts; further parts are read and dropped
-    one at a time, so a many-part message costs no more memory than a single one."""
-    frame = sock.recv(zmq.NOBLOCK, copy=False)
-    parts = 1
-    while sock.rcvmore:
-        sock.recv(copy=False)
-        parts += 1
-    return frame, parts
-
-
-class _Tracker:
-    """Turns accepted targets into a continuous set-point stream. While `streaming` (set-points flow to the arm) every
-    change (retarget, hold, re-arm, recovery from a failed set-point) continues from the current set-point's position
-    and velocity within the limits; only a fresh start after the stream ended begins at the measured pose."""
-
-    def __init__(self, bridge: Bridge, size: int, limits: MotionLimits) -> None:
-        self.bridge = bridge
-        self.interp = SetpointInterpolator(np.zeros(size), limits)
-        self.target_q: np.ndarray | None = None
-        """Joint target of the newest accepted command."""
-        self.streaming = False
-        self._last_sent: tuple[np.ndarray, np.ndarray, float] | None = None
-        """Coordinates, velocity and time of the last set-point sent."""
-
-    def start(self, arm: ArmState, now: float) -> None:
-        """Arming: brake the running stream if there is one (re-arm while moving), else start at the measured pose."""
-        if self.streaming:
-            self.hold(now)
-        else:
-            self._reset(arm, now)
-            self._last_sent = None
-            self.target_q = None
-        self.streaming = True
-
-    def stop(self) -> None:
-        """The backend ended the stream (stop, disarm, fault); the next start begins at the measured pose."""
-        self.streaming = False
-
-    def hold(self, now: float) -> None:
-        """Come to rest from the current set-point; if no braking fits the limits, finish the running segment (it was
-        within them when planned and ends at rest at a checked target)."""
-        try:
-            self.interp.brake(now)
-        except SegmentRefused as exc:
-            log.warning("hold: %s; finishing the running segment", exc)
-
-    def recover(self, now: float) -> bool:
-        """A set-point failed the last gate: brake from the last set-point that was sent. False if that is impossible
-        (the caller then stops the arm)."""
-        if self._last_sent is None:
-            return False
-        x, v, _ = self._last_sent
-        try:
-            self.interp.brake(now, start=(x, v))
-        except SegmentRefused:
-            return False
-        return True
-
-    def retarget(self, target: SafeTarget, now: float) -> float:
-        """Plan towards `target` from the current set-point; raises `SegmentRefused` or `CommandRejected` (path leaves
-        the workspace) and then keeps the running segment."""
-        segment = self.interp.plan(self._target_coords(target), now, target.min_duration)
-        self._check_path(segment.sample(np.linspace(0.0, segment.duration, PATH_SAMPLES))[0])
-        self.target_q = target.q
-        return self.interp.follow(segment, now)
-
-    def emit(self, now: float) -> bool:
-        x, v = self.interp.sample(now)
-        if not self._send(x, v, now):
-            return False
-        self._last_sent = (x, v, now)
-        return True
-
-    def _reset(self, arm: ArmState, now: float) -> None:
-        raise NotImplementedError
-
-    def _target_coords(self, target: SafeTarget) -> np.ndarray:
-        raise NotImplementedError
-
-    def _check_path(self, xs: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _send(self, x: np.ndarray, v: np.ndarray, now: float) -> bool:
-        """Check one set-point and hand it to the backend; False (nothing sent) if it fails the check."""
-        raise NotImplementedError
-
-
-class _JointTracker(_Tracker):
-    """Joint-space set-points: IK happened in the safety filter, the interpolator runs on the 7 joints."""
-
-    def __init__(self, bridge: Bridge) -> None:
-        super().__init__(bridge, 7, bridge.safety.config.motion_limits())
-
-    def _reset(self, arm: ArmState, now: float) -> None:
-        self.interp.reset(arm.q, now)
-
-    def _target_coords(self, target: SafeTarget) -> np.ndarray:
-        return target.q
-
-    def _check_path(self, xs: np.ndarray) -> None:
-        self.bridge.safety.check_path(xs)
-
-    def _send(self, q: np.ndarray, dq: np.ndarray, now: float) -> bool:
-        previous = None if self._last_sent is None else (self._last_sent[1], self._last_sent[2])
-        dt = 0.0 if previous is None else now - previous[1]
-        if not self.bridge.safety.setpoint_ok(q, dq, previous, dt):
-            return False
-        self.bridge.backend.command_joints(q, dq)
-        self.bridge.setpoint_q = q
-        return True
-
-
-class _PoseTracker(_Tracker):
-    """Cartesian-impedance set-points: the flange pose is interpolated as xyz + rotation vector about an anchor."""
-
-    def __init__(self, bridge: Bridge) -> None:
-        super().__init__(bridge, 6, _CARTESIAN_LIMITS)
-        self.anchor = np.eye(3)
-
-    def _coords(self, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
-        return np.concatenate([pos, Rotation.from_matrix(rot @ self.anchor.T).as_rotvec()])
-
-    def _reset(self, arm: ArmState, now: float) -> None:
-        pos, rot = self.bridge.kinematics.fk(arm.q)
-        self.anchor = rot
-        self.interp.reset(self._coords(pos, rot), now)
-
-    def _target_coords(self, target: SafeTarget) -> np.ndarray:
-        return self._coords(target.ee_pos, target.ee_rot)
-
-    def _in_box(self, positions: np.ndarray, tolerance: float) -> bool:
-        limits = self.bridge.safety.config.action_limits
-        return bool(np.all(np.isfinite(positions)) and np.all(positions >= limits.workspace_min - tolerance)
-                    and np.all(positions <= limits.workspace_max + tolerance))
-
-    def _check_path(self, xs: np.ndarray) -> None:
-        if not self._in_box(xs[:, :3], PATH_TOLERANCE):
-            raise CommandRejected("the flange path leaves the workspace box")
-
-    def _send(self, x: np.ndarray, v: np.ndarray, now: float) -> bool:
-        if not (np.all(np.isfinite(x)) and self._in_box(x[:3], SETPOINT_TOLERANCE)):
-            return False
-        rot = Rotation.from_rotvec(x[3:]).as_matrix() @ self.anchor
-        self.bridge.backend.command_pose(x[:3], matrix_to_quat_xyzw(rot))
-        return True
 
 
 class Bridge:
@@ -287,22 +90,16 @@ class Bridge:
         self.cameras = cameras
         if cameras is not None and cameras.roles and not config.camera_hz > 0:
             raise ValueError(f"cameras {list(cameras.roles)} are given but camera_hz is {config.camera_hz}")
-        self._tracker = _PoseTracker(self) if config.control_mode == "cartesian" else _JointTracker(self)
-        # A context of its own: the ZAP authenticator is per context, so bridges in one process stay independent.
-        self._owns_context = context is None
-        self._context = context or zmq.Context()
-        self._auth = None
-        self._sockets: list[zmq.Socket] = []
+        self._tracker = (PoseTracker(self.safety, backend, self.kinematics) if config.control_mode == "cartesian"
+                         else JointTracker(self.safety, backend))
         self._stop = threading.Event()
-        self._camera_thread: threading.Thread | None = None
+        self._link = BridgeSockets(config.link, context, clock, self._stop)
+        self._cameras = CameraStreamer(backend, cameras, config.camera_hz, config.jpeg_quality, self._stop)
         self._run_thread: threading.Thread | None = None
-        self._receiver_thread: threading.Thread | None = None
-        self._inbox: queue.Queue[_Received] = queue.Queue(maxsize=_MAX_DRAIN)
         self.transitions: collections.deque[tuple[float, str, str]] = collections.deque(maxlen=512)
         """(bridge time, new watchdog state, reason) for every transition; for logs, tests and benchmarks."""
         self.errors: collections.deque[str] = collections.deque(maxlen=16)
         """Recent rejections and faults since the last arm, newest last (published in every state message)."""
-        self.setpoint_q: np.ndarray | None = None
         self.counters = collections.Counter()
         self._arm_state: ArmState | None = None
         self._last_seq = -1
@@ -319,52 +116,22 @@ class Bridge:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    def _bind(self, kind: int, port: int, max_bytes: int = -1) -> zmq.Socket:
-        sock = self._context.socket(kind)
-        sock.linger = 0
-        sock.maxmsgsize = max_bytes
-        if self.config.link.curve:
-            make_curve_server(sock, self.config.link.secret_key)
-        sock.bind(self.config.link.endpoint(port))
-        self._sockets.append(sock)
-        return sock
+    @property
+    def setpoint_q(self) -> np.ndarray | None:
+        """Joint set-point last sent to the arm (joint mode only)."""
+        return self._tracker.setpoint_q
 
     def start(self) -> None:
         link = self.config.link
-        if link.curve:
-            if not link.authorized_keys:
-                raise ValueError("link.secret_key is set but link.authorized_keys is not: no client could connect")
-            self._auth = start_authenticator(self._context, link.authorized_keys)
+        self._link.authenticate()
         self.backend.start()
-        self._cmd = self._bind(zmq.PULL, link.cmd_port, _SOCKET_MAX_BYTES)
-        self._cmd.rcvhwm = 100
-        self._state = self._bind(zmq.PUB, link.state_port)
-        self._state.sndhwm = 10
-        self._rpc = self._bind(zmq.ROUTER, link.rpc_port, _SOCKET_MAX_BYTES)
-        # The receiver thread wakes the loop through this pair when a command or stop arrives.
-        wake = f"inproc://bridge-wake-{next(_wake_ids)}"
-        self._wake = self._context.socket(zmq.PAIR)
-        self._wake.bind(wake)
-        self._wake_sender = self._context.socket(zmq.PAIR)
-        self._wake_sender.connect(wake)
-        self._sockets += [self._wake, self._wake_sender]
-        self._poller = zmq.Poller()
-        self._poller.register(self._wake, zmq.POLLIN)
-        self._poller.register(self._rpc, zmq.POLLIN)
-        # The receiver thread stamps arrivals; with the interpreter's default 5 ms switch interval a busy loop or
-        # physics thread would delay it (and the stamp) by up to that much.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
-        self._receiver_thread = threading.Thread(target=self._receive_loop, name="bridge-receiver", daemon=True)
-        self._receiver_thread.start()
+        self._link.open()
         self._arm_state = self.backend.read_state()
         self._record(self.watchdog.state.value, "started")
         if self.config.camera_hz > 0:
             if self.cameras is not None:
                 self.cameras.start()  # before the camera thread, so a missing device stops the start with its name
-            camera = self._bind(zmq.PUB, link.camera_port)
-            camera.sndhwm = 2
-            self._camera_thread = threading.Thread(target=self._camera_loop, args=(camera,), daemon=True)
-            self._camera_thread.start()
+            self._cameras.start(self._link.open_camera())
         log.info("bridge up: backend %s, robot %s, %s mode on %s", self.backend.name, self.config.robot,
                  self.config.control_mode, link.host)
 
@@ -375,10 +142,9 @@ class Bridge:
         while not self._stop.is_set():
             wait = next_tick - self.clock()
             # Rounding the timeout up avoids spinning through the last fraction of a millisecond before a tick.
-            if wait > 0 and not self._poller.poll(math.ceil(wait * 1e3)) and self.clock() < next_tick:
+            if wait > 0 and not self._link.wait(math.ceil(wait * 1e3)) and self.clock() < next_tick:
                 continue
-            while self._wake.poll(0):
-                self._wake.recv()
+            self._link.clear_wakeups()
             try:
                 self.step()
             except Exception as exc:  # noqa: BLE001 (any failure must end in a safe state, not a dead loop)
@@ -415,20 +181,14 @@ class Bridge:
     def close(self) -> None:
         """Stop the loop, hold the arm where it is, close sockets and the backend."""
         self._stop.set()
-        for thread in (self._run_thread, self._camera_thread, self._receiver_thread):
+        for thread in (self._run_thread, self._cameras.thread, self._link.receiver_thread):
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=2.0)
         try:
             if self.watchdog.state in ACCEPTS_COMMANDS and self._arm_state is not None:
                 self.backend.stop(self._arm_state.q)
         finally:
-            for sock in self._sockets:
-                sock.close(linger=0)
-            self._sockets.clear()
-            if self._auth is not None:
-                self._auth.stop()
-            if self._owns_context:
-                self._context.term()
+            self._link.close()
             self.backend.close()
 
     # -- one tick ----------------------------------------------------------------------------------------------
@@ -436,7 +196,7 @@ class Bridge:
     def step(self) -> None:
         now = self.clock()
         newest = self._drain_commands(now)
-        self._serve_rpc(now)
+        self._link.serve_rpc(lambda op, args, received, sender: self.rpc(op, args, received, sender=sender))
         arm = self._arm_state = self.backend.read_state()
         if arm.fault and self.watchdog.state is not WatchdogState.FAULT:
             self.watchdog.fault(sanitize_text(f"robot {arm.robot_mode}: {', '.join(arm.errors) or 'no error flags'}"))
@@ -485,44 +245,12 @@ class Bridge:
             self._tracker.stop()
             self.backend.stop(arm.q)
 
-    def _receive_loop(self) -> None:
-        """Receiver thread: stamp, decode and queue every message of the command socket (the only user of it)."""
-        while not self._stop.is_set():
-            try:
-                if not self._cmd.poll(50):
-                    continue
-                frame, parts = _receive_one(self._cmd)
-            except zmq.Again:
-                continue
-            except zmq.ZMQError:
-                return  # socket closed
-            received = self.clock()
-            if parts != 1:
-                item = _Received(received, _sender(frame), None, f"multipart message of {parts} parts")
-            else:
-                try:
-                    item = _Received(received, _sender(frame), decode_command(frame.bytes))
-                except ProtocolError as exc:
-                    item = _Received(received, _sender(frame), None, str(exc))
-            # Wait for room rather than drop: a stop must never be lost to a flood (ZMQ's HWM then pushes back).
-            while not self._stop.is_set():
-                try:
-                    self._inbox.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item.command is not None and item.command.kind is not MessageKind.HEARTBEAT:
-                try:
-                    self._wake_sender.send(b"", zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass
-
     def _drain_commands(self, now: float) -> Command | None:
         """Handle every received message; returns the newest valid motion command (older ones are superseded)."""
         newest: Command | None = None
-        for _ in range(_MAX_DRAIN):
+        for _ in range(MAX_DRAIN):
             try:
-                item = self._inbox.get_nowait()
+                item = self._link.inbox.get_nowait()
             except queue.Empty:
                 break
             self.counters["messages"] += 1
@@ -604,31 +332,6 @@ class Bridge:
 
     # -- rpc ---------------------------------------------------------------------------------------------------
 
-    def _serve_rpc(self, now: float) -> None:
-        for _ in range(16):
-            try:
-                identity = self._rpc.recv(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            if not self._rpc.rcvmore:
-                continue  # only the routing identity: an empty message
-            payload, payload_parts = _receive_one(self._rpc)
-            received = self.clock()
-            if payload_parts != 1:
-                self._rpc.send_multipart([identity, encode_reply(0, ok=False, error="multipart requests are refused")])
-                continue
-            try:
-                request_id, op, args = decode_request(payload.bytes)
-            except ProtocolError as exc:
-                self._rpc.send_multipart([identity, encode_reply(0, ok=False, error=sanitize_text(str(exc)))])
-                continue
-            try:
-                result = self.rpc(op, args, received, sender=_sender(payload))
-                reply = encode_reply(request_id, ok=True, result=result)
-            except Exception as exc:  # noqa: BLE001 (every request gets an answer, also when the backend fails)
-                reply = encode_reply(request_id, ok=False, error=sanitize_text(f"{describe(op)}: {exc}"))
-            self._rpc.send_multipart([identity, reply])
-
     def rpc(self, op: str, args: dict[str, Any], now: float | None = None, sender: str = "") -> Any:
         """Carry out one control request (what the ROUTER socket receives at `now` from the CurveZMQ key `sender`);
         raises on refusal."""
@@ -706,10 +409,7 @@ class Bridge:
             log.error("state message of %d bytes exceeds %d; dropping the error list", len(data), MAX_STATE_BYTES)
             msg.errors = ["error list dropped: state message too large"]
             data = msg.encode()
-        try:
-            self._state.send(data, zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+        self._link.publish_state(data)
 
     def _state_message(self, arm: ArmState, now: float) -> StateMessage:
         pos, rot = self.kinematics.fk(arm.q)
@@ -737,39 +437,6 @@ class Bridge:
             setpoint_q=None if self.setpoint_q is None else self.setpoint_q.tolist(),
         )
 
-    def _camera_loop(self, sock: zmq.Socket) -> None:
-        import cv2
-
-        period = 1.0 / self.config.camera_hz
-        params = [int(cv2.IMWRITE_JPEG_QUALITY), int(self.config.jpeg_quality)]
-        seq = 0
-        published: dict[str, int] = {}
-        """Role -> seq of the last camera frame published, so a camera slower than camera_hz is not re-sent."""
-        try:
-            while not self._stop.wait(period):
-                try:
-                    images = self.backend.read_images()
-                except Exception:  # a camera failure must never take the bridge down
-                    log.exception("camera read failed")
-                    images = {}
-                if self.cameras is not None:
-                    for role, frame in self.cameras.read().items():
-                        images.pop(role, None)
-                        if published.get(role) != frame.seq:
-                            published[role] = frame.seq
-                            images[role] = (frame.image, frame.capture_time)
-                for role, (image, t_capture) in images.items():
-                    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), params)
-                    if ok:
-                        try:
-                            sock.send(encode_frame(role, seq, int(t_capture * 1e9), jpeg.tobytes()), zmq.NOBLOCK)
-                        except zmq.Again:
-                            pass
-                seq += 1
-        finally:
-            self.backend.close_cameras()
-            if self.cameras is not None:
-                self.cameras.close()
 
 
 def _plain(value: Any) -> Any:

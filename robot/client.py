@@ -22,20 +22,21 @@ import cv2
 import numpy as np
 import zmq
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.interface import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.interface import (
     ActionResult,
     ActionStatus,
     Observation,
     Robot,
     validate_action,
 )
-from robot.keys import make_curve_client
-from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
-from robot.protocol import (
+from vjepa_ac.robot.keys import make_curve_client
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
+from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
     Command,
     CommandMode,
+    LinkAddress,
     MessageKind,
     StateMessage,
     decode_frame,
@@ -52,12 +53,9 @@ class BridgeError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ClientConfig:
-    host: str = "127.0.0.1"
-    cmd_port: int = 5555
-    state_port: int = 5556
-    rpc_port: int = 5557
-    camera_port: int = 5558
+class ClientConfig(LinkAddress):
+    """The bridge's address (`LinkAddress`: host and ports), this workstation's keys and the client's timing."""
+
     client_secret_key: str | None = None
     """This workstation's CurveZMQ secret key file; None talks to an unencrypted loopback bridge."""
     bridge_public_key: str | None = None
@@ -109,7 +107,7 @@ class BridgeClient(Robot):
         sock.linger = 0
         if cfg.client_secret_key is not None:
             make_curve_client(sock, cfg.client_secret_key, cfg.bridge_public_key)
-        sock.connect(f"tcp://{cfg.host}:{port}")
+        sock.connect(cfg.endpoint(port))
         return sock
 
     def _open(self) -> None:
@@ -125,7 +123,7 @@ class BridgeClient(Robot):
             make_curve_client(state, cfg.client_secret_key, cfg.bridge_public_key)
         state.maxmsgsize = MAX_STATE_BYTES + 1024
         state.setsockopt(zmq.SUBSCRIBE, b"")
-        state.connect(f"tcp://{cfg.host}:{cfg.state_port}")
+        state.connect(cfg.endpoint(cfg.state_port))
         camera = self._socket(zmq.SUB, cfg.camera_port)
         camera.setsockopt(zmq.SUBSCRIBE, b"")
         camera.rcvhwm = 8

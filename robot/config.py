@@ -11,24 +11,19 @@ from typing import Any
 import numpy as np
 import yaml
 
-from robot.backends import BACKEND_NAMES
-from robot.cameras import CameraConfig, cameras_from_mapping
-from robot.kinematics import DROID_HOME_Q
-from robot.limits import JOINT_LIMITS, ActionLimits
-from robot.safety import SafetyConfig
-from robot.watchdog import WatchdogConfig
+from vjepa_ac.robot.backends import BACKEND_NAMES
+from vjepa_ac.robot.cameras import CameraConfig, cameras_from_mapping
+from vjepa_ac.robot.kinematics import DROID_HOME_Q
+from vjepa_ac.robot.limits import JOINT_LIMITS, ActionLimits
+from vjepa_ac.robot.protocol import LinkAddress
+from vjepa_ac.robot.safety import SafetyConfig
+from vjepa_ac.robot.watchdog import WatchdogConfig
 
 
 @dataclass(frozen=True)
-class LinkConfig:
-    """Where the bridge listens and which keys it trusts."""
+class LinkConfig(LinkAddress):
+    """Where the bridge listens (`LinkAddress`: host and ports; tests use loopback only) and which keys it trusts."""
 
-    host: str = "127.0.0.1"
-    """Address to bind (the robot-network NIC in production; tests use loopback only)."""
-    cmd_port: int = 5555
-    state_port: int = 5556
-    rpc_port: int = 5557
-    camera_port: int = 5558
     secret_key: str | None = None
     """The bridge's CurveZMQ secret key file (`vjepa-ac bridge keygen`); None runs unencrypted on loopback only."""
     authorized_keys: str | None = None
@@ -37,9 +32,6 @@ class LinkConfig:
     @property
     def curve(self) -> bool:
         return self.secret_key is not None
-
-    def endpoint(self, port: int) -> str:
-        return f"tcp://{self.host}:{port}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The robot interface the planner talks to; the MuJoCo simulator and the Franka bridge client both implement it.
 
-Conventions (DROID / V-JEPA 2-AC, see `data.droid.poses`):
+Conventions (DROID / V-JEPA 2-AC, stated in `data.conventions`):
 * state: 7-D, flange xyz (m, base frame) + Euler "xyz" (rad) + gripper (0 = open .. 1 = closed).
 * action: 7-D delta, Δxyz (m, base frame) + Euler "xyz" of the left-multiplied rotation delta + Δgripper. The target
   is `data.droid.poses.apply_actions(state, action)` (gripper clipped to [0, 1]).
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STATE_DIM = 7
-ACTION_DIM = 7
+from vjepa_ac.data.conventions import ACTION_DIM, STATE_DIM
+
 NUM_JOINTS = 7
 
 

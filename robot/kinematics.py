@@ -11,20 +11,20 @@ give each thread its own.
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import sim  # noqa: F401  (chooses a headless GL backend before MuJoCo is first imported)
+from vjepa_ac.data.conventions import use_headless_rendering
+
+use_headless_rendering()  # before MuJoCo is first imported
 
 # isort: split
 import mujoco
 
-from data.droid.poses import matrix_to_euler_xyz
-from robot.interface import NUM_JOINTS
-from robot.limits import PANDA, JointLimits
+from vjepa_ac.robot.interface import NUM_JOINTS
+from vjepa_ac.robot.limits import PANDA, JointLimits
 
 FLANGE_OFFSET_FROM_LINK7 = 0.107
 """Franka's flange sits 0.107 m along joint 7's axis (the last row of the modified-DH table)."""
@@ -34,8 +34,8 @@ DROID_HOME_Q = np.array([0.0, -np.pi / 5, 0.0, -4 * np.pi / 5, 0.0, 3 * np.pi / 
 
 
 def default_arm_mjcf() -> Path:
-    """The project's Panda model (arm + hand, no scene) shipped with the `sim` package."""
-    return Path(str(importlib.resources.files("sim").joinpath("assets/panda.xml")))
+    """The project's Panda model (arm + hand, no scene), shipped with this package and used by the simulator too."""
+    return Path(__file__).resolve().parent / "assets" / "panda.xml"
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,12 @@ class ArmKinematics:
         return self._jacobian(pos)
 
     def droid_state(self, q: np.ndarray, gripper: float) -> np.ndarray:
-        """DROID 7-D state: flange xyz, Euler "xyz", gripper (0 = open .. 1 = closed)."""
+        """DROID 7-D state: flange xyz, Euler "xyz", gripper (0 = open .. 1 = closed); the simulator's state.
+
+        The angles come from `data.droid.poses` (computed in torch), bit for bit as the recorded data and the planner
+        compute them; the bridge, which loads no torch, reports its pose with `robot.safety.droid_pose` instead."""
+        from vjepa_ac.data.droid.poses import matrix_to_euler_xyz
+
         pos, rot = self.fk(q)
         return np.concatenate([pos, matrix_to_euler_xyz(rot), [float(gripper)]])
 

@@ -18,6 +18,7 @@ The `session` field of commands is a per-session secret that only the armed clie
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import math
@@ -43,6 +44,26 @@ MAX_DURATION_S = 10.0
 _MAX_SEQ = 2**64 - 1
 _MAX_SESSION_LEN = 64
 _MAX_REPLY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LinkAddress:
+    """Where the bridge's four sockets are: the bridge binds them (`robot.config.LinkConfig`), a client connects to
+    them (`robot.client.ClientConfig`). By default the four ports are consecutive from a port base."""
+
+    host: str = "127.0.0.1"
+    """Address to bind (bridge: the robot-network NIC in production) or to connect to (client)."""
+    cmd_port: int = 5555
+    state_port: int = 5556
+    rpc_port: int = 5557
+    camera_port: int = 5558
+
+    def endpoint(self, port: int) -> str:
+        return f"tcp://{self.host}:{port}"
+
+    def with_port_base(self, base: int):
+        """The same address with the cmd, state, rpc and camera ports at base, base+1, base+2, base+3."""
+        return dataclasses.replace(self, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
 
 
 class ProtocolError(ValueError):

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.droid.poses import apply_actions
-from robot.interface import ActionResult, Observation, Robot
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.robot.interface import ActionResult, Observation, Robot
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class _Journal:
 
 def _episode_from_journal(journal: _Journal, *, success: bool, extra: dict):
     """The `EpisodeRecording` of a journal, or None when it holds no step."""
-    from data.droid.writer import CameraRecording, EpisodeRecording
+    from vjepa_ac.data.droid.writer import CameraRecording, EpisodeRecording
 
     meta = journal.meta()
     steps = journal.steps()
@@ -174,7 +174,7 @@ def _pid_alive(pid: int | None) -> bool:
 def recover_interrupted(root: str | Path) -> list[Path]:
     """Close every journal under `root` whose process has died as a failed, `interrupted` episode; return the
     episode folders written. Journals of live processes are left alone; an empty journal is removed."""
-    from data.droid.writer import write_episode
+    from vjepa_ac.data.droid.writer import write_episode
 
     written = []
     for folder in sorted(Path(root).glob(f"{JOURNAL_PREFIX}*")):
@@ -281,7 +281,7 @@ class RecordingRobot(Robot):
     def finish(self, success: bool, *, final_observation: bool = True, interrupted: bool = False) -> Path | None:
         """Write the episode recorded since the last `finish` with its success label; returns its folder (None if no
         step was recorded). `final_observation` adds DROID's last step (the final pose with a hold action)."""
-        from data.droid.writer import write_episode
+        from vjepa_ac.data.droid.writer import write_episode
 
         if self._journal is None:
             return None

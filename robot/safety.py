@@ -17,11 +17,11 @@ from typing import Protocol
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.interpolation import MotionLimits
-from robot.kinematics import DROID_HOME_Q
-from robot.limits import DEFAULT_ACTION_LIMITS, PANDA, ActionLimits, JointLimits
-from robot.protocol import Command, CommandMode
+from vjepa_ac.data.conventions import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.interpolation import MotionLimits
+from vjepa_ac.robot.kinematics import DROID_HOME_Q
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, PANDA, ActionLimits, JointLimits
+from vjepa_ac.robot.protocol import Command, CommandMode
 
 
 class Kinematics(Protocol):

@@ -7,24 +7,16 @@ Importing this package picks EGL for offscreen rendering on a headless Linux mac
 
 from __future__ import annotations
 
-import os
-import sys
+from vjepa_ac.data.conventions import use_headless_rendering
+from vjepa_ac.data.lazy_exports import lazy_exports
 
-from data.lazy_exports import lazy_getattr
+use_headless_rendering()
 
-if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    os.environ.setdefault("MUJOCO_GL", "egl")
+TASK_NAMES: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
+"""The simulator's tasks (`sim.tasks.TASKS`), named here so that command lines can offer them without loading MuJoCo."""
 
-_EXPORTS = {
-    "SceneConfig": "sim.scene",
-    "SimConfig": "sim.robot",
-    "SimRobot": "sim.robot",
-    "Task": "sim.tasks",
-    "TASK_NAMES": "sim.tasks",
-    "make_env": "sim.tasks",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".scene": ("SceneConfig",),
+    ".robot": ("SimConfig", "SimRobot"),
+    ".tasks": ("Task", "make_env"),
+}, defined=("TASK_NAMES",))

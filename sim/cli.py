@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-TASK_CHOICES = ("reach", "grasp", "reach_with_object", "pick_and_place")
+from vjepa_ac.sim import TASK_NAMES
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "scene and every object's pose per step. Seeded and resumable: rerunning with the same --out, "
                     "--task and --seed skips finished episodes.",
     )
-    collect.add_argument("--task", choices=TASK_CHOICES, required=True, help="task to collect")
+    collect.add_argument("--task", choices=TASK_NAMES, required=True, help="task to collect")
     collect.add_argument("--episodes", type=int, required=True, help="number of episodes in this run (indices 0..N-1)")
     collect.add_argument("--out", required=True, help="DROID root folder; episodes go to OUT/<lab>/success|failure/...")
     collect.add_argument("--seed", type=int, default=0, help="run seed; episode i of a seed always plays out the same")
@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "--scenes N, write one contact sheet of N scenes (seeds SEED .. SEED+N-1) instead, e.g. "
                     "`--randomize --scenes 16` to look at the variety of domain randomisation.",
     )
-    show.add_argument("--task", choices=TASK_CHOICES, default="pick_and_place", help="task (default pick_and_place)")
+    show.add_argument("--task", choices=TASK_NAMES, default="pick_and_place", help="task (default pick_and_place)")
     show.add_argument("--seed", type=int, default=0, help="task seed (default 0)")
     show.add_argument("--out", default="sim_show", help="output folder (default ./sim_show)")
     show.add_argument("--image-size", type=_image_size, default=(360, 640), metavar="HxW",
@@ -152,7 +152,7 @@ def _randomization(path: str | None):
 
     import yaml
 
-    from sim.randomization import DomainRandomization
+    from vjepa_ac.sim.randomization import DomainRandomization
 
     if path is None:
         return DomainRandomization()
@@ -166,7 +166,7 @@ def _randomization(path: str | None):
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from sim.collect import CollectConfig, collect
+    from vjepa_ac.sim.collect import CollectConfig, collect
 
     if args.episodes < 0:
         raise argparse.ArgumentTypeError(f"--episodes must be >= 0, got {args.episodes}")
@@ -190,8 +190,8 @@ def _collect(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from data.droid.index import default_camera
-    from sim.replay import replay_episode
+    from vjepa_ac.data.droid.index import default_camera
+    from vjepa_ac.sim.replay import replay_episode
 
     out = args.output or f"replay_{Path(args.episode).resolve().name}.mp4"
     camera = args.camera or default_camera([args.episode])[0]
@@ -219,8 +219,8 @@ def _show(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from sim.scene import SceneConfig
-    from sim.tasks import make_env
+    from vjepa_ac.sim.scene import SceneConfig
+    from vjepa_ac.sim.tasks import make_env
 
     if args.scenes < 0:
         raise argparse.ArgumentTypeError(f"--scenes must be >= 0, got {args.scenes}")
@@ -230,7 +230,7 @@ def _show(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.scenes:
-        from sim.show import contact_sheet
+        from vjepa_ac.sim.show import contact_sheet
 
         path = out / f"{args.task}_scenes.png"
         sheet = contact_sheet(args.task, range(args.seed, args.seed + args.scenes), camera=args.camera, **options)

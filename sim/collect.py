@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.droid.poses import apply_actions
-from data.droid.writer import CameraRecording, EpisodeRecording, write_episode
-from sim.experts import ExpertConfig, FailedAttempt, RandomExplorer, ScriptedExpert
-from sim.randomization import DomainRandomization
-from sim.robot import SimRobot
-from sim.scene import SceneConfig, cube_color_name, cube_shape_name
-from sim.tasks import TASKS, Task, make_env
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.data.droid.writer import CameraRecording, EpisodeRecording, write_episode
+from vjepa_ac.sim.experts import ExpertConfig, FailedAttempt, RandomExplorer, ScriptedExpert
+from vjepa_ac.sim.randomization import DomainRandomization
+from vjepa_ac.sim.robot import SimRobot
+from vjepa_ac.sim.scene import SceneConfig, cube_color_name, cube_shape_name
+from vjepa_ac.sim.tasks import TASKS, Task, make_env
 
 MANIFEST_NAME = "sim_collect.jsonl"
 MOTION_MODES = ("explore", "noisy_expert", "failed", "expert")

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.kinematics import rotation_error, rotvec_to_matrix
-from sim.tasks import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.kinematics import rotation_error, rotvec_to_matrix
+from vjepa_ac.sim.tasks import (
     GRASP_DEPTH,
     GraspTask,
     PickAndPlaceTask,

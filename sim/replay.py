@@ -19,16 +19,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.droid import EpisodeError, open_episode
-from data.droid.raw import RawEpisode
-from data.droid.poses import euler_xyz_to_matrix
-from data.droid.video import write_video
-from robot.interface import ActionStatus
-from robot.kinematics import rotation_error
-from sim.robot import SimConfig, SimRobot
-from sim.collect import OBJECT_POSES_GROUP
-from sim.randomization import SceneVariation
-from sim.scene import SceneConfig, set_camera_pose
+from vjepa_ac.data.droid import EpisodeError, open_episode
+from vjepa_ac.data.droid.raw import RawEpisode
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix
+from vjepa_ac.data.droid.video import write_video
+from vjepa_ac.robot.interface import ActionStatus
+from vjepa_ac.robot.kinematics import rotation_error
+from vjepa_ac.sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.collect import OBJECT_POSES_GROUP
+from vjepa_ac.sim.randomization import SceneVariation
+from vjepa_ac.sim.scene import SceneConfig, set_camera_pose
 
 logger = logging.getLogger(__name__)
 

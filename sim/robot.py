@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from data.droid.poses import apply_actions, euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.interface import ActionResult, ActionStatus, Observation, Robot, validate_action
-from robot.kinematics import DROID_HOME_Q, ArmKinematics, rotation_error, rotvec_to_matrix
-from robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
-from sim.randomization import DomainRandomization, SceneVariation, variation_rng
-from sim.scene import CAMERA_ROLES, SceneConfig, build_scene, camera_extrinsics
+from vjepa_ac.data.droid.poses import apply_actions, euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.interface import ActionResult, ActionStatus, Observation, Robot, validate_action
+from vjepa_ac.robot.kinematics import DROID_HOME_Q, ArmKinematics, rotation_error, rotvec_to_matrix
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, ActionLimits
+from vjepa_ac.sim.randomization import DomainRandomization, SceneVariation, variation_rng
+from vjepa_ac.sim.scene import CAMERA_ROLES, SceneConfig, build_scene, camera_extrinsics
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.kinematics import ArmKinematics, default_arm_mjcf
-from robot.limits import FR3, PANDA, JointLimits
-from sim.randomization import SceneVariation, apply_variation
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.robot.kinematics import ArmKinematics, default_arm_mjcf
+from vjepa_ac.robot.limits import FR3, PANDA, JointLimits
+from vjepa_ac.sim.randomization import SceneVariation, apply_variation
 
 MENAGERIE_MODELS = {"panda": "franka_emika_panda/panda.xml", "fr3": "franka_fr3/fr3.xml"}
 """Model name -> file inside a MuJoCo Menagerie checkout."""

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from sim.robot import SimRobot
-from sim.scene import cube_color_name, cube_shape_name
-from sim.tasks import make_env
+from vjepa_ac.sim.robot import SimRobot
+from vjepa_ac.sim.scene import cube_color_name, cube_shape_name
+from vjepa_ac.sim.tasks import make_env
 
 
 def contact_sheet(task: str, seeds: Iterable[int], *, camera: str = "left", columns: int | None = None,

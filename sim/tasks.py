@@ -14,11 +14,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
-from robot.kinematics import DROID_HOME_Q
-from sim.robot import SimConfig, SimRobot
-from sim.randomization import DISTRACTOR_PREFIX
-from sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, resting_height, yaw_rotation
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
+from vjepa_ac.sim import TASK_NAMES  # noqa: F401  (re-exported beside TASKS)
+from vjepa_ac.robot.kinematics import DROID_HOME_Q
+from vjepa_ac.sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.randomization import DISTRACTOR_PREFIX
+from vjepa_ac.sim.scene import CUBE_HALF_SIZE, TABLE_HEIGHT, TARGET_HALF_SIZE, resting_height, yaw_rotation
 
 DOWN = np.diag([1.0, -1.0, -1.0])
 """Flange rotation with the gripper pointing straight down (DROID's home orientation)."""
@@ -320,7 +321,7 @@ class PickAndPlaceTask(Task):
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (ReachTask, GraspTask, ReachWithObjectTask, PickAndPlaceTask)
 }
-TASK_NAMES = tuple(TASKS)
+"""The task classes by name, in the order of `sim.TASK_NAMES`."""
 
 
 def make_env(task: str, *, seed: int, robot: SimRobot | None = None, **options) -> tuple[SimRobot, Task]:

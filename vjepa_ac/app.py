@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from planner.cli import add_planner_options, add_world_model_options, int_at_least, positive_int
-from sim.cli import add_camera_yaw_option
+from vjepa_ac.control import add_planner_options, add_world_model_options, int_at_least, positive_int
+from vjepa_ac.sim import TASK_NAMES
+from vjepa_ac.sim.cli import add_camera_yaw_option
 
-TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 DEMO_TASKS: tuple[str, ...] = ("reach", "pick_and_place")
 
 
@@ -21,16 +21,18 @@ non_negative_int = int_at_least(0)
 
 def task_list(text: str) -> list[str]:
     """argparse type: comma-separated task names, or "all"."""
-    names = list(TASKS) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
-    unknown = [t for t in names if t not in TASKS]
+    names = list(TASK_NAMES) if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TASK_NAMES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown task(s) {unknown or text!r}; choose from {', '.join(TASKS)} or all")
+        raise argparse.ArgumentTypeError(
+            f"unknown task(s) {unknown or text!r}; choose from {', '.join(TASK_NAMES)} or all"
+        )
     return names
 
 
 def _add_model_and_planner_options(parser: argparse.ArgumentParser) -> None:
     add_world_model_options(parser)
-    # The planner CLI's options, resolved the same way (`planner.model_card.mpc_config_for`); `--seed` is taken by
+    # The planner CLI's options, resolved the same way (`vjepa_ac.model_card.mpc_config_for`); `--seed` is taken by
     # the episode seed here.
     add_planner_options(parser)
     parser.add_argument("--max-steps", type=positive_int, default=None,
@@ -47,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image, energy curve) and summary.md / summary.json to --out.",
     )
     demo.add_argument("--task", dest="tasks", type=task_list, default=list(DEMO_TASKS),
-                      help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach,pick_and_place)")
+                      help=f"comma-separated tasks from {', '.join(TASK_NAMES)}, or all "
+                      "(default: reach,pick_and_place)")
     demo.add_argument("--tasks", dest="tasks", type=task_list, help=argparse.SUPPRESS)  # the former spelling
     demo.add_argument("--episodes", type=positive_int, default=3, help="episodes per task (default: %(default)s)")
     demo.add_argument("--seed", type=non_negative_int, default=1000,
@@ -68,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ends; rerunning the same command after a kill skips the episodes already there.",
     )
     ev.add_argument("--task", dest="tasks", type=task_list, default=["reach"],
-                    help=f"comma-separated tasks from {', '.join(TASKS)}, or all (default: reach)")
+                    help=f"comma-separated tasks from {', '.join(TASK_NAMES)}, or all (default: reach)")
     ev.add_argument("--episodes", type=non_negative_int, default=20,
                     help="episodes per task; 0 = only the open-loop error and the energy landscape (default: "
                     "%(default)s)")

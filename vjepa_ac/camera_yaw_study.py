@@ -46,10 +46,10 @@ def read_results(path: Path) -> list[dict]:
 def run_study(args: argparse.Namespace) -> None:
     import torch
 
-    from planner.calibration import CalibrationConfig, CalibrationError, calibrate
-    from planner.model_card import load_for_planning, mpc_config_for, sim_config_options
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
-    from sim.tasks import make_env
+    from vjepa_ac.planner.calibration import CalibrationConfig, CalibrationError, calibrate
+    from vjepa_ac.model_card import load_for_planning, mpc_config_for, sim_config_options
+    from vjepa_ac.robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+    from vjepa_ac.sim.tasks import make_env
     from vjepa_ac.closed_loop import run_episode
 
     torch.set_num_threads(1)

@@ -1,8 +1,12 @@
 """The `vjepa-ac` command: one entry point, one subcommand per user-facing job.
 
-Each package owns its subcommands in its own `cli.py` exposing `register(subparsers)`; this module only assembles
-them (`_SUBCOMMAND_MODULES`), so `vjepa-ac --help` lists every job. A new subcommand is a `register` function plus
-handlers in its package's `cli.py` and one line in `_SUBCOMMAND_MODULES`; it then gets, with no code of its own:
+A subcommand module exposes `register(subparsers)`: the data, world-model and simulator packages own the commands
+that only use their own package (`data/droid/cli.py`, `worldmodel/cli.py`, `worldmodel/training/cli.py`,
+`sim/cli.py`); the commands that compose several layers live here in the application (`vjepa_ac/control.py`: plan,
+run, calibrate; `vjepa_ac/app.py`: demo, eval; `vjepa_ac/bridge.py`: the robot-side bridge; `vjepa_ac/goals.py`),
+so the planner and the robot packages stay libraries. This module only assembles them (`_SUBCOMMAND_MODULES`), so
+`vjepa-ac --help` lists every job. A new subcommand is a `register` function plus handlers and one line in
+`_SUBCOMMAND_MODULES`; it then gets, with no code of its own:
 
 - **Fast help.** `vjepa-ac --help` and `vjepa-ac SUBCOMMAND --help` import the `cli.py` modules and nothing heavy.
   A `cli.py` imports torch, tensorstore, h5py, MuJoCo, OpenCV etc. inside its handlers only (never at module level
@@ -35,12 +39,12 @@ from typing import Sequence
 
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "data.droid.cli",
-    "worldmodel.cli",
-    "worldmodel.training.cli",
-    "sim.cli",
-    "planner.cli",
-    "robot.cli",
+    "vjepa_ac.data.droid.cli",
+    "vjepa_ac.worldmodel.cli",
+    "vjepa_ac.worldmodel.training.cli",
+    "vjepa_ac.sim.cli",
+    "vjepa_ac.control",
+    "vjepa_ac.bridge",
     "vjepa_ac.app",
     "vjepa_ac.goals",
 )

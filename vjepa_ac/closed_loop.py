@@ -1,7 +1,7 @@
 """The closed loop behind `vjepa-ac demo` and `vjepa-ac eval`: load a world model with its planning settings, run
 sim episodes through `planner.run_mpc`, and turn the logs into outcomes, videos and reports.
 
-Planning settings travel with a checkpoint in a model card (`planner.model_card`); a checkpoint without one (e.g.
+Planning settings travel with a checkpoint in a model card (`vjepa_ac.model_card`); a checkpoint without one (e.g.
 Meta's `vjepa2-ac-vitg.pt`) gets the planner's paper defaults.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import platform
 import sys
 import time
@@ -21,14 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from planner.model_card import (
+from vjepa_ac.episode import sim_episode
+from vjepa_ac.model_card import (
     PlanningDefaults,
+    PlanningOverrides,
     load_for_planning,
     mpc_config_for,
-    sim_config_options,
     sim_settings,
 )
-from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
@@ -79,22 +78,14 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
 
     With `fps` (the predictor's training frame rate), each planned action is executed over control_hz / fps control
     periods (`ActionRepeatRobot`), the interval the predictor imagines; the task's step budget, counted in control
-    periods, is divided accordingly.
+    periods, is divided accordingly (`vjepa_ac.episode`).
     """
-    from planner.mpc import run_mpc
-    from sim.tasks import make_env
+    from vjepa_ac.planner.mpc import run_mpc
 
-    if robot is None:
-        robot, task = make_env(task_name, seed=seed, **sim_config_options(sim_options or {}),
-                               goal_camera=config.camera)
-    else:
-        robot, task = make_env(task_name, seed=seed, robot=robot, goal_camera=config.camera)
-    periods = control_periods_per_step(robot.control_hz, fps) if fps else 1
-    if config.max_steps is None:
-        config = dataclasses.replace(config, max_steps=math.ceil(task.max_steps / periods))
-    episode_log = run_mpc(ActionRepeatRobot(robot, periods), world_model, task.goal_images(), config,
-                          done=task.success, progress=progress)
-    info = task.info()
+    setup = sim_episode(task_name, seed, camera=config.camera, sim_options=sim_options, robot=robot)
+    controlled, config, _ = setup.controlled(config, fps)
+    episode_log = run_mpc(controlled, world_model, setup.goals, config, done=setup.success, progress=progress)
+    info = setup.task.info()
     outcome = EpisodeOutcome(
         task=task_name,
         seed=seed,
@@ -103,9 +94,9 @@ def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | 
         steps=len(episode_log.steps),
         planning_seconds=tuple(s.plan_seconds + s.encode_seconds for s in episode_log.steps),
         final_energies=tuple(s.planned_energy for s in episode_log.steps),
-        subgoal_distances=subgoal_distances(task, episode_log),
+        subgoal_distances=subgoal_distances(setup.task, episode_log),
     )
-    return outcome, episode_log, robot
+    return outcome, episode_log, setup.robot
 
 
 def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], episodes: int, seed: int,
@@ -121,7 +112,7 @@ def run_tasks(world_model, defaults: PlanningDefaults, tasks: Sequence[str], epi
     outcomes, planners, videos = [], {}, []
     bar = tqdm(total=len(tasks) * episodes, desc="episodes", unit="ep")
     for task in tasks:
-        config = mpc_config_for(defaults, task, args)
+        config = mpc_config_for(defaults, task, PlanningOverrides.from_args(args))
         planners[task] = describe_planner(config)
         options = sim_settings(defaults, args)
         record = None if journal is None else OutcomeJournal(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.cli import add_robot_options, existing_file, positive_int
+from vjepa_ac.control import add_robot_options, existing_file, positive_int
 
 JOG_AXES = {"x": 0, "y": 1, "z": 2, "yaw": 5}
 """Jog name -> DROID action dimension (base frame: x forward, y left, z up; yaw about the base z axis)."""
@@ -134,7 +134,7 @@ class GoalCapture:
                   f"{np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
 
     def _observe(self):
-        from planner.mpc import observe
+        from vjepa_ac.planner.mpc import observe
 
         return observe(self.robot, self.camera, self.max_frame_age_s)
 
@@ -254,7 +254,7 @@ def render_contact_sheet(schedule, images: list[np.ndarray], *, tile_width: int 
     stored gripper state, under a header with the camera and switching rule."""
     import cv2
 
-    from worldmodel.frames import crop_box
+    from vjepa_ac.worldmodel.frames import crop_box
 
     height, width = schedule.image_size
     scale = tile_width / width
@@ -351,9 +351,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from planner.cli import make_robot
-    from planner.goals import GoalScheduleWriter
-    from planner.model_card import load_planning_defaults, resolve_checkpoint
+    from vjepa_ac.control import make_robot
+    from vjepa_ac.planner.goals import GoalScheduleWriter
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint
 
     if args.switch == "energy" and args.switch_energy is None:
         raise ValueError("--switch energy needs --switch-energy")
@@ -371,7 +371,7 @@ def _capture(args: argparse.Namespace) -> int:
     writer = GoalScheduleWriter(args.out, camera=camera, crop=defaults.crop, switch=args.switch,
                                 switch_energy=args.switch_energy, stop_energy=args.stop_energy,
                                 overwrite=args.overwrite)
-    robot, *_ = make_robot(args, defaults, camera)
+    robot = make_robot(args, defaults, camera).robot
     session = GoalCapture(robot, writer, camera=camera, guide=args.guide, jog_step=args.jog_step,
                           jog_angle=args.jog_angle, steps_per_goal=args.steps_per_goal, gripper_rule=args.gripper,
                           max_frame_age_s=args.max_frame_age, settle_s=args.settle)
@@ -403,7 +403,7 @@ def _capture(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import cv2
 
-    from planner.goals import load_goal_schedule
+    from vjepa_ac.planner.goals import load_goal_schedule
 
     schedule = load_goal_schedule(args.schedule)
     sheet = render_contact_sheet(schedule, schedule.load_images(), columns=args.columns)

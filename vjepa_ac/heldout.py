@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from vjepa_ac.sim import TASK_NAMES
 from vjepa_ac.report import OpenLoopError
-
-OPEN_LOOP_TASKS: tuple[str, ...] = ("reach", "grasp", "reach_with_object", "pick_and_place")
 
 
 def episodes_per_task(total: int, tasks: Sequence[str]) -> dict[str, int]:
@@ -24,9 +23,9 @@ def episodes_per_task(total: int, tasks: Sequence[str]) -> dict[str, int]:
 
 
 def collect_heldout(folder: Path, defaults, *, episodes: int, seed: int,
-                    tasks: Sequence[str] = OPEN_LOOP_TASKS) -> Path:
+                    tasks: Sequence[str] = TASK_NAMES) -> Path:
     """Collect (or, when already there, reuse) the held-out episodes in `folder`; returns the folder."""
-    from sim.collect import CollectConfig, collect
+    from vjepa_ac.sim.collect import CollectConfig, collect
 
     sim = dict(defaults.sim)
     for task, count in episodes_per_task(episodes, tasks).items():
@@ -47,7 +46,7 @@ def collect_heldout(folder: Path, defaults, *, episodes: int, seed: int,
 def heldout_open_loop_error(world_model, defaults, folder: Path, *, episodes: int, horizon: int,
                             seed: int) -> OpenLoopError:
     """Open-loop error per horizon step on `episodes` held-out sim episodes (one clip each)."""
-    from data.droid import DroidClipDataset
+    from vjepa_ac.data.droid import DroidClipDataset
     from vjepa_ac.openloop import open_loop_error
 
     collect_heldout(folder, defaults, episodes=episodes, seed=seed)

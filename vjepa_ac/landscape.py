@@ -153,8 +153,8 @@ def energy_landscape(world_model, defaults, *, goals: int, seed: int,
                      plot: Path | None = None) -> EnergyLandscape:
     """Score `goals` reach episodes (seeds seed, seed+1, ...) in the scene the model card describes; optionally save
     a plot of energy against distance."""
-    from planner.model_card import sim_config_options
-    from sim.tasks import make_env
+    from vjepa_ac.model_card import sim_config_options
+    from vjepa_ac.sim.tasks import make_env
 
     if goals < 1:
         raise ValueError(f"goals must be >= 1, got {goals}")

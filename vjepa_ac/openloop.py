@@ -19,7 +19,7 @@ from vjepa_ac.report import OpenLoopError
 def open_loop_error(world_model, clips: Iterable[Mapping[str, torch.Tensor]], *, horizon: int) -> OpenLoopError:
     """Mean L1 per horizon step over clips shaped like `data.droid.DroidClipDataset` items (frames [T,H,W,3] uint8,
     actions [T-1,7], states [T,7]) with T >= horizon + 1; the copy-context baseline is computed on the same frames."""
-    from planner.rollout import WorldModelRollout
+    from vjepa_ac.planner.rollout import WorldModelRollout
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")

@@ -24,8 +24,8 @@ import yaml
 
 def init_encoder(out: Path, *, preset: str, img_size: int, patch_size: int | None, seed: int) -> Path:
     """Write a random-initialised encoder checkpoint; returns its path."""
-    from worldmodel import CONFIG_KEY, build_encoder
-    from worldmodel.checkpoints import atomic_torch_save
+    from vjepa_ac.worldmodel import CONFIG_KEY, build_encoder
+    from vjepa_ac.worldmodel.checkpoints import atomic_torch_save
 
     torch.manual_seed(seed)
     overrides: dict[str, Any] = {"img_size": (img_size, img_size)}
@@ -62,7 +62,7 @@ def _last_metrics(run_dir: Path, name: str) -> dict[str, Any]:
 
 def export(run_checkpoint: Path, out: Path, *, card: dict[str, Any]) -> tuple[Path, Path]:
     """Slim `run_checkpoint` to the model alone at `out` and write the model card beside it; returns both paths."""
-    from worldmodel import load_world_model, save_ac_checkpoint
+    from vjepa_ac.worldmodel import load_world_model, save_ac_checkpoint
 
     world_model = load_world_model(run_checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)

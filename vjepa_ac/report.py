@@ -14,6 +14,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from vjepa_ac.planner.report import json_safe
+
 
 @dataclass(frozen=True)
 class EpisodeOutcome:
@@ -237,24 +239,13 @@ def format_markdown(report: EvaluationReport) -> str:
     return "\n".join(parts)
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN is not JSON; write null so that strict parsers accept the file."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
     summaries = []
     for s in report.summaries:
         entry = asdict(s)
         entry["success_rate"] = s.success_rate
         summaries.append(entry)
-    return _jsonable(
+    return json_safe(
         {
             "summaries": summaries,
             "outcomes": [asdict(o) for o in report.outcomes],
@@ -281,7 +272,7 @@ class OutcomeJournal:
 
     def __init__(self, path: str | Path, run_key: dict[str, Any]) -> None:
         self.path = Path(path)
-        self.run_key = json.loads(json.dumps(_jsonable(run_key), sort_keys=True))
+        self.run_key = json.loads(json.dumps(json_safe(run_key), sort_keys=True))
 
     def finished(self) -> dict[tuple[str, int], EpisodeOutcome]:
         """(task, seed) -> outcome of the episodes already run with this journal's settings."""
@@ -301,7 +292,7 @@ class OutcomeJournal:
 
     def append(self, outcome: EpisodeOutcome) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"run": self.run_key, "outcome": _jsonable(asdict(outcome))}, sort_keys=True)
+        line = json.dumps({"run": self.run_key, "outcome": json_safe(asdict(outcome))}, sort_keys=True)
         with open(self.path, "ab+") as handle:
             # A kill may have torn the previous line; start on a fresh one so this record stays readable.
             if handle.seek(0, 2) > 0:

@@ -9,6 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vjepa_ac.data.droid.video import write_video
+
 _WHITE = (255, 255, 255)
 _CURVE = (40, 110, 220)
 _MARK = (220, 60, 40)
@@ -101,32 +103,7 @@ def compose(video: EpisodeVideo, index: int, height: int = 256) -> np.ndarray:
     return np.concatenate([camera, goal, plot], axis=1)
 
 
-def write_mp4(path: str | Path, images: Sequence[np.ndarray], fps: float = 10.0) -> Path:
-    """Encode RGB uint8 frames (all the same even size) as H.264 MP4 with PyAV; returns the path."""
-    import av
-
-    if not images:
-        raise ValueError("no frames to write")
-    height, width = images[0].shape[:2]
-    if height % 2 or width % 2:
-        raise ValueError(f"H.264 needs even frame sizes, got {width}x{height}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryfast"}
-        for image in images:
-            if image.shape[:2] != (height, width):
-                raise ValueError(f"frame size changed from {(height, width)} to {image.shape[:2]}")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def write_episode_videos(path: str | Path, videos: Sequence[EpisodeVideo], fps: float = 10.0, height: int = 256) -> Path:
     """All episodes one after another in a single MP4 (every camera view must share one aspect ratio)."""
     images = [compose(video, i, height) for video in videos for i in range(len(video.frames))]
-    return write_mp4(path, images, fps)
+    return write_video(path, images, fps, crf=23, keyframe_interval=None, preset="veryfast")

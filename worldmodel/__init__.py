@@ -2,7 +2,7 @@
 
 Loading Meta's released files by path (architecture inferred from the tensors, strict key check)::
 
-    from worldmodel import load_encoder, load_world_model
+    from vjepa_ac.worldmodel import load_encoder, load_world_model
     wm = load_world_model("vjepa2-ac-vitg.pt")              # encoder + AC predictor, frozen, eval mode
     encoder = load_encoder("vitg-384.pt", preset="vit_giant_384")
     encoder = load_encoder("vjepa2_1_vitl_dist_vitG_384.pt")  # 2.1: `ema_encoder` entry, hierarchical norms
@@ -21,37 +21,16 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_getattr
+from vjepa_ac.data.lazy_exports import lazy_exports
 
-_EXPORTS = {
-    "ACPredictor": "worldmodel.predictor",
-    "CONFIG_KEY": "worldmodel.checkpoints",
-    "CheckpointError": "worldmodel.checkpoints",
-    "ENCODER_PRESETS": "worldmodel.encoder",
-    "EncoderConfig": "worldmodel.encoder",
-    "LoadReport": "worldmodel.checkpoints",
-    "MaskPredictor": "worldmodel.mask_predictor",
-    "MaskPredictorConfig": "worldmodel.mask_predictor",
-    "PREDICTOR_PRESETS": "worldmodel.predictor",
-    "PredictorCache": "worldmodel.predictor",
-    "PredictorConfig": "worldmodel.predictor",
-    "VisionTransformer": "worldmodel.encoder",
-    "WorldModel": "worldmodel.world_model",
-    "build_encoder": "worldmodel.encoder",
-    "build_mask_predictor": "worldmodel.mask_predictor",
-    "build_predictor": "worldmodel.predictor",
-    "encode_frames": "worldmodel.frames",
-    "freeze": "worldmodel.checkpoints",
-    "load_encoder": "worldmodel.checkpoints",
-    "load_predictor": "worldmodel.checkpoints",
-    "load_world_model": "worldmodel.world_model",
-    "normalize_reps": "worldmodel.frames",
-    "preprocess_frames": "worldmodel.frames",
-    "read_checkpoint": "worldmodel.checkpoints",
-    "save_ac_checkpoint": "worldmodel.checkpoints",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".predictor": ("ACPredictor", "PREDICTOR_PRESETS", "PredictorCache", "PredictorConfig", "build_predictor"),
+    ".checkpoints": (
+        "CONFIG_KEY", "CheckpointError", "LoadReport", "freeze", "load_encoder", "load_predictor", "read_checkpoint",
+        "save_ac_checkpoint",
+    ),
+    ".encoder": ("ENCODER_PRESETS", "EncoderConfig", "VisionTransformer", "build_encoder"),
+    ".mask_predictor": ("MaskPredictor", "MaskPredictorConfig", "build_mask_predictor"),
+    ".world_model": ("WorldModel", "load_world_model"),
+    ".frames": ("encode_frames", "normalize_reps", "preprocess_frames"),
+})

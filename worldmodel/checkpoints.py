@@ -21,14 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from worldmodel.encoder import (
+from vjepa_ac.worldmodel.encoder import (
     ENCODER_PRESETS,
     EncoderConfig,
     VisionTransformer,
     default_hierarchical_layers,
     encoder_config,
 )
-from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig, predictor_config
+from vjepa_ac.worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig, predictor_config
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from worldmodel.summary import describe_checkpoint
+    from vjepa_ac.worldmodel.summary import describe_checkpoint
 
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(errno.ENOENT, "no such checkpoint file or snapshot folder", args.checkpoint)

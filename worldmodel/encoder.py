@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.config_args import as_size_pair, resolve_config
-from worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
-from worldmodel.rope import grid_positions, rope_tables
+from vjepa_ac.worldmodel.config_args import as_size_pair, resolve_config
+from vjepa_ac.worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
+from vjepa_ac.worldmodel.rope import grid_positions, rope_tables
 
 # Output levels of V-JEPA 2.1's deep self-supervision, by encoder depth (Meta's table; note 48 is not evenly spaced).
 _HIERARCHICAL_LAYERS_BY_DEPTH: dict[int, tuple[int, ...]] = {

@@ -7,7 +7,6 @@ fill one tubelet; 2.1: the image tokenizer) -> non-affine layer norm (`normalize
 
 from __future__ import annotations
 
-import contextlib
 from typing import Literal
 
 import numpy as np
@@ -15,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from vjepa_ac.worldmodel.precision import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,13 +84,6 @@ def preprocess_frames(frames: Tensor, img_size: tuple[int, int], crop: Crop = "d
     return (x - mean) / std
 
 
-def device_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def encode_frames(
     encoder: nn.Module,
     frames: np.ndarray | Tensor,
@@ -116,7 +110,7 @@ def encode_frames(
     num_levels = config.num_levels if hierarchical else 1
     outputs = []
     starts = range(0, flat.shape[0], chunk_size)
-    with torch.no_grad(), device_autocast(device):
+    with torch.no_grad(), autocast(device):
         for start in tqdm(starts, desc="encoding frames", unit="chunk", disable=not progress):
             pixels = preprocess_frames(flat[start : start + chunk_size].to(device), config.img_size, crop)
             if use_image_tokenizer:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worldmodel.rope import apply_rope
+from vjepa_ac.worldmodel.rope import apply_rope
 
 LAYER_NORM_EPS = 1e-6
 

@@ -22,8 +22,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
-from worldmodel.rope import grid_positions, rope_tables
+from vjepa_ac.worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
+from vjepa_ac.worldmodel.rope import grid_positions, rope_tables
 
 
 @dataclass

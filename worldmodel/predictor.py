@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from worldmodel.config_args import as_size_pair, resolve_config
-from worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
-from worldmodel.rope import grid_positions, rope_tables
+from vjepa_ac.worldmodel.config_args import as_size_pair, resolve_config
+from vjepa_ac.worldmodel.layers import LAYER_NORM_EPS, Block, init_transformer_weights
+from vjepa_ac.worldmodel.rope import grid_positions, rope_tables
 
 _MASK_CACHE_SIZE = 4
 

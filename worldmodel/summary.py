@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from worldmodel.checkpoints import (
+from vjepa_ac.worldmodel.checkpoints import (
     CheckpointError,
     encoder_state,
     infer_encoder_config,
@@ -20,8 +20,8 @@ from worldmodel.checkpoints import (
     state_problems,
     stored_config,
 )
-from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
-from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor
+from vjepa_ac.worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
+from vjepa_ac.worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor
 
 
 def _entry_summary(value: Any) -> str:

@@ -11,16 +11,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldmodel.checkpoints import (
+from vjepa_ac.worldmodel.checkpoints import (
     CheckpointError,
     encoder_from_checkpoint,
     freeze,
     predictor_from_checkpoint,
     read_checkpoint,
 )
-from worldmodel.encoder import VisionTransformer
-from worldmodel.frames import Crop, encode_frames
-from worldmodel.predictor import ACPredictor
+from vjepa_ac.worldmodel.encoder import VisionTransformer
+from vjepa_ac.worldmodel.frames import Crop, encode_frames
+from vjepa_ac.worldmodel.predictor import ACPredictor
 
 
 @dataclass

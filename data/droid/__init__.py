@@ -8,33 +8,17 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_getattr
+from vjepa_ac.data.lazy_exports import lazy_exports
 
-_EXPORTS = {
-    "CameraRecording": "data.droid.writer",
-    "ClipConfig": "data.droid.dataset",
-    "ClipTooShortError": "data.droid.sampling",
-    "DroidClipDataset": "data.droid.dataset",
-    "DroidEpisode": "data.droid.episode",
-    "EpisodeError": "data.droid.episode",
-    "EpisodeFilter": "data.droid.index",
-    "EpisodeRecording": "data.droid.writer",
-    "EpisodeReport": "data.droid.validate",
-    "RawEpisode": "data.droid.raw",
-    "iter_episode_references": "data.droid.index",
-    "open_episode": "data.droid.index",
-    "read_index": "data.droid.index",
-    "reference_clip_indices": "data.droid.sampling",
-    "resolve_episode_references": "data.droid.index",
-    "sample_clip": "data.droid.dataset",
-    "timestamp_clip_indices": "data.droid.sampling",
-    "validate_episode": "data.droid.validate",
-    "validate_episodes": "data.droid.validate",
-    "write_episode": "data.droid.writer",
-    "write_index": "data.droid.index",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".writer": ("CameraRecording", "EpisodeRecording", "write_episode"),
+    ".dataset": ("ClipConfig", "DroidClipDataset", "sample_clip"),
+    ".sampling": ("ClipTooShortError", "reference_clip_indices", "timestamp_clip_indices"),
+    ".episode": ("DroidEpisode", "EpisodeError"),
+    ".index": (
+        "EpisodeFilter", "iter_episode_references", "open_episode", "read_index", "resolve_episode_references",
+        "write_index",
+    ),
+    ".validate": ("EpisodeReport", "validate_episode", "validate_episodes"),
+    ".raw": ("RawEpisode",),
+})

@@ -71,8 +71,8 @@ def register(subparsers) -> None:
 def _index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from data.droid.episode import EpisodeError
-    from data.droid.index import WHAT_EPISODES_ARE, EpisodeFilter, iter_episode_references, open_episode, write_index
+    from vjepa_ac.data.droid.episode import EpisodeError
+    from vjepa_ac.data.droid.index import WHAT_EPISODES_ARE, EpisodeFilter, iter_episode_references, open_episode, write_index
 
     if not Path(args.root).exists():
         raise FileNotFoundError(errno.ENOENT, "no such folder or shard", args.root)
@@ -111,8 +111,8 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from data.droid.index import resolve_episode_references
-    from data.droid.validate import summary_table, validate_episodes
+    from vjepa_ac.data.droid.index import resolve_episode_references
+    from vjepa_ac.data.droid.validate import summary_table, validate_episodes
 
     # A damaged shard's first unreadable record is checked like an episode, so the report names the damage.
     broken: list[str] = []
@@ -126,8 +126,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from data.droid.index import open_episode
-    from data.droid.inspection import episode_summary, render_review_video
+    from vjepa_ac.data.droid.index import open_episode
+    from vjepa_ac.data.droid.inspection import episode_summary, render_review_video
 
     with open_episode(args.episode) as episode:
         print(episode_summary(episode))

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.index import open_episode, resolve_episode_references
-from data.droid.poses import states_to_actions, states_to_camera_frame
-from data.droid.sampling import ClipTooShortError, reference_clip_indices, timestamp_clip_indices
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.index import open_episode, resolve_episode_references
+from vjepa_ac.data.droid.poses import states_to_actions, states_to_camera_frame
+from vjepa_ac.data.droid.sampling import ClipTooShortError, reference_clip_indices, timestamp_clip_indices
 
 logger = logging.getLogger(__name__)
 

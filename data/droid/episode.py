@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data.droid.poses import states_to_actions
+from vjepa_ac.data.droid.poses import states_to_actions
 
 
 class EpisodeError(ValueError):

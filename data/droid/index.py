@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
-from data.droid import layout
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.raw import RawEpisode
+from vjepa_ac.data.droid import layout
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.raw import RawEpisode
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def open_episode(reference: str | Path, *, video_backend: str | None = None) -> 
     """Open a raw episode folder, its `trajectory.h5`, or an RLDS record `<shard>#<n>`; EpisodeError if impossible."""
     rlds = split_rlds_reference(str(reference))
     if rlds is not None:
-        from data.droid.rlds import open_rlds_episode
+        from vjepa_ac.data.droid.rlds import open_rlds_episode
 
         return open_rlds_episode(*rlds)
     return RawEpisode(reference, video_backend=video_backend)
@@ -101,7 +101,7 @@ def iter_episode_references(root: str | Path, *, on_broken_shard: BrokenShardHan
         if kind == "raw":
             yield str(path)
             continue
-        from data.droid.rlds import scan_shard
+        from vjepa_ac.data.droid.rlds import scan_shard
 
         try:
             scan = scan_shard(path)

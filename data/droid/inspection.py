@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.video import write_video
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.video import write_video
 
 _PANEL_HEIGHT = 180
 

@@ -1,11 +1,10 @@
-"""DROID pose convention, in one place.
+"""Batched DROID pose conversions in torch: actions from consecutive states and back.
 
-A DROID state is 7-D: end-effector (flange) position xyz in metres in the robot base frame, orientation as scipy
-Euler "xyz" angles (extrinsic: R = Rz(c) @ Ry(b) @ Rx(a)) in radians, and the gripper position (0 = open, 1 = closed).
-
-An action is the V-JEPA 2-AC pose difference between consecutive states: Δxyz in the base frame, the Euler "xyz"
-angles of R_{t+1} @ R_t^T (rotation delta left-multiplied, base frame), and Δgripper. `apply_actions` is its
-inverse and is what the planner, the simulator and the robot bridge use to turn an action into a target.
+The convention itself (state and action layout, Euler "xyz" angles, `STATE_DIM` / `ACTION_DIM`) is stated and
+implemented in `data.conventions`, which imports no torch; this module computes its Euler conversions in torch for
+NumPy input too (as the batched code does), which is what the data, the simulator and the planner use. An action is
+the V-JEPA 2-AC pose difference between consecutive states (`states_to_actions`); `apply_actions` is its inverse and
+is what the planner, the simulator and the recorder use to turn an action into a target.
 
 Every function takes torch tensors or NumPy arrays with any leading batch shape and returns the same kind.
 """
@@ -17,12 +16,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+from vjepa_ac.data import conventions
+from vjepa_ac.data.conventions import ACTION_DIM, STATE_DIM
 
-STATE_DIM = 7
-ACTION_DIM = 7
-# Below this |cos(pitch)| the Euler decomposition is at gimbal lock; like scipy, we then set the third angle to 0.
-_GIMBAL_EPS = 1e-7
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
 def _to_tensor(x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
@@ -43,31 +40,17 @@ def _check_last_dim(x: torch.Tensor, size: int, name: str) -> None:
 
 
 def euler_xyz_to_matrix(euler: ArrayT) -> ArrayT:
-    """Rotation matrices [..., 3, 3] from scipy-style extrinsic Euler "xyz" angles [..., 3]."""
+    """Rotation matrices [..., 3, 3] from scipy-style extrinsic Euler "xyz" angles [..., 3] (`data.conventions`),
+    computed in torch also for NumPy input."""
     e, was_numpy = _to_tensor(euler)
-    _check_last_dim(e, 3, "euler")
-    ca, cb, cc = torch.cos(e).unbind(-1)
-    sa, sb, sc = torch.sin(e).unbind(-1)
-    rows = (
-        (cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa),
-        (sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa),
-        (-sb, cb * sa, cb * ca),
-    )
-    matrix = torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
-    return _back(matrix, was_numpy)
+    return _back(conventions.euler_xyz_to_matrix(e), was_numpy)
 
 
 def matrix_to_euler_xyz(matrix: ArrayT) -> ArrayT:
-    """Extrinsic Euler "xyz" angles [..., 3] of rotation matrices [..., 3, 3], in scipy's ranges."""
+    """Extrinsic Euler "xyz" angles [..., 3] of rotation matrices [..., 3, 3], in scipy's ranges (`data.conventions`),
+    computed in torch also for NumPy input."""
     m, was_numpy = _to_tensor(matrix)
-    if m.ndim < 2 or m.shape[-2:] != (3, 3):
-        raise ValueError(f"matrix must have shape [..., 3, 3], got {tuple(m.shape)}")
-    cos_b = torch.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
-    b = torch.atan2(-m[..., 2, 0], cos_b)
-    regular = cos_b > _GIMBAL_EPS
-    a = torch.where(regular, torch.atan2(m[..., 2, 1], m[..., 2, 2]), torch.atan2(-m[..., 1, 2], m[..., 1, 1]))
-    c = torch.where(regular, torch.atan2(m[..., 1, 0], m[..., 0, 0]), torch.zeros_like(b))
-    return _back(torch.stack([a, b, c], dim=-1), was_numpy)
+    return _back(conventions.matrix_to_euler_xyz(m), was_numpy)
 
 
 def states_to_actions(states: ArrayT) -> ArrayT:

@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data.droid import layout
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.video import VideoError, VideoReader, open_video
+from vjepa_ac.data.droid import layout
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.video import VideoError, VideoReader, open_video
 
 
 def find_metadata_file(folder: Path) -> Path | None:

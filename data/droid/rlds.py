@@ -21,15 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.layout import (
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.layout import (
     ACTION_CARTESIAN_POSITION,
     ACTION_GRIPPER_POSITION,
     DROID_CONTROL_HZ,
     MP4_DIR,
     TRAJECTORY_FILE,
 )
-from data.droid.raw import RawEpisode
+from vjepa_ac.data.droid.raw import RawEpisode
 
 # Feature names of the DROID RLDS release.
 FILE_PATH = "episode_metadata/file_path"

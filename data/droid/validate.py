@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from data.droid import layout
-from data.droid.episode import DroidEpisode, EpisodeError
-from data.droid.index import open_episode
-from data.droid.raw import RawEpisode
+from vjepa_ac.data.droid import layout
+from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
+from vjepa_ac.data.droid.index import open_episode
+from vjepa_ac.data.droid.raw import RawEpisode
 
 _REQUIRED_KEYS = {
     layout.CARTESIAN_POSITION: (6,),

@@ -195,37 +195,51 @@ def decode_all_frames(path: str | Path) -> np.ndarray:
 
 def write_video(
     path: str | Path,
-    frames: np.ndarray,
+    frames: np.ndarray | Sequence[np.ndarray],
     fps: float,
     *,
     codec: str = "libx264",
     crf: int = 18,
-    keyframe_interval: int = 15,
+    keyframe_interval: int | None = 15,
+    preset: str | None = None,
 ) -> Path:
-    """Encode RGB uint8 frames [T, H, W, 3] to an MP4 (H.264, yuv420p) with one frame per control step.
+    """Encode RGB uint8 frames [T, H, W, 3] (an array, or a sequence of [H, W, 3] frames of one size, encoded one at a
+    time) to an MP4 (H.264, yuv420p); the project's one video writer (DROID recordings, replays, run and demo videos).
 
     A short keyframe interval keeps clip reads cheap: seeking never has to decode more than `keyframe_interval` frames
-    to reach a wanted one. Odd frame sizes are padded by one pixel row/column (H.264 4:2:0 needs even sizes).
+    to reach a wanted one (None: the encoder's own choice, for videos that are only watched); `preset` trades
+    encoding speed for size. Odd frame sizes are padded by one pixel row/column (H.264 4:2:0 needs even sizes).
     """
     import av
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    if frames.shape[0] == 0:
+    if len(frames) == 0:
         raise ValueError("cannot write a video with no frames")
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    shape = np.shape(frames[0])
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got a first frame of shape {shape}")
+    pad_h, pad_w = shape[0] % 2, shape[1] % 2
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
+    options = {"crf": str(crf)}
+    if keyframe_interval is not None:
+        options.update(g=str(keyframe_interval), bf="0")
+    if preset is not None:
+        options["preset"] = preset
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.width, stream.height = shape[1] + pad_w, shape[0] + pad_h
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "g": str(keyframe_interval), "bf": "0"} if codec == "libx264" else {}
+        stream.options = options if codec == "libx264" else {}
         for image in frames:
+            image = np.ascontiguousarray(image)
+            if image.shape != shape or image.dtype != np.uint8:
+                raise ValueError(f"frames must be uint8 [T, H, W, 3] of one size {shape}, got {image.dtype} "
+                                 f"{image.shape}")
+            if pad_h or pad_w:
+                image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():

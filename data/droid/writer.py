@@ -20,8 +20,8 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from data.droid import layout
-from data.droid.video import write_video
+from vjepa_ac.data.droid import layout
+from vjepa_ac.data.droid.video import write_video
 
 CameraKind = Literal["exterior", "wrist"]
 _CAMERA_TYPE = {"wrist": layout.CAMERA_TYPE_WRIST, "exterior": layout.CAMERA_TYPE_EXTERIOR}

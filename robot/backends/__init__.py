@@ -1,35 +1,17 @@
-"""Arm backends behind the bridge. Each lives in its own module and imports its middleware (mujoco, rospy, rclpy,
-pylibfranka / franky) only when built, so a machine without ROS or libfranka can still run the rest."""
+"""Arm backends behind the bridge: the interface (`Backend`, `ArmState`) and the real arms' middleware (ROS 1, ROS 2,
+libfranka). Each backend lives in its own module and imports its middleware (rospy, rclpy, pylibfranka / franky) only
+when built, so a machine without ROS or libfranka can still run the rest. The simulated arm's backend is the
+simulator's (`sim.backend.MujocoBackend`); the `vjepa-ac bridge` command (`vjepa_ac.bridge`) builds the one its
+configuration names.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from robot.backends.base import ArmState, Backend
+from vjepa_ac.data.lazy_exports import lazy_exports
 
 BACKEND_NAMES = ("mujoco", "ros1", "ros2", "libfranka")
+"""The backends a bridge configuration may name."""
 
-
-def make_backend(name: str, options: dict[str, Any] | None = None) -> Backend:
-    """Build the backend `name` with its options (a section of the bridge config)."""
-    options = dict(options or {})
-    if name == "mujoco":
-        from robot.backends.mujoco import MujocoBackend
-
-        return MujocoBackend(**options)
-    if name == "ros1":
-        from robot.backends.ros1 import Ros1Backend, Ros1Config
-
-        return Ros1Backend(Ros1Config(**options))
-    if name == "ros2":
-        from robot.backends.ros2 import Ros2Backend, Ros2Config
-
-        return Ros2Backend(Ros2Config(**options))
-    if name == "libfranka":
-        from robot.backends.libfranka import LibfrankaBackend, LibfrankaConfig
-
-        return LibfrankaBackend(LibfrankaConfig(**options))
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
-
-
-__all__ = ["BACKEND_NAMES", "ArmState", "Backend", "make_backend"]
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".base": ("ArmState", "Backend", "FrankaHandSettings"),
+}, defined=("BACKEND_NAMES",))

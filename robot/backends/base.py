@@ -13,6 +13,39 @@ FAULT_MODES = frozenset({"reflex", "user_stopped"})
 
 
 @dataclass(frozen=True)
+class FrankaHandSettings:
+    """Franka Hand settings shared by the real arms' backend configs (ROS 1, ROS 2, libfranka), and the one conversion
+    between the bridge's gripper closure (0 = open .. 1 = closed) and the hand's finger width."""
+
+    gripper_max_width: float = 0.08
+    """Franka Hand opening at gripper = 0 (m); libfranka reads the hand's own value when it connects."""
+    gripper_speed: float = 0.1
+    """m/s of gripper moves and grasps."""
+    grasp_force: float = 20.0
+    """Newtons used when closing (gripper target >= `grasp_threshold`)."""
+    grasp_threshold: float = 0.95
+    """Gripper targets at or above this closure grasp (force-controlled); below it the fingers move to a width."""
+    gripper_deadband: float = 0.02
+    """Gripper targets closer than this to the last one are not re-sent (a gripper action takes ~0.5 s)."""
+
+    def gripper_width(self, closure: float, max_width: float | None = None) -> float:
+        """Finger width (m) of a closure 0..1 (clipped)."""
+        return (max_width or self.gripper_max_width) * (1.0 - float(np.clip(closure, 0.0, 1.0)))
+
+    def gripper_closure(self, width: float, max_width: float | None = None) -> float:
+        """Closure 0..1 of a measured finger width (m)."""
+        return float(np.clip(1.0 - width / (max_width or self.gripper_max_width), 0.0, 1.0))
+
+    def grasps(self, closure: float) -> bool:
+        """Whether a target closure is a force-controlled grasp rather than a move to a width."""
+        return float(np.clip(closure, 0.0, 1.0)) >= self.grasp_threshold
+
+    def resend_gripper(self, closure: float, last: float | None) -> bool:
+        """Whether a gripper target differs enough from the last one sent (None: nothing sent yet)."""
+        return last is None or abs(closure - last) >= self.gripper_deadband
+
+
+@dataclass(frozen=True)
 class ArmState:
     """One reading of the arm, in the backend's own time base."""
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _FR3_VELOCITY = np.array([2.0, 1.0, 1.5, 1.25, 3.0, 1.5, 3.0])
 
 
 @dataclass(frozen=True)
-class LibfrankaConfig:
+class LibfrankaConfig(FrankaHandSettings):
     robot_ip: str = "172.16.0.2"
     library: str = "pylibfranka"
     """"pylibfranka" or "franky"."""
@@ -65,10 +65,6 @@ class LibfrankaConfig:
     setpoint_horizon_s: float = 0.02
     """How far the follower extrapolates the newest set-point with its velocity; later it holds that position."""
     gripper: bool = True
-    gripper_speed: float = 0.1
-    grasp_force: float = 20.0
-    grasp_threshold: float = 0.95
-    """Gripper targets at or above this closure grasp (force-controlled); below it the fingers move to a width."""
     relative_dynamics_factor: float = 0.2
     """franky only: fraction of the robot's velocity / acceleration / jerk limits its motions may use."""
 
@@ -241,8 +237,8 @@ class LibfrankaBackend(Backend):
         self._robot = None
         self._loop: _ControlLoop | None = None
         self._gripper = None
-        self._gripper_max_width = 0.08
-        self._gripper_width = 0.08
+        self._gripper_max_width = self.config.gripper_max_width
+        self._gripper_width = self.config.gripper_max_width
         self._gripper_thread: threading.Thread | None = None
         self._last_gripper: float | None = None
         self._fault: str | None = None
@@ -302,7 +298,7 @@ class LibfrankaBackend(Backend):
         )
 
     def _gripper_closure(self) -> float:
-        return float(np.clip(1.0 - self._gripper_width / self._gripper_max_width, 0.0, 1.0))
+        return self.config.gripper_closure(self._gripper_width, self._gripper_max_width)
 
     def command_joints(self, q: np.ndarray, dq: np.ndarray) -> None:
         if self.config.library == "pylibfranka":
@@ -320,14 +316,14 @@ class LibfrankaBackend(Backend):
         position = float(np.clip(position, 0.0, 1.0))
         if self._gripper is None or (self._gripper_thread is not None and self._gripper_thread.is_alive()):
             return
-        if self._last_gripper is not None and abs(position - self._last_gripper) < 0.02:
+        if not cfg.resend_gripper(position, self._last_gripper):
             return
         self._last_gripper = position
-        width = self._gripper_max_width * (1.0 - position)
+        width = cfg.gripper_width(position, self._gripper_max_width)
 
         def run() -> None:
             try:
-                if position >= cfg.grasp_threshold:
+                if cfg.grasps(position):
                     self._gripper.grasp(width, cfg.gripper_speed, cfg.grasp_force, self._gripper_max_width,
                                         self._gripper_max_width)
                 else:

@@ -19,15 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend
-from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
+from vjepa_ac.robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 
 ROBOT_MODES = ("other", "idle", "move", "guiding", "reflex", "user_stopped", "automatic_error_recovery")
 """franka_msgs/FrankaState.robot_mode values in order."""
 
 
 @dataclass(frozen=True)
-class Ros1Config:
+class Ros1Config(FrankaHandSettings):
+    """franka_ros topics and timing; the Franka Hand settings come from `FrankaHandSettings`."""
+
     arm_id: str = "panda"
     """Joint names are `<arm_id>_joint1..7`, the base frame `<arm_id>_link0`."""
     state_topic: str = "/franka_state_controller/franka_states"
@@ -37,14 +39,6 @@ class Ros1Config:
     gripper_namespace: str = "/franka_gripper"
     error_recovery_action: str = "/franka_control/error_recovery"
     node_name: str = "vjepa_ac_bridge"
-    gripper_max_width: float = 0.08
-    """Franka Hand opening at gripper = 0 (m)."""
-    gripper_speed: float = 0.1
-    grasp_force: float = 20.0
-    """Newtons used when closing (gripper target >= `grasp_threshold`)."""
-    grasp_threshold: float = 0.95
-    gripper_deadband: float = 0.02
-    """Gripper targets closer than this to the last one are not re-sent (actions take ~0.5 s)."""
     setpoint_lead_s: float = 0.02
     """time_from_start of the streamed trajectory point; a few bridge ticks keeps the controller interpolating."""
     first_state_timeout_s: float = 5.0
@@ -117,7 +111,7 @@ class Ros1Backend(Backend):
         return ArmState(
             q=np.asarray(msg.q, dtype=np.float64),
             dq=np.asarray(msg.dq, dtype=np.float64),
-            gripper=float(np.clip(1.0 - width / self.config.gripper_max_width, 0.0, 1.0)),
+            gripper=self.config.gripper_closure(width),
             robot_t_s=msg.header.stamp.to_sec(),
             tau_J=np.asarray(msg.tau_J, dtype=np.float64),
             robot_mode=mode,
@@ -141,11 +135,11 @@ class Ros1Backend(Backend):
     def set_gripper(self, position: float) -> None:
         cfg = self.config
         position = float(np.clip(position, 0.0, 1.0))
-        if self._last_gripper is not None and abs(position - self._last_gripper) < cfg.gripper_deadband:
+        if not cfg.resend_gripper(position, self._last_gripper):
             return
         self._last_gripper = position
-        width = cfg.gripper_max_width * (1.0 - position)
-        if position >= cfg.grasp_threshold:
+        width = cfg.gripper_width(position)
+        if cfg.grasps(position):
             goal = self._msgs["franka_gripper/GraspGoal"](width=width, speed=cfg.gripper_speed, force=cfg.grasp_force)
             goal.epsilon.inner = goal.epsilon.outer = cfg.gripper_max_width
             self._grasp.send_goal(goal)

@@ -8,11 +8,13 @@ from these classes interoperate with franka_ros nodes (same md5 sums).
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import re
 import sys
+from pathlib import Path
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+_ROS_MSGS = Path(__file__).resolve().parents[1] / "ros_msgs"
+"""The franka_ros message and action definitions shipped with the robot package."""
 _SEPARATOR = "\n" + "=" * 80 + "\n"
 _BUILTINS = {
     "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string",
@@ -56,7 +58,7 @@ def require_master(timeout_s: float = 3.0) -> None:
 
 
 def _definition(package: str, name: str, suffix: str) -> str:
-    return importlib.resources.files("robot").joinpath(f"ros_msgs/{package}/{name}.{suffix}").read_text()
+    return (_ROS_MSGS / package / f"{name}.{suffix}").read_text()
 
 
 def _action_parts(package: str, name: str) -> dict[str, str]:

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.backends.base import ArmState, Backend, FrankaHandSettings
 
 
 @dataclass(frozen=True)
-class Ros2Config:
+class Ros2Config(FrankaHandSettings):
+    """ros2_control topics and timing; the Franka Hand settings come from `FrankaHandSettings`."""
+
     arm_id: str = "fr3"
     joint_state_topic: str = "/joint_states"
     command_interface: str = "forward_position"
@@ -28,10 +30,6 @@ class Ros2Config:
     position_command_topic: str = "/joint_position_controller/commands"
     trajectory_command_topic: str = "/joint_trajectory_controller/joint_trajectory"
     gripper_namespace: str = "/fr3_gripper"
-    gripper_max_width: float = 0.08
-    gripper_speed: float = 0.1
-    grasp_force: float = 20.0
-    grasp_threshold: float = 0.95
     setpoint_lead_s: float = 0.02
     node_name: str = "vjepa_ac_bridge"
     first_state_timeout_s: float = 5.0
@@ -86,9 +84,8 @@ def trajectory_point(q: np.ndarray, dq: np.ndarray, lead_s: float) -> dict:
 
 def gripper_goal(position: float, config: Ros2Config) -> tuple[str, dict]:
     """("move" | "grasp", goal fields) for a gripper closure 0..1."""
-    position = float(np.clip(position, 0.0, 1.0))
-    width = config.gripper_max_width * (1.0 - position)
-    if position >= config.grasp_threshold:
+    width = config.gripper_width(position)
+    if config.grasps(position):
         eps = {"inner": config.gripper_max_width, "outer": config.gripper_max_width}
         return "grasp", {"width": width, "speed": config.gripper_speed, "force": config.grasp_force, "epsilon": eps}
     return "move", {"width": width, "speed": config.gripper_speed}
@@ -158,7 +155,7 @@ class Ros2Backend(Backend):
             if self._joints is None:
                 raise RuntimeError("ros2 backend not started")
             q, dq, tau, stamp = self._joints
-        closure = float(np.clip(1.0 - self._gripper_width / self.config.gripper_max_width, 0.0, 1.0))
+        closure = self.config.gripper_closure(self._gripper_width)
         return ArmState(q=q, dq=dq, gripper=closure, robot_t_s=stamp, tau_J=tau)
 
     def command_joints(self, q: np.ndarray, dq: np.ndarray) -> None:
@@ -176,7 +173,7 @@ class Ros2Backend(Backend):
         self._publisher.publish(JointTrajectory(joint_names=self.config.joint_names, points=[point]))
 
     def set_gripper(self, position: float) -> None:
-        if self._last_gripper is not None and abs(position - self._last_gripper) < 0.02:
+        if not self.config.resend_gripper(position, self._last_gripper):
             return
         self._last_gripper = position
         kind, fields = gripper_goal(position, self.config)

@@ -1,27 +1,13 @@
 """Camera sources behind one interface (`CameraSource` -> `Frame`): ROS 1 image topics, V4L2/UVC through OpenCV,
 ZED and RealSense through their SDKs. See `robot.cameras.base` for the conventions (roles, RGB, capture times)."""
 
-from robot.cameras.base import (
-    CAMERA_ROLES,
-    CAMERA_SOURCES,
-    CameraConfig,
-    CameraError,
-    CameraSource,
-    Frame,
-    stamp_to_clock,
-)
-from robot.cameras.rig import CameraRig, WithCameras, cameras_from_mapping, make_camera
+from __future__ import annotations
 
-__all__ = [
-    "CAMERA_ROLES",
-    "CAMERA_SOURCES",
-    "CameraConfig",
-    "CameraError",
-    "CameraRig",
-    "CameraSource",
-    "Frame",
-    "WithCameras",
-    "cameras_from_mapping",
-    "make_camera",
-    "stamp_to_clock",
-]
+from vjepa_ac.data.lazy_exports import lazy_exports
+
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".base": (
+        "CAMERA_ROLES", "CAMERA_SOURCES", "CameraConfig", "CameraError", "CameraSource", "Frame", "stamp_to_clock",
+    ),
+    ".rig": ("CameraRig", "WithCameras", "cameras_from_mapping", "make_camera"),
+})

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from robot.cameras.base import CameraConfig, CameraError
-from robot.cameras.threaded import ThreadedCamera
+from vjepa_ac.robot.cameras.base import CameraConfig, CameraError
+from vjepa_ac.robot.cameras.threaded import ThreadedCamera
 
 
 class OpenCVCamera(ThreadedCamera):

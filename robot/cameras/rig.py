@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from robot.cameras.base import CameraConfig, CameraError, CameraSource, Frame
-from robot.interface import Observation, Robot
+from vjepa_ac.robot.cameras.base import CameraConfig, CameraError, CameraSource, Frame
+from vjepa_ac.robot.interface import Observation, Robot
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,19 @@ def make_camera(config: CameraConfig, **collaborators: Any) -> CameraSource:
     """The camera source for `config`; `collaborators` go to its constructor (e.g. `capture_factory=` for opencv,
     `sl=` for zed, `rs=` for realsense, `rospy=` for ros1, `clock=` for all)."""
     if config.source == "opencv":
-        from robot.cameras.opencv import OpenCVCamera
+        from vjepa_ac.robot.cameras.opencv import OpenCVCamera
 
         return OpenCVCamera(config, **collaborators)
     if config.source == "ros1":
-        from robot.cameras.ros1 import Ros1Camera
+        from vjepa_ac.robot.cameras.ros1 import Ros1Camera
 
         return Ros1Camera(config, **collaborators)
     if config.source == "zed":
-        from robot.cameras.sdk import ZedCamera
+        from vjepa_ac.robot.cameras.sdk import ZedCamera
 
         return ZedCamera(config, **collaborators)
     if config.source == "realsense":
-        from robot.cameras.sdk import RealSenseCamera
+        from vjepa_ac.robot.cameras.sdk import RealSenseCamera
 
         return RealSenseCamera(config, **collaborators)
     raise ValueError(f"unknown camera source {config.source!r}")

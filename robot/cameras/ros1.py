@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from robot.cameras.base import (
+from vjepa_ac.robot.cameras.base import (
     CameraConfig,
     CameraError,
     CameraSource,
@@ -88,7 +88,7 @@ class Ros1Camera(CameraSource):
         if self._subscriber is not None:
             return
         if self._rospy is None:
-            from robot.backends.ros1_msgs import import_rospy
+            from vjepa_ac.robot.backends.ros1_msgs import import_rospy
 
             try:
                 self._rospy = import_rospy()

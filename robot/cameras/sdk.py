@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from robot.cameras.base import CameraConfig, CameraError, stamp_to_clock
-from robot.cameras.threaded import ThreadedCamera
+from vjepa_ac.robot.cameras.base import CameraConfig, CameraError, stamp_to_clock
+from vjepa_ac.robot.cameras.threaded import ThreadedCamera
 
 ZED_INSTALL_HINT = "ZED cameras need the ZED SDK and its Python API (pyzed), see stereolabs.com/docs/app-development/python"
 REALSENSE_INSTALL_HINT = "RealSense cameras need pyrealsense2 (pip install pyrealsense2)"

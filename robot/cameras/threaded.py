@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 
-from robot.cameras.base import CameraError, CameraSource, Frame
+from vjepa_ac.robot.cameras.base import CameraError, CameraSource, Frame
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data.droid.poses import rollout_states
+from vjepa_ac.data.droid.poses import rollout_states
 
 
 class LinearLatentWorld:
@@ -71,7 +71,7 @@ class PointRobot:
     def get_observation(self):
         import numpy as np
 
-        from robot.interface import Observation
+        from vjepa_ac.robot.interface import Observation
 
         state = self.state.copy()
         if self.nan_after is not None and len(self.sent) >= self.nan_after:
@@ -85,8 +85,8 @@ class PointRobot:
         )
 
     def send_action(self, action):
-        from data.droid.poses import apply_actions
-        from robot.interface import ActionResult, ActionStatus, validate_action
+        from vjepa_ac.data.droid.poses import apply_actions
+        from vjepa_ac.robot.interface import ActionResult, ActionStatus, validate_action
 
         action = validate_action(action)
         self.sent.append(action)
@@ -104,7 +104,7 @@ class PointRobot:
 
 @pytest.fixture(scope="session")
 def tiny_world_model():
-    from worldmodel import WorldModel, build_encoder, build_predictor
+    from vjepa_ac.worldmodel import WorldModel, build_encoder, build_predictor
 
     torch.manual_seed(0)
     return WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny").eval())

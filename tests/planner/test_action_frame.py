@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from data.droid.poses import states_to_actions
-from planner.action_frame import ActionFrame, rotate_actions, rotate_states, wrap_degrees
-from planner.cem import CEMConfig
-from planner.mpc import LatentPlanner, MPCConfig
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.planner.action_frame import ActionFrame, rotate_actions, rotate_states, wrap_degrees
+from vjepa_ac.planner.cem import CEMConfig
+from vjepa_ac.planner.mpc import LatentPlanner, MPCConfig
 
 from .conftest import PointRobot
 

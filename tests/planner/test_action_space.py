@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.action_space import SearchSpace, project_l1_ball
+from vjepa_ac.planner.action_space import SearchSpace, project_l1_ball
 
 
 def test_l1_projection_matches_bruteforce_minimum():

@@ -8,15 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.cem import CEMConfig
-from planner.mpc import MPCConfig, run_mpc
-from planner.report import read_jsonl
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.client import BridgeClient, ClientConfig
-from robot.config import BridgeConfig, LinkConfig
+from vjepa_ac.planner.cem import CEMConfig
+from vjepa_ac.planner.mpc import MPCConfig, run_mpc
+from vjepa_ac.planner.report import read_jsonl
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.config import BridgeConfig, LinkConfig
 from vjepa_ac.cli import main
-from worldmodel import save_ac_checkpoint
+from vjepa_ac.worldmodel import save_ac_checkpoint
 
 
 def _free_port_base() -> int:
@@ -77,7 +77,7 @@ def test_run_cli_over_the_bridge(tiny_world_model, bridge, bridge_client, tmp_pa
     code = main(
         ["run", "--robot", "bridge", "--port-base", str(bridge["cmd_port"]), "--goal", str(goal), "--checkpoint",
          str(ckpt), "--device", "cpu", "--fps", "15", "--max-steps", "2", "--samples", "16", "--iterations", "2",
-         "--elites", "4", "--no-video", "--out", str(tmp_path / "run")]
+         "--topk", "4", "--no-video", "--out", str(tmp_path / "run")]
     )
     assert code in (0, 1), capsys.readouterr().err
     assert "(1 control periods each)" in capsys.readouterr().out

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from planner.action_frame import rotate_states
-from planner.calibration import (
+from vjepa_ac.planner.action_frame import rotate_states
+from vjepa_ac.planner.calibration import (
     CalibrationConfig,
     CalibrationError,
     ProbeSet,
@@ -36,7 +36,7 @@ class RotatedWorld:
         return self.world.latent(torch.as_tensor(rotate_states(base_states, -self.true_yaw)))
 
     def predict(self, latents: torch.Tensor, actions: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-        from data.droid.poses import apply_actions
+        from vjepa_ac.data.droid.poses import apply_actions
 
         return self.world.latent(apply_actions(states.double(), actions.double()))
 
@@ -68,7 +68,7 @@ def test_warns_when_the_model_predicts_worse_than_no_change():
     world = RotatedWorld(30.0)
 
     def overshooting(latents, actions, states):  # right direction, three times too far
-        from data.droid.poses import apply_actions
+        from vjepa_ac.data.droid.poses import apply_actions
 
         return world.world.latent(apply_actions(states.double(), 3 * actions.double()))
 
@@ -93,7 +93,7 @@ class BrakedRobot(PointRobot):
     """Accepts every action but never moves."""
 
     def send_action(self, action):
-        from robot.interface import ActionResult, ActionStatus
+        from vjepa_ac.robot.interface import ActionResult, ActionStatus
 
         self.sent.append(action)
         return ActionResult(ActionStatus.ACCEPTED, action)

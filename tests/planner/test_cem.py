@@ -3,12 +3,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.droid.poses import apply_actions
-from planner.action_space import SearchSpace
-from planner.base import PlanningError
-from planner.cem import CEMConfig, CEMPlanner
-from planner.mppi import MPPIConfig, MPPIPlanner
-from planner.objectives import GoalObjective
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.planner.action_space import SearchSpace
+from vjepa_ac.planner.base import PlanningError
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.mppi import MPPIConfig, MPPIPlanner
+from vjepa_ac.planner.objectives import GoalObjective
 
 
 def _goal(world, start_state, delta):

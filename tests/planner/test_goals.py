@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import yaml
 
-from planner.goals import (
+from vjepa_ac.planner.goals import (
     GoalSchedule,
     GoalScheduleError,
     GoalScheduleWriter,
     SubGoal,
     load_goal_schedule,
 )
-from planner.mpc import MPCConfig
+from vjepa_ac.planner.mpc import MPCConfig
 
 
 def _image(value: int, size=(36, 64)) -> np.ndarray:

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from planner.cem import CEMConfig
-from planner.mpc import GoalSwitcher, LatentPlanner, MPCConfig, StaleFrameError, run_mpc
-from planner.mppi import MPPIConfig
-from planner.report import read_jsonl, save_episode
-from planner.rollout import candidate_memory_bytes
+from vjepa_ac.planner.cem import CEMConfig
+from vjepa_ac.planner.mpc import GoalSwitcher, LatentPlanner, MPCConfig, StaleFrameError, run_mpc
+from vjepa_ac.planner.mppi import MPPIConfig
+from vjepa_ac.planner.report import read_jsonl, save_episode
+from vjepa_ac.planner.rollout import candidate_memory_bytes
 
 from .conftest import PointRobot
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from data.droid.poses import apply_actions
-from planner.mppi import MPPIConfig, MPPIPlanner
-from planner.objectives import GoalObjective
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.planner.mppi import MPPIConfig, MPPIPlanner
+from vjepa_ac.planner.objectives import GoalObjective
 
 
 def test_mppi_converges_to_known_minimum(world, start_state):

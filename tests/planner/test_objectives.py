@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from planner.objectives import GoalObjective, latent_distance
+from vjepa_ac.planner.objectives import GoalObjective, latent_distance
 
 
 def test_l1_energy_is_mean_absolute_difference_of_last_step():

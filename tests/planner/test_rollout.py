@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from data.droid.poses import rollout_states
-from planner.cem import CEMConfig, CEMPlanner
-from planner.objectives import GoalObjective
-from planner.rollout import NaiveRollout, WorldModelRollout, candidate_memory_bytes, imagine_states
-from worldmodel import PredictorConfig, build_predictor, normalize_reps
+from vjepa_ac.data.droid.poses import rollout_states
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.objectives import GoalObjective
+from vjepa_ac.planner.rollout import NaiveRollout, WorldModelRollout, candidate_memory_bytes, imagine_states
+from vjepa_ac.worldmodel import PredictorConfig, build_predictor, normalize_reps
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ end-effector state itself, receding-horizon CEM drives the MuJoCo Panda to the r
 import numpy as np
 import torch
 
-from planner.cem import CEMConfig, CEMPlanner
-from planner.objectives import GoalObjective
-from sim import make_env
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.objectives import GoalObjective
+from vjepa_ac.sim import make_env
 
 from .conftest import LinearLatentWorld
 

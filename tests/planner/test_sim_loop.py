@@ -3,10 +3,10 @@
 import av
 import numpy as np
 
-from data.droid import open_episode, validate_episode
-from planner.report import read_jsonl
+from vjepa_ac.data.droid import open_episode, validate_episode
+from vjepa_ac.planner.report import read_jsonl
 from vjepa_ac.cli import main
-from worldmodel import save_ac_checkpoint
+from vjepa_ac.worldmodel import save_ac_checkpoint
 
 
 def test_run_on_sim_writes_log_plot_and_video(tiny_world_model, tmp_path, capsys):
@@ -16,7 +16,7 @@ def test_run_on_sim_writes_log_plot_and_video(tiny_world_model, tmp_path, capsys
     out = tmp_path / "run"
     code = main(
         ["run", "--robot", "sim", "--task", "reach", "--checkpoint", str(ckpt), "--device", "cpu", "--max-steps", "3",
-         "--samples", "16", "--iterations", "2", "--elites", "4", "--out", str(out), "--record", str(tmp_path / "data")]
+         "--samples", "16", "--iterations", "2", "--topk", "4", "--out", str(out), "--record", str(tmp_path / "data")]
     )
     assert code in (0, 1)  # 1 = goal not reached, expected with random weights
     printed = capsys.readouterr().out

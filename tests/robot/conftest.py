@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from robot.backends.mujoco import MujocoBackend
-from robot.backends.ros1_msgs import DEBIAN_DIST_PACKAGES, ROS_ENABLE_HINT
-from robot.bridge import Bridge
-from robot.client import BridgeClient, ClientConfig
-from robot.config import BridgeConfig, LinkConfig
-from robot.keys import generate_keypair
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.backends.ros1_msgs import DEBIAN_DIST_PACKAGES, ROS_ENABLE_HINT
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.config import BridgeConfig, LinkConfig
+from vjepa_ac.robot.keys import generate_keypair
 
 
 def free_port() -> int:

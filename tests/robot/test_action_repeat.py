@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from data.droid.poses import apply_actions
-from robot.action_repeat import (
+from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.robot.action_repeat import (
     ActionRepeatRobot,
     control_periods_per_step,
     split_action,
 )
-from robot.interface import ActionResult, ActionStatus, Observation, Robot
+from vjepa_ac.robot.interface import ActionResult, ActionStatus, Observation, Robot
 
 
 class RecordingRobot(Robot):
@@ -94,7 +94,7 @@ def test_repeat_robot_passes_clamp_reasons_once():
 
 
 def test_repeat_on_the_sim_moves_like_the_planned_action():
-    from sim.tasks import make_env
+    from vjepa_ac.sim.tasks import make_env
 
     robot, _ = make_env("reach", seed=0)
     try:

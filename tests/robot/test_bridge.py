@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import zmq
 
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.client import BridgeClient, BridgeError
-from robot.config import BridgeConfig
-from robot.interface import ActionStatus
-from robot.keys import make_curve_client
-from robot.protocol import Command, CommandMode, MessageKind, encode_command
-from robot.watchdog import WatchdogConfig
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.client import BridgeClient, BridgeError
+from vjepa_ac.robot.config import BridgeConfig
+from vjepa_ac.robot.interface import ActionStatus
+from vjepa_ac.robot.keys import make_curve_client
+from vjepa_ac.robot.protocol import Command, CommandMode, MessageKind, encode_command
+from vjepa_ac.robot.watchdog import WatchdogConfig
 
 
 def wait_for(predicate, timeout=3.0, period=0.01):
@@ -105,7 +105,7 @@ def test_seq_and_ttl_rejections_are_reported(running_bridge, client, keys):
 _CLIENT_SCRIPT = """
 import json, sys, time
 import numpy as np
-from robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
 client = BridgeClient(ClientConfig(**json.loads(sys.argv[1])))
 client.connect()
 print("armed", flush=True)
@@ -192,7 +192,7 @@ def test_stop_rearm_home_fault_and_recover(running_bridge, client):
 
 
 def test_refuses_to_bind_a_network_address_without_keys():
-    from robot.config import LinkConfig
+    from vjepa_ac.robot.config import LinkConfig
 
     with pytest.raises(ValueError, match="CurveZMQ"):
         Bridge(BridgeConfig(link=LinkConfig(host="0.0.0.0")), MujocoBackend(cameras=()))

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import zmq
 
-from robot.backends.base import ArmState, Backend
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.client import BridgeClient
-from robot.config import BridgeConfig
-from robot.interface import ActionStatus
-from robot.keys import generate_keypair, make_curve_client
-from robot.limits import PANDA
-from robot.protocol import (
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.client import BridgeClient
+from vjepa_ac.robot.config import BridgeConfig
+from vjepa_ac.robot.interface import ActionStatus
+from vjepa_ac.robot.keys import generate_keypair, make_curve_client
+from vjepa_ac.robot.limits import PANDA
+from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
     Command,
     CommandMode,
@@ -31,7 +31,7 @@ from robot.protocol import (
     encode_request,
     public_session_id,
 )
-from robot.watchdog import WatchdogConfig
+from vjepa_ac.robot.watchdog import WatchdogConfig
 
 HOME = np.array([0.0, -0.628, 0.0, -2.513, 0.0, 1.885, 0.0])
 
@@ -107,7 +107,7 @@ def test_nested_and_oversized_messages_are_rejections_not_faults(running_bridge,
 
 def test_sockets_refuse_messages_beyond_the_size_limit(running_bridge, client, keys):
     bridge, link = running_bridge
-    assert bridge._cmd.maxmsgsize > 0 and bridge._rpc.maxmsgsize > 0
+    assert bridge._link.cmd.maxmsgsize > 0 and bridge._link.rpc.maxmsgsize > 0
     client.connect()
     push = pusher(link, keys)
     push.send(b"\x00" * (1024 * 1024))  # ZMQ_MAXMSGSIZE drops the connection before anything is buffered

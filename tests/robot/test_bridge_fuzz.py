@@ -13,10 +13,10 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.config import BridgeConfig
-from robot.limits import DEFAULT_ACTION_LIMITS, PANDA
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.config import BridgeConfig
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, PANDA
 
 
 class RecordingMujoco(MujocoBackend):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.config import bridge_config_from_dict, load_bridge_config
-from robot.limits import FR3, PANDA
+from vjepa_ac.robot.config import bridge_config_from_dict, load_bridge_config
+from vjepa_ac.robot.limits import FR3, PANDA
 from vjepa_ac.cli import main
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
@@ -21,9 +21,9 @@ def test_launch_yaml_configs_load():
     panda = load_bridge_config(LAUNCH / "panda.yaml")
     assert panda.robot == "panda" and panda.safety.joint_limits is PANDA and panda.backend == "ros1"
     assert panda.backend_options["ros1"]["joint_command_topic"] == "/position_joint_trajectory_controller/command"
-    from robot.backends.libfranka import LibfrankaConfig
-    from robot.backends.ros1 import Ros1Config
-    from robot.backends.ros2 import Ros2Config
+    from vjepa_ac.robot.backends.libfranka import LibfrankaConfig
+    from vjepa_ac.robot.backends.ros1 import Ros1Config
+    from vjepa_ac.robot.backends.ros2 import Ros2Config
 
     Ros1Config(**panda.backend_options["ros1"])
     fr3 = load_bridge_config(LAUNCH / "fr3.yaml", backend="mujoco")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot.interpolation import (
+from vjepa_ac.robot.interpolation import (
     MAX_SEGMENT_S,
     MotionLimits,
     QuinticSegment,
@@ -15,7 +15,7 @@ from robot.interpolation import (
     SetpointInterpolator,
     plan_segment,
 )
-from robot.limits import PANDA
+from vjepa_ac.robot.limits import PANDA
 
 LIMITS = MotionLimits(PANDA.dq_max * 0.5, PANDA.ddq_max * 0.5, PANDA.dddq_max * 0.1)
 

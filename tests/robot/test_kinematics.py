@@ -4,15 +4,15 @@ import mujoco
 import numpy as np
 import pytest
 
-from data.droid.poses import euler_xyz_to_matrix
-from robot.kinematics import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix
+from vjepa_ac.robot.kinematics import (
     DROID_HOME_Q,
     ArmKinematics,
     default_arm_mjcf,
     rotation_error,
     rotvec_to_matrix,
 )
-from robot.limits import PANDA
+from vjepa_ac.robot.limits import PANDA
 
 # Franka's modified-DH parameters (a, d, alpha) per joint, then the flange.
 DH = [

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.client import BridgeClient, ClientConfig
-from robot.interface import ActionStatus
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.interface import ActionStatus
 
 pytestmark = pytest.mark.franka
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robot.protocol import (
+from vjepa_ac.robot.protocol import (
     MAX_ERROR_CHARS,
     MAX_STATE_BYTES,
     SCHEMA_VERSION,

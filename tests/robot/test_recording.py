@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.droid import open_episode, validate_episode
-from robot.action_repeat import ActionRepeatRobot
-from robot.recording import JOURNAL_PREFIX, RecordingConfig, RecordingRobot, recover_interrupted
-from sim.robot import SimConfig, SimRobot
+from vjepa_ac.data.droid import open_episode, validate_episode
+from vjepa_ac.robot.action_repeat import ActionRepeatRobot
+from vjepa_ac.robot.recording import JOURNAL_PREFIX, RecordingConfig, RecordingRobot, recover_interrupted
+from vjepa_ac.sim.robot import SimConfig, SimRobot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,8 +105,8 @@ def test_two_exterior_cameras_without_extrinsics_are_refused():
 _KILLED_RUN = textwrap.dedent(
     """
     import sys, numpy as np
-    from robot.recording import RecordingRobot
-    from sim.robot import SimConfig, SimRobot
+    from vjepa_ac.robot.recording import RecordingRobot
+    from vjepa_ac.sim.robot import SimConfig, SimRobot
     robot = SimRobot(SimConfig(cameras=("left",), image_size=(48, 64)))
     recorder = RecordingRobot(robot, sys.argv[1])
     recorder.connect()

@@ -14,15 +14,15 @@ import time
 import numpy as np
 import pytest
 
-from robot.client import BridgeClient, ClientConfig
-from robot.interface import ActionStatus
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
+from vjepa_ac.robot.interface import ActionStatus
 
 pytestmark = [pytest.mark.ros, pytest.mark.usefixtures("require_ros")]
 
 
 def test_franka_state_message_matches_franka_ros():
     """The generated FrankaState has franka_ros 0.10's md5 and wire size, so a real franka_control interoperates."""
-    from robot.backends.ros1_msgs import message_classes
+    from vjepa_ac.robot.backends.ros1_msgs import message_classes
 
     classes = message_classes()
     state = classes["franka_msgs/FrankaState"]

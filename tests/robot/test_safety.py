@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.droid.poses import euler_xyz_to_matrix
-from robot.kinematics import DROID_HOME_Q, ArmKinematics
-from robot.limits import FR3, ActionLimits
-from robot.protocol import Command, CommandMode, MessageKind
-from robot.safety import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix
+from vjepa_ac.robot.kinematics import DROID_HOME_Q, ArmKinematics
+from vjepa_ac.robot.limits import FR3, ActionLimits
+from vjepa_ac.robot.protocol import Command, CommandMode, MessageKind
+from vjepa_ac.robot.safety import (
     CommandRejected,
     SafetyConfig,
     SafetyFilter,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from robot.watchdog import Watchdog, WatchdogConfig, WatchdogError
-from robot.watchdog import WatchdogState as S
+from vjepa_ac.robot.watchdog import Watchdog, WatchdogConfig, WatchdogError
+from vjepa_ac.robot.watchdog import WatchdogState as S
 
 
 def armed(now=0.0) -> Watchdog:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.robot import SimConfig, SimRobot
 
 
 @pytest.fixture(scope="module")

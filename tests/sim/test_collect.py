@@ -6,10 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from data.droid import DroidClipDataset, open_episode
-from data.droid.poses import states_to_actions
-from robot.kinematics import ArmKinematics
-from sim.collect import MANIFEST_NAME, CollectConfig, collect
+from vjepa_ac.data.droid import DroidClipDataset, open_episode
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.robot.kinematics import ArmKinematics
+from vjepa_ac.sim.collect import MANIFEST_NAME, CollectConfig, collect
 
 SMALL = dict(task="grasp", image_size=(48, 64), steps_after_success=3, noisy_fraction=0.0, failed_fraction=0.0,
              randomize_appearance=False)
@@ -98,7 +98,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
 
 
 def test_collected_episodes_pass_droid_validate(collected, tmp_path):
-    from data.droid.validate import validate_episode
+    from vjepa_ac.data.droid.validate import validate_episode
     from vjepa_ac.cli import main
 
     root, expert_path, explore_path = collected

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from robot.limits import PANDA
-from sim.experts import RandomExplorer, ScriptedExpert
-from sim.tasks import TASK_NAMES, make_env
+from vjepa_ac.robot.limits import PANDA
+from vjepa_ac.sim.experts import RandomExplorer, ScriptedExpert
+from vjepa_ac.sim.tasks import TASK_NAMES, make_env
 
 SEEDS = 8
 

@@ -9,18 +9,18 @@ import mujoco
 import numpy as np
 import pytest
 
-from data.droid.poses import euler_xyz_to_matrix
-from robot.kinematics import rotation_error
-from sim.randomization import (
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix
+from vjepa_ac.robot.kinematics import rotation_error
+from vjepa_ac.sim.randomization import (
     SHAPES,
     DomainRandomization,
     SceneVariation,
     jitter_camera,
     variation_rng,
 )
-from sim.robot import SimConfig, SimRobot
-from sim.scene import build_scene, resting_height
-from sim.tasks import DISTRACTOR_CLEARANCE, DISTRACTOR_REGION, TASK_NAMES, make_env
+from vjepa_ac.sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.scene import build_scene, resting_height
+from vjepa_ac.sim.tasks import DISTRACTOR_CLEARANCE, DISTRACTOR_REGION, TASK_NAMES, make_env
 
 SIZE = (48, 64)
 

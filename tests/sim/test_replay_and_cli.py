@@ -3,13 +3,13 @@
 import av
 import pytest
 
-from sim.cli import TASK_CHOICES
-from sim.tasks import TASK_NAMES
+from vjepa_ac.sim import TASK_NAMES
+from vjepa_ac.sim.tasks import TASKS
 from vjepa_ac.cli import main
 
 
-def test_cli_task_choices_match_the_tasks():
-    assert TASK_CHOICES == TASK_NAMES
+def test_task_names_match_the_tasks():
+    assert tuple(TASKS) == TASK_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_replay_matches_recorded_flange_poses_and_writes_side_by_side_video(epis
 
 
 def test_replay_rejects_a_missing_camera(episode, tmp_path):
-    from sim.replay import replay_episode
+    from vjepa_ac.sim.replay import replay_episode
 
     with pytest.raises(ValueError, match="no 'top' camera"):
         replay_episode(episode, tmp_path / "x.mp4", camera="top", progress=False)
@@ -62,10 +62,10 @@ def test_replay_puts_objects_at_their_recorded_poses(episode, tmp_path, monkeypa
     import h5py
     import numpy as np
 
-    from data.droid import open_episode
-    from sim.collect import OBJECT_POSES_GROUP
-    from sim.replay import recorded_objects, replay_episode
-    from sim.robot import SimRobot
+    from vjepa_ac.data.droid import open_episode
+    from vjepa_ac.sim.collect import OBJECT_POSES_GROUP
+    from vjepa_ac.sim.replay import recorded_objects, replay_episode
+    from vjepa_ac.sim.robot import SimRobot
 
     recorded = recorded_objects(open_episode(episode), ("cube", "mug"))
     assert set(recorded) == {"cube", "mug"} and recorded["cube"].shape[1] == 6

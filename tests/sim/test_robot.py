@@ -5,11 +5,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.droid.poses import apply_actions, euler_xyz_to_matrix
-from robot.interface import ActionStatus, Observation
-from robot.kinematics import DROID_HOME_Q, rotation_error
-from robot.limits import DEFAULT_ACTION_LIMITS, PANDA
-from sim.robot import SimConfig, SimRobot, clamp_action
+from vjepa_ac.data.droid.poses import apply_actions, euler_xyz_to_matrix
+from vjepa_ac.robot.interface import ActionStatus, Observation
+from vjepa_ac.robot.kinematics import DROID_HOME_Q, rotation_error
+from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS, PANDA
+from vjepa_ac.sim.robot import SimConfig, SimRobot, clamp_action
 
 
 def test_observation_matches_the_interface(fresh):

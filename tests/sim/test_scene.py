@@ -6,9 +6,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from data.droid.poses import euler_xyz_to_matrix
-from robot.kinematics import default_arm_mjcf
-from sim.scene import CAMERA_ROLES, SceneConfig, build_scene, look_at_quat, resolve_robot_mjcf
+from vjepa_ac.data.droid.poses import euler_xyz_to_matrix
+from vjepa_ac.robot.kinematics import default_arm_mjcf
+from vjepa_ac.sim.scene import CAMERA_ROLES, SceneConfig, build_scene, look_at_quat, resolve_robot_mjcf
 
 
 def test_scene_has_robot_objects_and_cameras():
@@ -106,7 +106,7 @@ def test_arm_without_hand_gets_the_wrist_camera_at_the_same_place(tmp_path):
 
 
 def test_set_camera_pose_inverts_camera_extrinsics(fresh):
-    from sim.scene import camera_extrinsics, set_camera_pose
+    from vjepa_ac.sim.scene import camera_extrinsics, set_camera_pose
 
     pose = np.array([0.3, 0.8, 0.7, -2.0, 0.1, 3.0])
     original = camera_extrinsics(fresh.model, fresh.data, "left")
@@ -123,8 +123,8 @@ def test_set_camera_pose_inverts_camera_extrinsics(fresh):
 
 
 def test_camera_yaw_orbits_the_exterior_cameras():
-    from sim.robot import SimConfig, SimRobot
-    from sim.scene import exterior_camera_placement
+    from vjepa_ac.sim.robot import SimConfig, SimRobot
+    from vjepa_ac.sim.scene import exterior_camera_placement
 
     default, _ = build_scene()
     unturned, _ = build_scene(camera_yaw=0.0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sim.tasks import TASK_NAMES, PickAndPlaceTask, grasp_yaw, gripper_rotation, make_env
+from vjepa_ac.sim.tasks import TASK_NAMES, PickAndPlaceTask, grasp_yaw, gripper_rotation, make_env
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)
@@ -60,7 +60,7 @@ def test_pick_and_place_success_needs_the_cube_resting_on_the_mat(robot):
 
 @pytest.mark.parametrize("name", ["grasp", "pick_and_place"])
 def test_grasp_subgoals_approach_straddle_and_close_on_the_cube(robot, name):
-    from sim.tasks import APPROACH_HEIGHT, GRASP_DEPTH, HELD_GRIPPER
+    from vjepa_ac.sim.tasks import APPROACH_HEIGHT, GRASP_DEPTH, HELD_GRIPPER
 
     _, task = make_env(name, seed=2, robot=robot)
     approach, straddle, grasp = task.goals[:3]

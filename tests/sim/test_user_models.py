@@ -5,10 +5,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from robot.kinematics import default_arm_mjcf
-from sim.experts import ScriptedExpert
-from sim.scene import SceneConfig
-from sim.tasks import make_env
+from vjepa_ac.robot.kinematics import default_arm_mjcf
+from vjepa_ac.sim.experts import ScriptedExpert
+from vjepa_ac.sim.scene import SceneConfig
+from vjepa_ac.sim.tasks import make_env
 
 
 def _menagerie_style_panda(path):

@@ -15,15 +15,15 @@ import h5py
 import numpy as np
 import pytest
 
-from data.droid import open_episode
-from data.droid.validate import validate_episode
-from data.droid.video import decode_all_frames
-from sim.collect import MANIFEST_NAME, MOTION_MODES, OBJECT_POSES_GROUP, CollectConfig, collect
-from sim.experts import FAILURES, FailedAttempt
-from sim.randomization import DomainRandomization, SceneVariation, variation_rng
-from sim.replay import replay_episode
-from sim.robot import SimConfig, SimRobot
-from sim.tasks import make_env
+from vjepa_ac.data.droid import open_episode
+from vjepa_ac.data.droid.validate import validate_episode
+from vjepa_ac.data.droid.video import decode_all_frames
+from vjepa_ac.sim.collect import MANIFEST_NAME, MOTION_MODES, OBJECT_POSES_GROUP, CollectConfig, collect
+from vjepa_ac.sim.experts import FAILURES, FailedAttempt
+from vjepa_ac.sim.randomization import DomainRandomization, SceneVariation, variation_rng
+from vjepa_ac.sim.replay import replay_episode
+from vjepa_ac.sim.robot import SimConfig, SimRobot
+from vjepa_ac.sim.tasks import make_env
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(image_size=(32, 48), steps_after_success=3)

@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from vjepa_ac.app import TASKS, register, task_list
+from vjepa_ac.sim import TASK_NAMES as TASKS
+from vjepa_ac.app import register, task_list
 
 
 def _parser() -> argparse.ArgumentParser:

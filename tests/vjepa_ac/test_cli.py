@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.droid import CameraRecording, EpisodeRecording, write_episode
+from vjepa_ac.data.droid import CameraRecording, EpisodeRecording, write_episode
 from vjepa_ac.cli import build_parser, describe_error, main
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "vjepa_ac" / "default_model" / "vjepa-ac-sim-tiny.pt"

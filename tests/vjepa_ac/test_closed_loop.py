@@ -4,7 +4,6 @@ The world model here is a random-initialised tiny one (the real default model is
 these tests check wiring and numbers, not planning quality.
 """
 
-import argparse
 import dataclasses
 import json
 
@@ -12,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from planner.model_card import PlanningDefaults, mpc_config_for
-from planner.mppi import MPPIConfig
+from vjepa_ac.model_card import PlanningDefaults, PlanningOverrides, mpc_config_for
+from vjepa_ac.planner.mppi import MPPIConfig
 from vjepa_ac import closed_loop
 from vjepa_ac.closed_loop import describe_planner, run_episode, video_from_log
 from vjepa_ac.heldout import episodes_per_task
 from vjepa_ac.openloop import open_loop_error
-from worldmodel import build_encoder, build_predictor, normalize_reps
-from worldmodel.world_model import WorldModel
+from vjepa_ac.worldmodel import build_encoder, build_predictor, normalize_reps
+from vjepa_ac.worldmodel.world_model import WorldModel
 
 # A small sim scene and CEM so episodes are quick (model cards themselves are tested in tests/planner).
 CARD = {
@@ -47,8 +46,8 @@ def test_episodes_per_task():
 
 def test_sim_episode_through_run_mpc(tiny_world_model):
     defaults = PlanningDefaults.from_card(CARD)
-    args = argparse.Namespace(samples=4, iterations=1, horizon=1, elites=2, max_steps=2)
-    config = mpc_config_for(defaults, "reach", args)
+    overrides = PlanningOverrides(samples=4, iterations=1, horizon=1, topk=2, max_steps=2)
+    config = mpc_config_for(defaults, "reach", overrides)
     assert describe_planner(config) == "CEM 4 samples x 1 iters x horizon 1 (top 2)"
     mppi = dataclasses.replace(config, planner=MPPIConfig(samples=4, iterations=1, temperature=0.5))
     assert describe_planner(mppi) == "MPPI 4 samples x 1 iters x horizon 1 (temperature 0.5)"
@@ -81,7 +80,7 @@ def test_open_loop_error_matches_a_forward_rollout(tiny_world_model):
     assert result.clips == 2 and len(result.model_l1) == horizon
 
     # Independent check: re-run the whole imagined history through `forward` at every step.
-    from data.droid.poses import apply_actions
+    from vjepa_ac.data.droid.poses import apply_actions
 
     z = wm.encode(clip["frames"][None])[0]
     frames, imagined_states, predictions = [z[0]], [clip["states"][0].double()], []
@@ -111,7 +110,7 @@ def test_closed_loop_module_imports_lazily():
 def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model, monkeypatch):
     """`vjepa-ac eval` and `demo` on a saved tiny checkpoint: tables, JSON, held-out open-loop error and the MP4."""
     from vjepa_ac.cli import main
-    from worldmodel import save_ac_checkpoint
+    from vjepa_ac.worldmodel import save_ac_checkpoint
 
     checkpoint = tmp_path / "tiny.pt"
     save_ac_checkpoint(checkpoint, encoder=tiny_world_model.encoder, predictor=tiny_world_model.predictor)

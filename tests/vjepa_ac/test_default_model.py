@@ -11,7 +11,7 @@ DEMO_REACH_SEED = 1002
 
 
 def test_checkpoint_matches_its_card():
-    from planner.model_card import load_for_planning
+    from vjepa_ac.model_card import load_for_planning
 
     card = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
     assert card["checkpoint"] == DEFAULT_CHECKPOINT.name

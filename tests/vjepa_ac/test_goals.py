@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.goals import load_goal_schedule
-from planner.report import read_jsonl
+from vjepa_ac.planner.goals import load_goal_schedule
+from vjepa_ac.planner.report import read_jsonl
 from vjepa_ac.cli import main
 from vjepa_ac.goals import CaptureCommand, parse_command, parse_commands
 
@@ -75,7 +75,7 @@ def test_capture_against_the_sim(sim_schedule):
 
 def test_run_takes_the_captured_schedule(sim_schedule, tmp_path, capsys):
     code = main(["run", "--robot", "sim", "--task", "pick_and_place", "--goal-schedule", str(sim_schedule),
-                 "--samples", "8", "--iterations", "1", "--elites", "2", "--schedule", "1,1,1,1", "--device", "cpu",
+                 "--samples", "8", "--iterations", "1", "--topk", "2", "--schedule", "1,1,1,1", "--device", "cpu",
                  "--no-video", "--out", str(tmp_path / "run")])
     assert code in (0, 1), capsys.readouterr().err
     steps = read_jsonl(tmp_path / "run" / "steps.jsonl")
@@ -165,7 +165,7 @@ class StillRobot:
         pass
 
     def get_observation(self):
-        from robot.interface import Observation
+        from vjepa_ac.robot.interface import Observation
 
         return Observation(images={"left": np.full((24, 32, 3), 80, np.uint8)}, state=np.zeros(7),
                            joint_positions=np.zeros(7), gripper_position=0.0, timestamp=10.0,
@@ -185,7 +185,7 @@ class StillRobot:
 
 
 def test_interactive_sessions_report_refused_commands_and_go_on(tmp_path):
-    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.planner.goals import GoalScheduleWriter
     from vjepa_ac.goals import GoalCapture
 
     lines = []

@@ -12,8 +12,8 @@ from vjepa_ac.landscape import (
     goal_landscape,
     rank_correlation,
 )
-from worldmodel import build_encoder, build_predictor
-from worldmodel.world_model import WorldModel
+from vjepa_ac.worldmodel import build_encoder, build_predictor
+from vjepa_ac.worldmodel.world_model import WorldModel
 
 
 def test_rank_correlation():
@@ -36,7 +36,7 @@ def test_path_measures():
 def test_goal_landscape_on_a_rendered_reach_episode():
     """The path ends at the goal pose, rendered exactly as the goal image: zero energy there, and distances that
     shrink linearly along the path."""
-    from sim.tasks import make_env
+    from vjepa_ac.sim.tasks import make_env
 
     torch.manual_seed(0)
     world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),
@@ -56,7 +56,7 @@ def test_goal_landscape_on_a_rendered_reach_episode():
 def test_cube_landscape_around_the_straddle_pose():
     """Offsets from the straddle pose, scored against the straddle image: zero offset would be zero energy, so every
     offset scores above it; the axis shares compare 2 cm with 8 cm along x, y, z."""
-    from sim.tasks import make_env
+    from vjepa_ac.sim.tasks import make_env
 
     torch.manual_seed(0)
     world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
-from data.droid import open_episode
-from planner.report import read_jsonl
+from vjepa_ac.data.droid import open_episode
+from vjepa_ac.planner.report import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "real_robot.md"

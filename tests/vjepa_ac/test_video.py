@@ -4,13 +4,13 @@ import av
 import numpy as np
 import pytest
 
+from vjepa_ac.data.droid.video import write_video
 from vjepa_ac.video import (
     EpisodeVideo,
     compose,
     energy_panel,
     panel_width,
     write_episode_videos,
-    write_mp4,
 )
 
 
@@ -48,6 +48,6 @@ def test_mp4_round_trip(tmp_path):
 
 def test_mp4_rejects_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
-        write_mp4(tmp_path / "a.mp4", [])
-    with pytest.raises(ValueError, match="even"):
-        write_mp4(tmp_path / "b.mp4", [np.zeros((5, 8, 3), np.uint8)])
+        write_episode_videos(tmp_path / "a.mp4", [])
+    with pytest.raises(ValueError, match="one size"):
+        write_video(tmp_path / "b.mp4", [np.zeros((6, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)], 5.0)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from worldmodel import (
+from vjepa_ac.worldmodel import (
     CONFIG_KEY,
     CheckpointError,
     build_encoder,
@@ -15,7 +15,7 @@ from worldmodel import (
     read_checkpoint,
     save_ac_checkpoint,
 )
-from worldmodel.summary import describe_checkpoint
+from vjepa_ac.worldmodel.summary import describe_checkpoint
 
 from .conftest import REFERENCE_ATOL
 

@@ -5,7 +5,7 @@ import json
 import torch
 
 from vjepa_ac.cli import main
-from worldmodel import build_encoder
+from vjepa_ac.worldmodel import build_encoder
 
 
 

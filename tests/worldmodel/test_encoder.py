@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from worldmodel import ENCODER_PRESETS, build_encoder, load_encoder
-from worldmodel.encoder import default_hierarchical_layers
+from vjepa_ac.worldmodel import ENCODER_PRESETS, build_encoder, load_encoder
+from vjepa_ac.worldmodel.encoder import default_hierarchical_layers
 
 from .conftest import REFERENCE_ATOL
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel import build_encoder
+from vjepa_ac.worldmodel import build_encoder
 
 
 @pytest.fixture(scope="module")

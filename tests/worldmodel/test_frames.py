@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worldmodel import build_encoder, encode_frames, normalize_reps, preprocess_frames
-from worldmodel.frames import IMAGENET_MEAN, IMAGENET_STD, crop_box
+from vjepa_ac.worldmodel import build_encoder, encode_frames, normalize_reps, preprocess_frames
+from vjepa_ac.worldmodel.frames import IMAGENET_MEAN, IMAGENET_STD, crop_box
 
 
 @pytest.mark.parametrize(

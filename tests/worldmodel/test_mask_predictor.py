@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from worldmodel import build_encoder, normalize_reps
-from worldmodel.mask_predictor import (
+from vjepa_ac.worldmodel import build_encoder, normalize_reps
+from vjepa_ac.worldmodel.mask_predictor import (
     MaskPredictor,
     MaskPredictorConfig,
     build_mask_predictor,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from worldmodel import PredictorCache, build_predictor, load_predictor, normalize_reps
+from vjepa_ac.worldmodel import PredictorCache, build_predictor, load_predictor, normalize_reps
 
 from .conftest import REFERENCE_ATOL
 

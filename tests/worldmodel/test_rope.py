@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from worldmodel.rope import apply_rope, grid_positions, rope_axis_dim, rope_tables
+from vjepa_ac.worldmodel.rope import apply_rope, grid_positions, rope_axis_dim, rope_tables
 
 
 @pytest.mark.parametrize("head_dim, axis_dim", [(64, 20), (80, 26), (16, 4), (88, 28)])

@@ -10,30 +10,12 @@ The API is imported lazily (on first use), so that the `vjepa-ac` command's --he
 
 from __future__ import annotations
 
-from data.lazy_exports import lazy_getattr
+from vjepa_ac.data.lazy_exports import lazy_exports
 
-_EXPORTS = {
-    "CacheSpec": "worldmodel.training.latent_cache",
-    "CachedEpisode": "worldmodel.training.latent_cache",
-    "CorruptCacheError": "worldmodel.training.latent_cache",
-    "DataConfig": "worldmodel.training.config",
-    "LatentCache": "worldmodel.training.latent_cache",
-    "LossConfig": "worldmodel.training.config",
-    "LossTerms": "worldmodel.training.losses",
-    "ModelConfig": "worldmodel.training.config",
-    "OptimConfig": "worldmodel.training.config",
-    "PretrainConfig": "worldmodel.training.pretrain",
-    "RunConfig": "worldmodel.training.config",
-    "TrainConfig": "worldmodel.training.config",
-    "Trainer": "worldmodel.training.trainer",
-    "ac_loss": "worldmodel.training.losses",
-    "load_config": "worldmodel.training.config",
-    "pretrain_encoder": "worldmodel.training.pretrain",
-    "rollout_predictions": "worldmodel.training.losses",
-    "teacher_forcing_predictions": "worldmodel.training.losses",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__ = lazy_getattr(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(__name__, {
+    ".latent_cache": ("CacheSpec", "CachedEpisode", "CorruptCacheError", "LatentCache"),
+    ".config": ("DataConfig", "LossConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_config"),
+    ".losses": ("LossTerms", "ac_loss", "rollout_predictions", "teacher_forcing_predictions"),
+    ".pretrain": ("PretrainConfig", "pretrain_encoder"),
+    ".trainer": ("Trainer",),
+})

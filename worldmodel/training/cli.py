@@ -178,7 +178,7 @@ def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from worldmodel import load_encoder
+    from vjepa_ac.worldmodel import load_encoder
 
     from . import distributed
     from .encode import cache_spec_for, encode_to_cache, repair_cache
@@ -195,8 +195,8 @@ def _encode(args: argparse.Namespace) -> int:
         raise argparse.ArgumentTypeError("give the episodes to encode (index file, folder or episode folders)")
     if not args.encoder_checkpoint:
         raise argparse.ArgumentTypeError("--encoder-checkpoint is required to encode")
-    from data.droid import resolve_episode_references
-    from data.droid.index import default_camera
+    from vjepa_ac.data.droid import resolve_episode_references
+    from vjepa_ac.data.droid.index import default_camera
 
     # Everything that can be checked is checked before the cache folder is created or touched.
     broken: dict[str, str] = {}
@@ -277,7 +277,7 @@ def _pretrain_config(args: argparse.Namespace, references: list[str]):
     """PretrainConfig from the given options; the ones left out keep PretrainConfig's defaults."""
     import dataclasses
 
-    from data.droid.index import default_camera
+    from vjepa_ac.data.droid.index import default_camera
 
     from .pretrain import PretrainConfig
 
@@ -319,7 +319,7 @@ def _pretrain_config(args: argparse.Namespace, references: list[str]):
 def _pretrain(args: argparse.Namespace) -> int:
     import torch.distributed as torch_dist
 
-    from data.droid import resolve_episode_references
+    from vjepa_ac.data.droid import resolve_episode_references
 
     from . import distributed
     from .pretrain import pretrain_encoder

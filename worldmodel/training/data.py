@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from data.droid.poses import states_to_actions
-from data.droid.sampling import reference_stride
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.data.droid.sampling import reference_stride
 
 from .latent_cache import CachedEpisode, LatentCache
 

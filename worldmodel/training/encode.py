@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from data.droid import EpisodeError, open_episode
-from data.droid.sampling import reference_stride
-from worldmodel import encode_frames
+from vjepa_ac.data.droid import EpisodeError, open_episode
+from vjepa_ac.data.droid.sampling import reference_stride
+from vjepa_ac.worldmodel import encode_frames
 
 from .latent_cache import CachedEpisode, CacheSpec, LatentCache, content_fingerprint
 

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from worldmodel import normalize_reps
+from vjepa_ac.worldmodel import normalize_reps
 
 from .config import LossConfig
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from worldmodel.encoder import VisionTransformer
-from worldmodel.mask_predictor import MaskPredictor, Modality
+from vjepa_ac.worldmodel.encoder import VisionTransformer
+from vjepa_ac.worldmodel.mask_predictor import MaskPredictor, Modality
 
 _RANK_SAMPLE_ROWS = 1024  # token rows used for the effective-rank monitor (an SVD of at most this many rows)
 

@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from data.droid import EpisodeError, open_episode
-from worldmodel import (
+from vjepa_ac.data.droid import EpisodeError, open_episode
+from vjepa_ac.worldmodel import (
     CONFIG_KEY,
     VisionTransformer,
     build_encoder,
@@ -50,9 +50,10 @@ from worldmodel import (
     normalize_reps,
     preprocess_frames,
 )
-from worldmodel.checkpoints import atomic_torch_save, encoder_from_checkpoint
-from worldmodel.frames import Crop, crop_box, device_autocast
-from worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
+from vjepa_ac.worldmodel.checkpoints import atomic_torch_save, encoder_from_checkpoint
+from vjepa_ac.worldmodel.frames import Crop, crop_box
+from vjepa_ac.worldmodel.precision import autocast
+from vjepa_ac.worldmodel.mask_predictor import MaskPredictor, MaskPredictorConfig
 
 from . import distributed
 from .config import OptimConfig
@@ -452,7 +453,7 @@ def train_step(run: PretrainRun, config: PretrainConfig, bank: Tensor, clip_star
     """One optimizer step and EMA update; returns the step's metrics (averaged over ranks)."""
     device = run.dist.device
     lr = run.schedule.step()
-    with device_autocast(device):
+    with autocast(device):
         batches = step_batches(run, config, bank, clip_starts)
         loss, stats = run.model(batches)
     if not torch.isfinite(loss):

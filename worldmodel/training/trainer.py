@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from worldmodel import (
+from vjepa_ac.worldmodel import (
     ACPredictor,
     CheckpointError,
     PredictorConfig,
@@ -35,8 +35,9 @@ from worldmodel import (
     read_checkpoint,
     save_ac_checkpoint,
 )
-from worldmodel.checkpoints import predictor_from_checkpoint
-from worldmodel.predictor import predictor_config
+from vjepa_ac.worldmodel.checkpoints import predictor_from_checkpoint
+from vjepa_ac.worldmodel.precision import autocast
+from vjepa_ac.worldmodel.predictor import predictor_config
 
 from . import distributed
 from .config import TrainConfig
@@ -112,7 +113,7 @@ class Trainer:
         if self.dist.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         on_cuda_bf16 = self.device.type == "cuda" and config.run.dtype == "bfloat16"
-        self.autocast_dtype = torch.bfloat16 if on_cuda_bf16 else None
+        self.precision = "bfloat16" if on_cuda_bf16 else "float32"
         self._seed_everything(config.run.seed + self.dist.rank)
 
         self.encoder: nn.Module | None = None
@@ -194,8 +195,8 @@ class Trainer:
         return clips(train_ids), (clips(val_ids) if val_ids else None), info
 
     def _raw_data(self) -> tuple[SeededClips, SeededClips | None, dict[str, Any]]:
-        from data.droid import DroidClipDataset, resolve_episode_references
-        from data.droid.index import default_camera
+        from vjepa_ac.data.droid import DroidClipDataset, resolve_episode_references
+        from vjepa_ac.data.droid.index import default_camera
 
         d, m = self.config.data, self.config.model
         references = resolve_episode_references(d.episodes)
@@ -340,11 +341,6 @@ class Trainer:
                                num_workers=workers, multiprocessing_context=context,
                                pin_memory=self.device.type == "cuda"))
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
     def prepare_batch(self, batch: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(latents [B,T,N,D], actions, states, extrinsics) on the device; raw frames go through the encoder."""
         ids = batch["episode_id"]
@@ -357,7 +353,7 @@ class Trainer:
             latents = move(batch["latents"])
         else:
             crop = None if self.config.data.crop == "none" else self.config.data.crop
-            with torch.no_grad(), self._autocast():
+            with torch.no_grad(), autocast(self.device, self.precision):
                 latents = encode_frames(self.encoder, move(batch["frames"]), crop=crop,
                                         hierarchical=self.config.model.hierarchical).float()
         return latents, actions, states, extrinsics
@@ -372,7 +368,7 @@ class Trainer:
             latents, actions, states, extrinsics = self.prepare_batch(next(batches))
             self.progress.samples_consumed += latents.shape[0]
             sync = micro == accum - 1 or not isinstance(self.model, DistributedDataParallel)
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._autocast():
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), autocast(self.device, self.precision):
                 terms = ac_loss(self.model, latents, actions, states, extrinsics, c.loss, num_levels=self.num_levels)
             (terms.total / accum).backward()
             totals += torch.stack([terms.total.detach(), terms.teacher_forcing.detach(), terms.rollout.detach()])
@@ -405,7 +401,7 @@ class Trainer:
         ro_sum = torch.zeros(horizon, device=self.device)
         for _ in range(num):
             latents, actions, states, extrinsics = self.prepare_batch(next(batches))
-            with self._autocast():
+            with autocast(self.device, self.precision):
                 tf = teacher_forcing_predictions(self.predictor, latents, actions, states, extrinsics,
                                                  num_levels=self.num_levels)
                 ro = rollout_predictions(self.predictor, latents, actions, states, extrinsics, steps=horizon,

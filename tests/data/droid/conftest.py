@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from data.droid import CameraRecording, EpisodeRecording, write_episode
+from vjepa_ac.data.droid import CameraRecording, EpisodeRecording, write_episode
 
 STEPS = 36
 HEIGHT, WIDTH = 48, 64

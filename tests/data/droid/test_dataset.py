@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from data.droid import DroidClipDataset, EpisodeError, iter_episode_references, open_episode
-from data.droid.poses import states_to_actions, states_to_camera_frame
+from vjepa_ac.data.droid import DroidClipDataset, EpisodeError, iter_episode_references, open_episode
+from vjepa_ac.data.droid.poses import states_to_actions, states_to_camera_frame
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from data.droid import poses
+from vjepa_ac.data.droid import poses
 
 
 def _random_states(rng, n):

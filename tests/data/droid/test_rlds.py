@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from data.droid import DroidClipDataset, EpisodeError, iter_episode_references, open_episode
-from data.droid.rlds import (
+from vjepa_ac.data.droid import DroidClipDataset, EpisodeError, iter_episode_references, open_episode
+from vjepa_ac.data.droid.rlds import (
     TFRecordError,
     count_records,
     crc32c,
@@ -156,7 +156,7 @@ def test_rlds_action_is_the_commanded_pose(shard):
 
 
 def test_validate_rlds_records(shard):
-    from data.droid import validate_episode
+    from vjepa_ac.data.droid import validate_episode
 
     path, _ = shard
     report = validate_episode(f"{path}#1")

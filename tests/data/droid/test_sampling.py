@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from data.droid.sampling import ClipTooShortError, reference_clip_indices, reference_stride, timestamp_clip_indices
+from vjepa_ac.data.droid.sampling import ClipTooShortError, reference_clip_indices, reference_stride, timestamp_clip_indices
 
 
 def test_reference_rule_matches_the_formula():

@@ -8,9 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from data.droid import DroidClipDataset, EpisodeError, open_episode, read_index, write_index
-from data.droid.validate import validate_episode, validate_episodes
-from data.droid.video import write_video
+from vjepa_ac.data.droid import DroidClipDataset, EpisodeError, open_episode, read_index, write_index
+from vjepa_ac.data.droid.validate import validate_episode, validate_episodes
+from vjepa_ac.data.droid.video import write_video
 from vjepa_ac.cli import main
 
 LEFT_SERIAL = "22222222"
@@ -130,7 +130,7 @@ def test_inspect_cli_summary_and_video(episode_dir, tmp_path, capsys):
 
 def _rewrite_record(features: dict, **changes) -> bytes:
     """An RLDS Example with some features replaced (None removes one)."""
-    from data.droid.rlds import encode_example
+    from vjepa_ac.data.droid.rlds import encode_example
 
     changed = {**features, **changes}
     return encode_example({k: v for k, v in changed.items() if v is not None})
@@ -139,8 +139,8 @@ def _rewrite_record(features: dict, **changes) -> bytes:
 @pytest.fixture(scope="module")
 def every_broken_kind(tmp_path_factory, episode_dir, make_episode_recording):
     """A folder mixing one episode of every kind of damage, raw and RLDS, named by the category it must get."""
-    from data.droid.rlds import CARTESIAN_POSITION, IMAGE_FEATURES, decode_example, episode_to_example, write_tfrecord
-    from data.droid.writer import write_episode
+    from vjepa_ac.data.droid.rlds import CARTESIAN_POSITION, IMAGE_FEATURES, decode_example, episode_to_example, write_tfrecord
+    from vjepa_ac.data.droid.writer import write_episode
 
     top = tmp_path_factory.mktemp("every_kind")
     day = top / "LAB" / "success" / "2023-08-06"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data.droid.video import VideoError, decode_all_frames, open_video, write_video
+from vjepa_ac.data.droid.video import VideoError, decode_all_frames, open_video, write_video
 
 
 @pytest.fixture(scope="module")

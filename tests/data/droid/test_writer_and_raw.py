@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from data.droid import EpisodeError, RawEpisode, layout, open_episode, write_episode
-from data.droid.poses import states_to_actions
-from data.droid.video import write_video
+from vjepa_ac.data.droid import EpisodeError, RawEpisode, layout, open_episode, write_episode
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.data.droid.video import write_video
 
 LEFT_SERIAL, RIGHT_SERIAL, WRIST_SERIAL = "22222222", "11111111", "33333333"
 STEPS = 36

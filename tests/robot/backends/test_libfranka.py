@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from robot.backends.libfranka import (
+from vjepa_ac.robot.backends.libfranka import (
     JointFollower,
     LibfrankaBackend,
     LibfrankaConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robot.backends.ros2 import (
+from vjepa_ac.robot.backends.ros2 import (
     Ros2Backend,
     Ros2Config,
     forward_position_data,

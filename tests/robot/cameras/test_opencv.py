@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robot.cameras import CameraConfig, CameraError, make_camera
-from robot.cameras.opencv import OpenCVCamera
+from vjepa_ac.robot.cameras import CameraConfig, CameraError, make_camera
+from vjepa_ac.robot.cameras.opencv import OpenCVCamera
 
 
 class StubCapture:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot.backends.mujoco import MujocoBackend
-from robot.bridge import Bridge
-from robot.cameras import (
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.bridge import Bridge
+from vjepa_ac.robot.cameras import (
     CameraConfig,
     CameraError,
     CameraRig,
@@ -22,9 +22,9 @@ from robot.cameras import (
     cameras_from_mapping,
     stamp_to_clock,
 )
-from robot.client import BridgeClient
-from robot.config import BridgeConfig, load_bridge_config
-from robot.interface import Observation
+from vjepa_ac.robot.client import BridgeClient
+from vjepa_ac.robot.config import BridgeConfig, load_bridge_config
+from vjepa_ac.robot.interface import Observation
 
 LAUNCH = Path(__file__).resolve().parents[3] / "launch"
 
@@ -203,7 +203,7 @@ def test_a_launch_config_runs_in_sim_without_its_cameras(make_port_base, process
     import os
     import sys
 
-    from robot.client import ClientConfig
+    from vjepa_ac.robot.client import ClientConfig
 
     base = make_port_base()
     bridge = processes.start(

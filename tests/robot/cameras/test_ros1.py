@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.goals import load_goal_schedule
-from planner.mpc import StaleFrameError, camera_frame
-from robot.cameras.ros1 import compressed_message_to_rgb, image_message_to_rgb
-from robot.client import BridgeClient, ClientConfig
+from vjepa_ac.planner.goals import load_goal_schedule
+from vjepa_ac.planner.mpc import StaleFrameError, camera_frame
+from vjepa_ac.robot.cameras.ros1 import compressed_message_to_rgb, image_message_to_rgb
+from vjepa_ac.robot.client import BridgeClient, ClientConfig
 from vjepa_ac.cli import main
 
 DEBIAN_PYTHON = "/usr/bin/python3"

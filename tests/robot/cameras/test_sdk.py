@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from robot.cameras import CameraConfig, CameraError, make_camera
-from robot.cameras.sdk import RealSenseCamera, ZedCamera
+from vjepa_ac.robot.cameras import CameraConfig, CameraError, make_camera
+from vjepa_ac.robot.cameras.sdk import RealSenseCamera, ZedCamera
 
 
 class _ZedSdk:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from data.droid import CameraRecording, EpisodeRecording, write_episode
-from worldmodel import build_encoder, build_predictor, save_ac_checkpoint
+from vjepa_ac.data.droid import CameraRecording, EpisodeRecording, write_episode
+from vjepa_ac.worldmodel import build_encoder, build_predictor, save_ac_checkpoint
 
 IMG = 64  # the tiny encoder's resolution: 4x4 = 16 tokens per frame
 STEPS = 40  # control steps per episode (15 Hz); at 4 fps that is 10 cached frames
@@ -75,9 +75,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def latent_cache_dir(tmp_path_factory, episode_folders, tiny_checkpoint) -> Path:
     """The generated episodes encoded into a float16 cache at 4 fps (10 frames per episode)."""
-    from worldmodel import load_encoder
-    from worldmodel.training.encode import cache_spec_for, encode_to_cache
-    from worldmodel.training.latent_cache import LatentCache
+    from vjepa_ac.worldmodel import load_encoder
+    from vjepa_ac.worldmodel.training.encode import cache_spec_for, encode_to_cache
+    from vjepa_ac.worldmodel.training.latent_cache import LatentCache
 
     root = tmp_path_factory.mktemp("cache")
     encoder = load_encoder(tiny_checkpoint)

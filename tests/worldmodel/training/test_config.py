@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from worldmodel.training.config import TrainConfig, load_config
+from vjepa_ac.worldmodel.training.config import TrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[3] / "worldmodel" / "training" / "configs"
 

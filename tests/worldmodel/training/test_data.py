@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from data.droid.poses import states_to_actions
-from worldmodel.training.data import CachedClipDataset, ResumableSampler, split_episodes
-from worldmodel.training.latent_cache import LatentCache
+from vjepa_ac.data.droid.poses import states_to_actions
+from vjepa_ac.worldmodel.training.data import CachedClipDataset, ResumableSampler, split_episodes
+from vjepa_ac.worldmodel.training.latent_cache import LatentCache
 
 
 def _take(sampler, n):

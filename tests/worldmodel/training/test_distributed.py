@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from worldmodel import read_checkpoint
-from worldmodel.training import Trainer, load_config
+from vjepa_ac.worldmodel import read_checkpoint
+from vjepa_ac.worldmodel.training import Trainer, load_config
 
 from .conftest import tiny_train_overrides
 

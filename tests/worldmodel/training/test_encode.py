@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from data.droid import open_episode
+from vjepa_ac.data.droid import open_episode
 from vjepa_ac.cli import main
-from worldmodel import encode_frames, load_encoder
-from worldmodel.training.latent_cache import DuplicateEpisodeError, LatentCache
+from vjepa_ac.worldmodel import encode_frames, load_encoder
+from vjepa_ac.worldmodel.training.latent_cache import DuplicateEpisodeError, LatentCache
 
 
 def _encode_args(cache, checkpoint, *episodes, extra=()):
@@ -89,8 +89,8 @@ def test_finding_no_episodes_is_an_error_that_creates_nothing(tmp_path, tiny_che
 
 def test_rlds_shards_encode_by_default_and_a_truncated_shard_is_skipped(tmp_path, droid_root, tiny_checkpoint,
                                                                        capsys):
-    from data.droid import iter_episode_references
-    from data.droid.rlds import episode_to_example, write_tfrecord
+    from vjepa_ac.data.droid import iter_episode_references
+    from vjepa_ac.data.droid.rlds import episode_to_example, write_tfrecord
 
     shards = tmp_path / "rlds"
     shards.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.training.latent_cache import CacheSpec, CorruptCacheError, LatentCache, episode_key
+from vjepa_ac.worldmodel.training.latent_cache import CacheSpec, CorruptCacheError, LatentCache, episode_key
 
 SPEC = CacheSpec(tokens_per_frame=4, embed_dim=8, dtype="float16")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worldmodel import build_predictor, normalize_reps
-from worldmodel.training.config import LossConfig
-from worldmodel.training.losses import (
+from vjepa_ac.worldmodel import build_predictor, normalize_reps
+from vjepa_ac.worldmodel.training.config import LossConfig
+from vjepa_ac.worldmodel.training.losses import (
     ac_loss,
     latent_distance,
     per_step_l1,

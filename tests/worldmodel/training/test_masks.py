@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel.training.masks import (
+from vjepa_ac.worldmodel.training.masks import (
     DEFAULT_MASK_SPECS,
     IMAGE_MASK_SPECS,
     BlockMaskSpec,

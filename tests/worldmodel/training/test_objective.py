@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel import build_encoder, build_mask_predictor, normalize_reps
-from worldmodel.training.masks import nearest_target_distance
-from worldmodel.training.objective import (
+from vjepa_ac.worldmodel import build_encoder, build_mask_predictor, normalize_reps
+from vjepa_ac.worldmodel.training.masks import nearest_target_distance
+from vjepa_ac.worldmodel.training.objective import (
     ContextLambda,
     MaskSet,
     ModalityBatch,

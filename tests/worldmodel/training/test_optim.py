@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worldmodel import build_predictor
-from worldmodel.training.config import OptimConfig
-from worldmodel.training.optim import WSDSchedule, build_optimizer, wsd_learning_rate
+from vjepa_ac.worldmodel import build_predictor
+from vjepa_ac.worldmodel.training.config import OptimConfig
+from vjepa_ac.worldmodel.training.optim import WSDSchedule, build_optimizer, wsd_learning_rate
 
 
 def test_schedule_shape():

@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import torch
 
-from data.droid import open_episode
+from vjepa_ac.data.droid import open_episode
 from vjepa_ac.cli import main
-from worldmodel import (
+from vjepa_ac.worldmodel import (
     CONFIG_KEY,
     build_encoder,
     encode_frames,
     load_encoder,
     preprocess_frames,
 )
-from worldmodel.checkpoints import atomic_torch_save
-from worldmodel.mask_predictor import MaskPredictorConfig
-from worldmodel.training import pretrain as pretrain_module
-from worldmodel.training.config import OptimConfig
-from worldmodel.training.pretrain import (
+from vjepa_ac.worldmodel.checkpoints import atomic_torch_save
+from vjepa_ac.worldmodel.mask_predictor import MaskPredictorConfig
+from vjepa_ac.worldmodel.training import pretrain as pretrain_module
+from vjepa_ac.worldmodel.training.config import OptimConfig
+from vjepa_ac.worldmodel.training.pretrain import (
     PRETRAIN_KEY,
     PretrainConfig,
     ema_momentum,
@@ -209,7 +209,7 @@ def _config_2_1(tmp_path, **overrides) -> PretrainConfig:
 
 
 def test_v2_1_step_batches_hold_images_and_clips_with_their_masks(tmp_path, episode_folders):
-    from worldmodel.training.distributed import DistInfo
+    from vjepa_ac.worldmodel.training.distributed import DistInfo
 
     config = _config_2_1(tmp_path)
     run = pretrain_module.build_run(config, DistInfo(0, 1, 0, torch.device("cpu")), None, tmp_path / "x.pt")

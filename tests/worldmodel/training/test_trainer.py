@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldmodel import CheckpointError, load_predictor, load_world_model, read_checkpoint
-from worldmodel.training import Trainer, load_config
+from vjepa_ac.worldmodel import CheckpointError, load_predictor, load_world_model, read_checkpoint
+from vjepa_ac.worldmodel.training import Trainer, load_config
 
 from .conftest import tiny_train_overrides
 
@@ -135,8 +135,8 @@ def test_raw_video_source_trains_with_encoder_in_the_loop(episode_folders, tiny_
 
 
 def test_raw_source_on_rlds_shards_uses_their_exterior_camera_by_default(episode_folders, tiny_checkpoint, tmp_path):
-    from data.droid import open_episode
-    from data.droid.rlds import episode_to_example, write_tfrecord
+    from vjepa_ac.data.droid import open_episode
+    from vjepa_ac.data.droid.rlds import episode_to_example, write_tfrecord
 
     shard = tmp_path / "droid-train.tfrecord-00000-of-00001"
     examples = []
@@ -197,8 +197,8 @@ def test_loader_workers_do_not_change_the_batches(latent_cache_dir, tmp_path):
 def test_vjepa2_1_hierarchical_features(episode_folders, tmp_path):
     """A 2.1 encoder's four levels, cached side by side (4 x 64 channels), train a predictor of that width."""
     from vjepa_ac.cli import main
-    from worldmodel import build_encoder, build_predictor, save_ac_checkpoint
-    from worldmodel.training import LatentCache
+    from vjepa_ac.worldmodel import build_encoder, build_predictor, save_ac_checkpoint
+    from vjepa_ac.worldmodel.training import LatentCache
 
     checkpoint = tmp_path / "v21.pt"
     save_ac_checkpoint(checkpoint, encoder=build_encoder("vjepa2_1_vit_tiny"), predictor=build_predictor("vit_ac_tiny"))

@@ -1,15 +1,20 @@
-"""`vjepa-ac plan` (one-shot: print the next action) and `vjepa-ac run` (closed loop on the sim or a bridged arm)."""
+"""`vjepa-ac plan` (one-shot: print the next action), `vjepa-ac run` (closed loop on the sim or a bridged arm) and
+`vjepa-ac calibrate` (action-frame calibration), with the option groups that `demo`, `eval` and `goal capture` share.
+
+Application layer: this module wires the planner library (`planner/`) to the simulator (`sim/`), the bridge client
+(`robot.client`) and the model card (`vjepa_ac.model_card`); the library itself imports none of them."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.cli import TASK_CHOICES
+from vjepa_ac.sim import TASK_NAMES
 
 _PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -71,7 +76,7 @@ def _goal_gripper(text: str) -> tuple[float | None, ...]:
 
 def calibration_file(text: str) -> float:
     """argparse type: the action-frame yaw (degrees) from a `vjepa-ac calibrate --out` file."""
-    from planner.calibration import read_action_frame_yaw
+    from vjepa_ac.planner.calibration import read_action_frame_yaw
 
     try:
         return read_action_frame_yaw(existing_file(text))
@@ -121,47 +126,81 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def card_default(paper: object) -> str:
-    """Help text of a setting that defaults to the model card's, else to the paper value `paper`."""
-    return f"default: the model card's setting, else {paper}"
+@functools.cache
+def _embedded_card() -> dict:
+    """The embedded default model's card, read as JSON (no model is loaded)."""
+    from vjepa_ac.default_model import DEFAULT_CHECKPOINT
+
+    try:
+        card = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _card_entry(section: dict, name: str) -> object:
+    """A setting's value in a card section (planner fields, their "space", or the loop's), or None."""
+    planner = section.get("planner", {})
+    for place in (planner, planner.get("space", {}), section.get("mpc", {}), section):
+        if isinstance(place, dict) and place.get(name) is not None:
+            return place[name]
+    return None
+
+
+def _shown(value: object) -> str:
+    return ",".join("free" if v is None else str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def card_default(name: str, library: object) -> str:
+    """Help text of planning setting `name` (a `PlanningOverrides` field): the value used with the embedded default
+    model (its model card's, and which sim tasks' card entries change it) and, for a checkpoint without a card, the
+    library's default `library` (tests/vjepa_ac/test_control.py checks it against the library's dataclasses)."""
+    card = _embedded_card()
+    value = _card_entry(card, name)
+    tasks = [task for task, entry in card.get("tasks", {}).items() if _card_entry(entry, name) is not None]
+    if value is None:
+        text = f"default: {_shown(library)}"
+    else:
+        text = f"default: {_shown(value)} with the embedded model's card, {_shown(library)} without a card"
+    return text + (f"; the card sets it per task for {', '.join(tasks)}" if tasks else "")
 
 
 def add_planner_options(parser: argparse.ArgumentParser) -> None:
     """The planner option group, shared by plan, run, demo and eval (`--planner-seed` is the sampling seed; `--seed`
     is, wherever it exists, the seed of the episode).
 
-    Every setting defaults to None: `planner.model_card.mpc_config_for` then takes the model card's value (per task
-    for sim tasks), else the paper's."""
-    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the paper's CEM)")
+    Every option is a `vjepa_ac.model_card.PlanningOverrides` field (the library's field name) and defaults to None:
+    `mpc_config_for` then takes the model card's value (per task for sim tasks), else the library's."""
+    group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the library's)")
     group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
     group.add_argument("--samples", type=positive_int, default=None,
-                       help=f"candidate action sequences per iteration ({card_default(800)})")
+                       help=f"candidate action sequences per iteration ({card_default('samples', 800)})")
     group.add_argument("--iterations", type=positive_int, default=None,
-                       help=f"planner iterations per action ({card_default(10)})")
-    group.add_argument("--elites", type=positive_int, default=None,
-                       help=f"CEM elites kept per iteration, at most --samples ({card_default(10)})")
+                       help=f"planner iterations per action ({card_default('iterations', 10)})")
+    group.add_argument("--topk", type=positive_int, default=None,
+                       help=f"CEM elites kept per iteration, at most --samples ({card_default('topk', 10)})")
     group.add_argument("--horizon", type=positive_int, default=None,
-                       help=f"planned steps (imagined rollout length; {card_default(1)})")
+                       help=f"planned steps (imagined rollout length; {card_default('horizon', 1)})")
     group.add_argument("--max-translation", type=float, default=None,
-                       help=f"bound on Δxyz per step, metres ({card_default(0.075)})")
+                       help=f"bound on Δxyz per step, metres ({card_default('max_translation', 0.075)})")
     group.add_argument(
-        "--constraint", choices=("l1_ball", "box"), default=None,
+        "--translation-constraint", choices=("l1_ball", "box"), default=None,
         help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook) "
-        f"({card_default('l1_ball')})",
+        f"({card_default('translation_constraint', 'l1_ball')})",
     )
     group.add_argument("--close-gripper", type=int, default=None,
-                       help=f"force Δgripper = 1 from this horizon step on ({card_default('never')})")
+                       help=f"force Δgripper = 1 from this horizon step on ({card_default('close_gripper', None)})")
     group.add_argument(
-        "--sum-energy", action="store_true",
-        help=f"sum the energy over all imagined steps, not the last ({card_default('the last')})",
+        "--reduce", choices=("last", "sum"), default=None,
+        help=f"energy of a candidate: the last imagined step's, or the sum over all ({card_default('reduce', 'last')})",
     )
     group.add_argument(
         "--max-batch", type=positive_int, default=None,
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
-        f"takes ~50 MB per candidate and imagined step in fp32 ({card_default('all')})",
+        f"takes ~50 MB per candidate and imagined step in fp32; None = all ({card_default('max_batch', None)})",
     )
     group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
-                       help=f"sampling seed; the same seed gives the same plan ({card_default(0)})")
+                       help=f"sampling seed; the same seed gives the same plan ({card_default('seed', 0)})")
     frame = group.add_mutually_exclusive_group()
     frame.add_argument(
         "--action-frame", dest="action_frame_yaw", metavar="FILE", type=calibration_file, default=None,
@@ -171,7 +210,7 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
     frame.add_argument(
         "--action-frame-yaw", dest="action_frame_yaw", metavar="DEG", type=yaw_degrees, default=None,
         help="the same with the yaw given directly: degrees the model's action frame is turned from the robot base "
-        f"frame about the vertical, counter-clockwise seen from above ({card_default(0)})",
+        f"frame about the vertical, counter-clockwise seen from above ({card_default('action_frame_yaw', 0.0)})",
     )
 
 
@@ -180,7 +219,7 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
     `calibrate` and `goal capture` (read by `make_robot`)."""
     parser.add_argument("--robot", choices=("sim", "bridge"), required=True, help="MuJoCo sim or the ZMQ robot bridge")
     parser.add_argument(
-        "--task", default="reach", choices=TASK_CHOICES,
+        "--task", default="reach", choices=TASK_NAMES,
         help="sim task whose scene is used (run: its goal images too, unless --goal / --goal-schedule; default: "
         "%(default)s)",
     )
@@ -198,7 +237,7 @@ def add_robot_options(parser: argparse.ArgumentParser) -> None:
         help="cameras read in this process rather than through the bridge: a YAML file with a `cameras:` mapping "
         "role -> settings as in the bridge config (launch/README.md); they replace the robot's frames of those roles",
     )
-    from sim.cli import add_camera_yaw_option
+    from vjepa_ac.sim.cli import add_camera_yaw_option
 
     add_camera_yaw_option(parser.add_argument_group("sim (--robot sim)"))
 
@@ -250,19 +289,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "use it, else the sum of the goal schedule, else 50)",
     )
     run.add_argument("--schedule", dest="goal_schedule", metavar="SCHEDULE", type=_schedule, default=None,
-                     help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('none')})")
+                     help=f"steps per sub-goal, e.g. 4,10,4 ({card_default('goal_schedule', None)})")
     run.add_argument("--goal-gripper", metavar="VALUES", type=_goal_gripper, default=None,
                      help="Δgripper pinned per sub-goal, 'free' = searched, e.g. --goal-gripper=-0.5,-0.5,0.5,free "
-                     f"(-1 opens, +1 closes; {card_default('all searched')})")
+                     f"(-1 opens, +1 closes; None = all searched; {card_default('goal_gripper', None)})")
     run.add_argument("--switch-energy", type=float, default=None,
-                     help=f"advance to the next goal below this energy ({card_default('none')})")
+                     help=f"advance to the next goal below this energy ({card_default('switch_energy', None)})")
     run.add_argument("--stop-energy", type=float, default=None,
-                     help=f"stop when the last goal's energy is below this ({card_default('none')})")
+                     help=f"stop when the last goal's energy is below this ({card_default('stop_energy', None)})")
     run.add_argument("--max-frame-age", dest="max_frame_age_s", metavar="SECONDS", type=float, default=None,
                      help="refuse camera frames older than this relative to the arm state "
-                     f"({card_default(0.5)})")
+                     f"({card_default('max_frame_age_s', 0.5)})")
     run.add_argument("--context-frames", type=positive_int, default=None,
-                     help=f"observed frames given to the predictor ({card_default(1)})")
+                     help=f"observed frames given to the predictor ({card_default('context_frames', 1)})")
     run.add_argument("--out", type=Path, default=Path("run_out"), help="output folder for the log, plot and video")
     run.add_argument("--no-video", action="store_true", help="skip the MP4")
     record = run.add_argument_group("recording")
@@ -305,7 +344,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('left')})")
+    parser.add_argument("--camera", default=None, help=f"camera role to plan from ({card_default('camera', 'left')})")
     parser.add_argument(
         "--fps", type=float, default=None,
         help="frame rate the predictor was trained at; each planned action is spread over control_hz / fps control "
@@ -317,20 +356,20 @@ def _add_camera_and_fps_options(parser: argparse.ArgumentParser) -> None:
 def resolved_config(args: argparse.Namespace, defaults):
     """The `MPCConfig` of `plan` / `run`: the model card (with the sim task's overrides for `run --robot sim`), then
     the given options; the same resolution as `demo` and `eval`."""
-    from planner.model_card import mpc_config_for
+    from vjepa_ac.model_card import PlanningOverrides, mpc_config_for
 
     task = args.task if getattr(args, "robot", None) == "sim" else None
-    return mpc_config_for(defaults, task, args)
+    return mpc_config_for(defaults, task, PlanningOverrides.from_args(args))
 
 
 def _load_world_model(args: argparse.Namespace):
     """(WorldModel, PlanningDefaults) for --checkpoint (default: the embedded model) and its model card."""
-    from planner.model_card import (
+    from vjepa_ac.model_card import (
         load_planning_defaults,
         pick_device,
         resolve_checkpoint,
     )
-    from worldmodel import load_world_model
+    from vjepa_ac.worldmodel import load_world_model
 
     path = resolve_checkpoint(args.checkpoint)
     defaults = load_planning_defaults(path)
@@ -351,7 +390,7 @@ def read_image(path: Path):
 def parse_state(text: str):
     import numpy as np
 
-    from planner.mpc import check_state
+    from vjepa_ac.planner.mpc import check_state
 
     try:
         return check_state(np.array([float(v) for v in text.replace(",", " ").split()]))
@@ -362,13 +401,16 @@ def parse_state(text: str):
 def with_goal_schedule(config, schedule, args: argparse.Namespace):
     """`config` with the goal schedule's settings, except those given on the command line; the schedule replaces a
     sim task's own sub-goal settings."""
-    settings = {k: v for k, v in schedule.mpc_settings().items() if k != "camera" and getattr(args, k, None) is None}
+    from vjepa_ac.model_card import PlanningOverrides
+
+    given = PlanningOverrides.from_args(args).given()
+    settings = {k: v for k, v in schedule.mpc_settings().items() if k != "camera" and k not in given}
     return dataclasses.replace(config, **settings)
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    from planner.goals import load_goal_schedule
-    from planner.mpc import LatentPlanner, check_goal_images
+    from vjepa_ac.planner.goals import load_goal_schedule
+    from vjepa_ac.planner.mpc import LatentPlanner, check_goal_images
 
     try:
         state = parse_state(args.state)
@@ -402,34 +444,32 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def make_robot(args: argparse.Namespace, defaults, camera: str):
-    """(robot, default goal images or None, success check or None, step budget in control periods or None)."""
+    """The `vjepa_ac.episode.EpisodeSetup` of --robot: a sim task (its scene, goal images, success check and step
+    budget) or the bridge client alone; with --cameras, their frames replace the robot's of the same roles."""
+    from vjepa_ac.episode import EpisodeSetup, sim_episode
+
     local = _local_cameras(args.cameras) if getattr(args, "cameras", None) else None
     if args.robot == "sim":
-        from planner.model_card import sim_config_options, sim_settings
-        from sim import make_env
+        from vjepa_ac.model_card import sim_settings
 
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
-        robot, task = make_env(args.task, seed=args.seed, goal_camera=camera,
-                               **sim_config_options(sim_settings(defaults, args)))
-        goals, success, periods = task.goal_images(), task.success, task.max_steps
+        setup = sim_episode(args.task, args.seed, camera=camera, sim_options=sim_settings(defaults, args))
     else:
         roles = () if local is not None and camera in local.roles else (camera,)
-        robot, goals, success, periods = _bridge_client(args, roles), None, None, None
+        setup = EpisodeSetup(robot=_bridge_client(args, roles))
     if local is not None:
-        from robot.cameras import WithCameras
+        from vjepa_ac.robot.cameras import WithCameras
 
-        robot = WithCameras(robot, local)
-    return robot, goals, success, periods
+        setup.robot = WithCameras(setup.robot, local)
+    return setup
 
 
 def _bridge_client(args: argparse.Namespace, camera_roles: tuple[str, ...]):
-    from robot.client import BridgeClient, ClientConfig
+    from vjepa_ac.robot.client import BridgeClient, ClientConfig
 
-    base = args.port_base
     return BridgeClient(ClientConfig(
-        host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3,
-        client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
-    ))
+        host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key, camera_roles=camera_roles,
+    ).with_port_base(args.port_base))
 
 
 def _check_bridge_answers(args: argparse.Namespace) -> None:
@@ -446,7 +486,7 @@ def _local_cameras(path: Path):
     """The `CameraRig` of a YAML file's `cameras:` mapping."""
     import yaml
 
-    from robot.cameras import CameraRig, cameras_from_mapping
+    from vjepa_ac.robot.cameras import CameraRig, cameras_from_mapping
 
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or not data.get("cameras"):
@@ -458,7 +498,7 @@ def _recording_robot(args: argparse.Namespace, robot):
     """`robot` wrapped in a `RecordingRobot` when `--record` is given (closing it keeps a failed run as such)."""
     if args.record is None:
         return robot
-    from robot.recording import RecordingConfig, RecordingRobot
+    from vjepa_ac.robot.recording import RecordingConfig, RecordingRobot
 
     instruction = args.instruction if args.instruction is not None else (args.task if args.robot == "sim" else "")
     config = RecordingConfig(task=instruction, lab=args.lab, scene_id=f"sim-{args.task}" if args.robot == "sim" else "",
@@ -477,10 +517,9 @@ def _exit_on_sigterm() -> None:
 
 
 def _run_closed_loop(args: argparse.Namespace) -> int:
-    from planner.goals import load_goal_schedule
-    from planner.mpc import run_mpc
-    from planner.report import save_episode
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+    from vjepa_ac.planner.goals import load_goal_schedule
+    from vjepa_ac.planner.mpc import run_mpc
+    from vjepa_ac.planner.report import save_episode
 
     if args.robot == "bridge" and not args.goal and args.goal_schedule_file is None:
         raise argparse.ArgumentTypeError("--robot bridge needs --goal images or a --goal-schedule (vjepa-ac goal "
@@ -505,20 +544,19 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from exc
         config = with_goal_schedule(config, schedule, args)
-    robot, task_goals, success, task_periods = make_robot(args, defaults, config.camera)
-    periods = control_periods_per_step(robot.control_hz, fps)
-    # A sim task's own budget, as `vjepa-ac demo` / `eval` use it (a goal schedule's leftover stays on the last goal).
-    if config.max_steps is None and task_periods is not None and schedule is None:
-        config = dataclasses.replace(config, max_steps=math.ceil(task_periods / periods))
-    goals = given_goals or task_goals
-    recorder = _recording_robot(args, robot)
+    setup = make_robot(args, defaults, config.camera)
+    if schedule is not None:
+        setup.budget_periods = None  # a goal schedule's leftover budget stays on its last goal
+    goals = given_goals or setup.goals
+    recorder = _recording_robot(args, setup.robot)
     log_path = args.out / "steps.jsonl"
     _exit_on_sigterm()
-    with ActionRepeatRobot(recorder, periods) as controlled:  # connects: an absent bridge fails before --out is touched
+    controlled, config, periods = setup.controlled(config, fps, recorder)
+    with controlled:  # connects: an absent bridge fails before --out is touched
         args.out.mkdir(parents=True, exist_ok=True)
         log_path.unlink(missing_ok=True)
-        episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=success)
-        recorded = recorder.finish(success=episode.goal_reached) if recorder is not robot else None
+        episode = run_mpc(controlled, world_model, goals, config, log_path=log_path, done=setup.success)
+        recorded = recorder.finish(success=episode.goal_reached) if recorder is not setup.robot else None
     outputs = save_episode(episode, args.out, video=not args.no_video, fps=fps)
     plan_seconds = [r.plan_seconds for r in episode.steps]
     print(f"outcome: {episode.outcome} after {len(episode.steps)} planned actions ({periods} control periods each)")
@@ -533,16 +571,16 @@ def _run_closed_loop(args: argparse.Namespace) -> int:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from planner.calibration import CalibrationConfig, calibrate, write_calibration
-    from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
+    from vjepa_ac.planner.calibration import CalibrationConfig, calibrate, write_calibration
+    from vjepa_ac.robot.action_repeat import ActionRepeatRobot
 
     world_model, defaults = _load_world_model(args)
     fps = args.fps or defaults.fps
     try:
         config = CalibrationConfig(probes=args.probes, step=args.probe_step, seed=args.probe_seed,
                                    camera=args.camera or defaults.camera)
-        robot, _, _, _ = make_robot(args, defaults, config.camera)
-        with ActionRepeatRobot(robot, control_periods_per_step(robot.control_hz, fps)) as controlled:
+        setup = make_robot(args, defaults, config.camera)
+        with ActionRepeatRobot(setup.robot, setup.periods_per_action(fps)) as controlled:
             result = calibrate(controlled, world_model, config)
     except ValueError as exc:  # the probes cannot determine the frame (no motion, no change, a missing camera)
         raise argparse.ArgumentTypeError(str(exc)) from exc

@@ -1,12 +1,12 @@
 """Model cards: a checkpoint's planning settings -> `MPCConfig`, paper defaults without a card, sim options."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
-from planner.model_card import (
+from vjepa_ac.model_card import (
+    PlanningOverrides,
     load_planning_defaults,
     mpc_config_for,
     resolve_checkpoint,
@@ -37,8 +37,7 @@ def test_model_card_to_mpc_config(tmp_path):
     assert reach.planner.space.fixed == {6: 0.0}
     pick = mpc_config_for(defaults, "pick_and_place")
     assert pick.switch_energy == 0.2 and pick.planner.space.fixed == {}
-    args = argparse.Namespace(samples=3, iterations=None, horizon=2, elites=None, max_steps=7)
-    quick = mpc_config_for(defaults, "reach", args)
+    quick = mpc_config_for(defaults, "reach", PlanningOverrides(samples=3, horizon=2, max_steps=7))
     # Elites are kept inside the (smaller) sample count; other settings come from the card.
     assert (quick.planner.samples, quick.planner.topk, quick.planner.horizon, quick.max_steps) == (3, 3, 2, 7)
     assert quick.planner.iterations == 2

@@ -1,4 +1,9 @@
-"""`vjepa-ac bridge run|keygen|status|recover|home|fake-franka-ros`: the robot-side bridge and its tools."""
+"""`vjepa-ac bridge run|keygen|status|recover|home|fake-franka-ros`: the robot-side bridge and its tools.
+
+Application layer: the composition root of the robot-side process, which puts the bridge (`robot.bridge`) together
+with the backend its configuration names (a real arm's from `robot.backends`, the simulated arm's from `sim.backend`)
+and the cameras. The bridge process loads neither torch nor h5py (tests/test_import_graph.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import argparse
 import json
 import signal
 from pathlib import Path
+from typing import Any
+
+from vjepa_ac.sim import TASK_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--no-cameras", action="store_true",
                      help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
     sim = run.add_argument_group("simulated arm (--backend mujoco)")
-    sim.add_argument("--task", choices=["reach", "grasp", "reach_with_object", "pick_and_place"],
+    sim.add_argument("--task", choices=TASK_NAMES,
                      help="the simulator task whose scene (objects, start pose) the arm stands in "
                           "(overrides backend_options.mujoco.task; default: the bare tabletop)")
     sim.add_argument("--seed", type=int, help="episode seed of the task's object placement (default 0)")
@@ -86,21 +94,21 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace):
-    from robot.client import BridgeClient, ClientConfig
+    from vjepa_ac.robot.client import BridgeClient, ClientConfig
 
-    base = args.port_base
-    return BridgeClient(ClientConfig(host=args.host, cmd_port=base, state_port=base + 1, rpc_port=base + 2,
-                                     camera_port=base + 3, client_secret_key=args.client_key,
-                                     bridge_public_key=args.bridge_key, rpc_timeout_s=args.timeout, camera_roles=()))
+    config = ClientConfig(host=args.host, client_secret_key=args.client_key, bridge_public_key=args.bridge_key,
+                          rpc_timeout_s=args.timeout, camera_roles=())
+    return BridgeClient(config.with_port_base(args.port_base))
 
 
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
-    from robot.backends import make_backend
-    from robot.bridge import Bridge
-    from robot.config import bridge_config_from_dict, load_bridge_config
+    from vjepa_ac.data.conventions import use_headless_rendering
+
+    use_headless_rendering()  # before MuJoCo loads
+    from vjepa_ac.robot.bridge import Bridge
+    from vjepa_ac.robot.config import bridge_config_from_dict, load_bridge_config
 
     overrides = {"backend": args.backend, "robot": args.robot, "control_mode": args.control_mode}
     config = load_bridge_config(args.config, **overrides) if args.config else bridge_config_from_dict(
@@ -111,8 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.host:
             link = dataclasses.replace(link, host=args.host)
         if args.port_base:
-            base = args.port_base
-            link = dataclasses.replace(link, cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
+            link = link.with_port_base(args.port_base)
         config = dataclasses.replace(config, link=link)
     if args.task is not None or args.seed is not None:
         if config.backend != "mujoco":
@@ -121,10 +128,10 @@ def _run(args: argparse.Namespace) -> int:
         mujoco = dict(config.backend_options.get("mujoco") or {})
         mujoco.update({k: v for k, v in (("task", args.task), ("seed", args.seed)) if v is not None})
         config = dataclasses.replace(config, backend_options={**config.backend_options, "mujoco": mujoco})
-    from robot.cameras import CameraRig
+    from vjepa_ac.robot.cameras import CameraRig
 
     cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
-    bridge = Bridge(config, make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
+    bridge = Bridge(config, _make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
     bridge.start()
     link = config.link
@@ -141,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from robot.keys import generate_keypair
+    from vjepa_ac.robot.keys import generate_keypair
 
     public, secret = generate_keypair(args.directory, args.name, overwrite=args.force)
     print(f"public key: {public}\nsecret key: {secret}")
@@ -187,8 +194,35 @@ def _home(args: argparse.Namespace) -> int:
 
 
 def _fake_franka_ros(args: argparse.Namespace) -> int:
-    import sim  # noqa: F401  (picks EGL rendering on headless machines before MuJoCo loads)
-    from robot.backends.ros1_standin import run_standin
+    from vjepa_ac.data.conventions import use_headless_rendering
+
+    use_headless_rendering()  # before MuJoCo loads
+    from vjepa_ac.sim.ros1_standin import run_standin
 
     run_standin(arm_id=args.arm_id, rate_hz=args.rate)
     return 0
+
+
+def _make_backend(name: str, options: dict[str, Any] | None = None):
+    """Build the backend `name` (one of `robot.backends.BACKEND_NAMES`) with its options (a section of the bridge
+    config)."""
+    from vjepa_ac.robot.backends import BACKEND_NAMES
+
+    options = dict(options or {})
+    if name == "mujoco":
+        from vjepa_ac.sim.backend import MujocoBackend
+
+        return MujocoBackend(**options)
+    if name == "ros1":
+        from vjepa_ac.robot.backends.ros1 import Ros1Backend, Ros1Config
+
+        return Ros1Backend(Ros1Config(**options))
+    if name == "ros2":
+        from vjepa_ac.robot.backends.ros2 import Ros2Backend, Ros2Config
+
+        return Ros2Backend(Ros2Config(**options))
+    if name == "libfranka":
+        from vjepa_ac.robot.backends.libfranka import LibfrankaBackend, LibfrankaConfig
+
+        return LibfrankaBackend(LibfrankaConfig(**options))
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

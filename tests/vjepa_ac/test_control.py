@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from planner.cli import _goal_gripper, existing_file, positive_int
+from vjepa_ac.control import _goal_gripper, existing_file, positive_int
 from vjepa_ac.cli import main
-from worldmodel import save_ac_checkpoint
+from vjepa_ac.worldmodel import save_ac_checkpoint
 
-from .conftest import PointRobot
+from tests.planner.conftest import PointRobot
 
 STATE = "0.5,0,0.3,3.1,0,0,0"
 
@@ -32,7 +32,7 @@ def files(tiny_world_model, tmp_path):
 def _plan(files, *extra, goal="goal"):
     return main(
         ["plan", "--checkpoint", str(files["ckpt"]), "--obs", str(files["obs"]), "--goal", str(files[goal]),
-         "--samples", "32", "--iterations", "2", "--elites", "4", "--device", "cpu", *extra]
+         "--samples", "32", "--iterations", "2", "--topk", "4", "--device", "cpu", *extra]
     )
 
 
@@ -84,8 +84,8 @@ def test_missing_checkpoint_is_rejected(capsys):
 
 def _resolved(argv):
     """The `MPCConfig` that `vjepa-ac run` / `plan` would use for `argv` (no world model is loaded)."""
-    from planner.cli import resolved_config
-    from planner.model_card import load_planning_defaults, resolve_checkpoint
+    from vjepa_ac.control import resolved_config
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint
     from vjepa_ac.cli import build_parser
 
     args = build_parser().parse_args(argv)
@@ -94,12 +94,12 @@ def _resolved(argv):
 
 def test_run_resolves_settings_like_demo():
     """With the embedded default model, `run --robot sim --task reach` plans with the card's reach settings, as demo."""
-    from planner.model_card import load_planning_defaults, mpc_config_for, resolve_checkpoint
     from vjepa_ac.cli import build_parser
+    from vjepa_ac.model_card import PlanningOverrides, load_planning_defaults, mpc_config_for, resolve_checkpoint
 
     run = _resolved(["run", "--robot", "sim", "--task", "reach"])
     demo = mpc_config_for(load_planning_defaults(resolve_checkpoint(None)), "reach",
-                          build_parser().parse_args(["demo"]))
+                          PlanningOverrides.from_args(build_parser().parse_args(["demo"])))
     assert run == demo
     assert (run.planner.samples, run.planner.iterations, run.planner.topk) == (128, 4, 12)
     assert run.planner.space.fixed == {6: -0.5}  # the card pins Δgripper while reaching
@@ -113,13 +113,39 @@ def test_run_resolves_settings_like_demo():
 
 
 def test_explicit_options_override_the_card():
-    config = _resolved(["run", "--robot", "sim", "--task", "reach", "--samples", "32", "--constraint", "box",
-                        "--planner-seed", "5", "--max-steps", "7", "--sum-energy", "--precision", "float32"])
+    config = _resolved(["run", "--robot", "sim", "--task", "reach", "--samples", "32",
+                        "--translation-constraint", "box",
+                        "--planner-seed", "5", "--max-steps", "7", "--reduce", "sum", "--precision", "float32"])
     assert (config.planner.samples, config.planner.iterations, config.planner.topk) == (32, 4, 12)
     assert config.planner.space.translation_constraint == "box" and config.planner.space.fixed == {6: -0.5}
     assert (config.planner.seed, config.max_steps, config.reduce, config.precision) == (5, 7, "sum", "float32")
-    mppi = _resolved(["run", "--robot", "sim", "--planner", "mppi", "--elites", "4"])
+    mppi = _resolved(["run", "--robot", "sim", "--planner", "mppi", "--topk", "4"])
     assert type(mppi.planner).__name__ == "MPPIConfig" and (mppi.planner.samples, mppi.planner.log_topk) == (128, 4)
+
+
+def test_help_shows_the_values_used():
+    """Each planning option's help names the value the embedded model plans with and the library's own default, so
+    the help cannot drift from the model card or the library's dataclasses."""
+    from vjepa_ac.planner.action_space import SearchSpace
+    from vjepa_ac.planner.cem import CEMConfig
+    from vjepa_ac.planner.mpc import MPCConfig
+    from vjepa_ac.cli import build_parser
+
+    run = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith(" run"))
+    helps = {option: action.help for action in run._actions for option in action.option_strings}
+    library = {"--samples": CEMConfig.samples, "--iterations": CEMConfig.iterations, "--topk": CEMConfig.topk,
+               "--horizon": CEMConfig.horizon, "--planner-seed": CEMConfig.seed,
+               "--max-translation": SearchSpace.max_translation,
+               "--translation-constraint": SearchSpace.translation_constraint,
+               "--close-gripper": SearchSpace.close_gripper, "--reduce": MPCConfig.reduce,
+               "--context-frames": MPCConfig.context_frames, "--max-frame-age": MPCConfig.max_frame_age_s,
+               "--camera": MPCConfig.camera, "--switch-energy": MPCConfig.switch_energy,
+               "--stop-energy": MPCConfig.stop_energy}
+    for option, value in library.items():
+        help_text = " ".join(helps[option].split())
+        assert f"default: {value}" in help_text or f", {value} without a card" in help_text, (option, help_text)
+    # The embedded card plans 3 steps ahead; the help says so (it once said 1, the library's default).
+    assert "default: 3 with the embedded model's card, 1 without a card" in " ".join(helps["--horizon"].split())
 
 
 def test_without_a_card_the_paper_defaults_apply(files):
@@ -135,7 +161,7 @@ def test_without_a_card_the_paper_defaults_apply(files):
 
 
 def _schedule(folder, images, camera="left", pins=(-0.5, 0.5)):
-    from planner.goals import GoalScheduleWriter
+    from vjepa_ac.planner.goals import GoalScheduleWriter
 
     writer = GoalScheduleWriter(folder, camera=camera, crop="droid")
     for image, pin in zip(images, pins):
@@ -149,7 +175,7 @@ def test_plan_toward_a_sub_goal_of_a_schedule(files, tmp_path, capsys):
     goals = [robot.image_at([0.4, -0.1, 0.3, 0, 0, 0, 0]), robot.image_at([0.6, 0.1, 0.3, 0, 0, 0, 0])]
     schedule = _schedule(tmp_path / "goals", goals)
     argv = ["plan", "--checkpoint", str(files["ckpt"]), "--obs", str(files["obs"]), "--state", STATE,
-            "--samples", "32", "--iterations", "2", "--elites", "4", "--device", "cpu"]
+            "--samples", "32", "--iterations", "2", "--topk", "4", "--device", "cpu"]
     assert main([*argv, "--goal-schedule", str(schedule), "--goal-index", "1"]) == 0
     action = np.array([float(v) for v in capsys.readouterr().out.split()])
     assert action[6] == 0.5  # the sub-goal's gripper pin
@@ -170,8 +196,8 @@ def test_plan_toward_a_sub_goal_of_a_schedule(files, tmp_path, capsys):
 
 def test_a_schedule_replaces_the_task_sub_goal_settings(tmp_path):
     """run --goal-schedule: the schedule's steps and pins replace the card's task settings; options override both."""
-    from planner.cli import with_goal_schedule
-    from planner.goals import load_goal_schedule
+    from vjepa_ac.control import with_goal_schedule
+    from vjepa_ac.planner.goals import load_goal_schedule
     from vjepa_ac.cli import build_parser
 
     robot = PointRobot()
@@ -219,7 +245,7 @@ def test_calibrate_bad_input_writes_nothing(tmp_path, capsys):
 
 
 def test_camera_yaw_reaches_the_sim_settings():
-    from planner.model_card import load_planning_defaults, resolve_checkpoint, sim_settings
+    from vjepa_ac.model_card import load_planning_defaults, resolve_checkpoint, sim_settings
     from vjepa_ac.cli import build_parser
 
     defaults = load_planning_defaults(resolve_checkpoint(None))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot.backends.mujoco import MujocoBackend
-from robot.backends.ros1 import Ros1Config
-from robot.backends.ros1_msgs import import_rospy, message_classes, require_master
+from vjepa_ac.sim.backend import MujocoBackend
+from vjepa_ac.robot.backends.ros1 import Ros1Config
+from vjepa_ac.robot.backends.ros1_msgs import import_rospy, message_classes, require_master
 
 MAX_COMMAND_JUMP = 0.2
 """rad between a commanded and the measured joint position beyond which the stand-in triggers a joint reflex."""

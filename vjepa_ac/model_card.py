@@ -1,4 +1,5 @@
-"""Model cards: the planning settings that travel with a world-model checkpoint.
+"""Model cards: the planning settings that travel with a world-model checkpoint (application layer: it composes the
+planner's, the simulator's and the robot limits' configurations; `planner/` itself reads no model card).
 
 A model card is `<checkpoint stem>.json` beside the checkpoint (the embedded default model has one); it records the
 crop, camera, frame rate, sim scene and planner settings the checkpoint is meant to be driven with. A checkpoint
@@ -13,14 +14,14 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
-    from planner.mpc import MPCConfig
+    from vjepa_ac.planner.mpc import MPCConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     if checkpoint is not None:
         return Path(checkpoint)
     # The default model is data shipped inside the application package; `vjepa_ac.default_model` holds nothing but
-    # its path, so this is the planner's only reference to `vjepa_ac` and it imports no application code.
+    # its path.
     from vjepa_ac.default_model import DEFAULT_CHECKPOINT
 
     if not DEFAULT_CHECKPOINT.is_file():
@@ -94,7 +95,7 @@ def sim_config_options(sim: dict[str, Any]) -> dict[str, Any]:
     options = dict(sim)
     bounds = {k: options.pop(k) for k in ("workspace_min", "workspace_max") if k in options}
     if bounds:
-        from robot.limits import DEFAULT_ACTION_LIMITS
+        from vjepa_ac.robot.limits import DEFAULT_ACTION_LIMITS
 
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in bounds.items()}
         for name, value in arrays.items():
@@ -120,7 +121,7 @@ def pick_device(name: str | None) -> torch.device:
 
 def load_for_planning(checkpoint: Path | None, device: str | None = None):
     """(WorldModel, PlanningDefaults, checkpoint path) ready for `run_mpc`."""
-    from worldmodel import load_world_model
+    from vjepa_ac.worldmodel import load_world_model
 
     path = resolve_checkpoint(checkpoint)
     defaults = load_planning_defaults(path)
@@ -128,42 +129,80 @@ def load_for_planning(checkpoint: Path | None, device: str | None = None):
     return world_model, defaults, path
 
 
-# Command-line options `mpc_config_for` reads (attribute name -> config field); a missing or None option keeps the
-# model card's value. `demo`/`eval` define a few of them, `plan`/`run` all.
-_PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon": "horizon", "elites": "topk",
-                    "planner_seed": "seed", "max_batch": "max_batch"}
-_SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
-                  "close_gripper": "close_gripper"}
-_LOOP_OPTIONS = ("max_steps", "goal_schedule", "goal_gripper", "switch_energy", "stop_energy", "context_frames",
-                 "camera", "precision", "max_frame_age_s", "action_frame_yaw")
+@dataclass(frozen=True)
+class PlanningOverrides:
+    """Planning settings given for one run (None: not given), named as the library's fields; `mpc_config_for` merges
+    them over the model card (and a sim task's entry in it), which is merged over the library's defaults.
+
+    The command line fills them with `from_args`: every flag is spelled as its field (`--topk`,
+    `--translation-constraint`, `--reduce`), except `--planner-seed` (`seed`: `--seed` is an episode's seed wherever both exist) and `--schedule`
+    (`goal_schedule`: `--goal-schedule` names a goal schedule file)."""
+
+    # `planner.CEMConfig` / `planner.MPPIConfig`
+    planner: str | None = None
+    """"cem" or "mppi" (default: cem)."""
+    samples: int | None = None
+    iterations: int | None = None
+    topk: int | None = None
+    horizon: int | None = None
+    seed: int | None = None
+    max_batch: int | None = None
+    # `planner.SearchSpace`
+    max_translation: float | None = None
+    translation_constraint: str | None = None
+    close_gripper: int | None = None
+    # `planner.mpc.MPCConfig`
+    max_steps: int | None = None
+    goal_schedule: tuple[int, ...] | None = None
+    goal_gripper: tuple[float | None, ...] | None = None
+    switch_energy: float | None = None
+    stop_energy: float | None = None
+    context_frames: int | None = None
+    camera: str | None = None
+    reduce: str | None = None
+    precision: str | None = None
+    compile: bool | None = None
+    max_frame_age_s: float | None = None
+    action_frame_yaw: float | None = None
+
+    PLANNER_FIELDS: ClassVar[tuple[str, ...]] = ("samples", "iterations", "topk", "horizon", "seed", "max_batch")
+    SPACE_FIELDS: ClassVar[tuple[str, ...]] = ("max_translation", "translation_constraint", "close_gripper")
+
+    @classmethod
+    def from_args(cls, args: Any) -> PlanningOverrides:
+        """The overrides a parsed command line gives (an option it lacks or leaves unset is not given)."""
+        values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+        values["seed"] = getattr(args, "planner_seed", None)
+        values["compile"] = getattr(args, "compile", None) or None  # a flag: off means "not given"
+        return cls(**values)
+
+    def given(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """{field: value} of the given settings among `names` (default: the loop's, i.e. `MPCConfig` fields)."""
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(self)
+                          if f.name not in (*self.PLANNER_FIELDS, *self.SPACE_FIELDS, "planner"))
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
 
 
-def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:
-    """{config field: value} of the options in `names` (attribute -> field) that were given (not None)."""
-    if args is None:
-        return {}
-    pairs = names.items() if isinstance(names, dict) else ((n, n) for n in names)
-    return {key: value for option, key in pairs if (value := getattr(args, option, None)) is not None}
+def mpc_config_for(defaults: PlanningDefaults, task: str | None,
+                   overrides: PlanningOverrides | None = None) -> MPCConfig:
+    """The `MPCConfig` for one task (None: no per-task overrides, e.g. a real arm): the library's defaults, then the
+    model card's settings, then the task's entry in it, then the `overrides` that were given.
 
-
-def mpc_config_for(defaults: PlanningDefaults, task: str | None, args: argparse.Namespace | None = None) -> MPCConfig:
-    """The `MPCConfig` for one task (None: no per-task overrides, e.g. a real arm): the model card's settings, then the
-    task's overrides, then the command-line options that were given, else the paper defaults.
-
-    The one place where `demo`, `eval`, `plan` and `run` turn a model card and options into planner settings; options
-    are read by attribute name (see `_PLANNER_OPTIONS`, `_SPACE_OPTIONS`, `_LOOP_OPTIONS`, plus `planner` ("cem" or
-    "mppi"), `sum_energy` and `compile`).
-    """
-    from planner.action_space import SearchSpace
-    from planner.cem import CEMConfig
-    from planner.mpc import MPCConfig
-    from planner.mppi import MPPIConfig
+    The one place where `demo`, `eval`, `plan`, `run` and the studies turn a model card and options into planner
+    settings."""
+    from vjepa_ac.planner.action_space import SearchSpace
+    from vjepa_ac.planner.cem import CEMConfig
+    from vjepa_ac.planner.mpc import MPCConfig
+    from vjepa_ac.planner.mppi import MPPIConfig
 
     task_overrides = dict(defaults.tasks.get(task, {})) if task is not None else {}
     task_planner = dict(task_overrides.pop("planner", {}))
-    space = {**defaults.planner.get("space", {}), **task_planner.pop("space", {}), **_given(args, _SPACE_OPTIONS)}
+    overrides = overrides or PlanningOverrides()
+    space = {**defaults.planner.get("space", {}), **task_planner.pop("space", {}),
+             **overrides.given(overrides.SPACE_FIELDS)}
     planner = {k: v for k, v in {**defaults.planner, **task_planner}.items() if k != "space"}
-    planner.update(_given(args, _PLANNER_OPTIONS))
+    planner.update(overrides.given(overrides.PLANNER_FIELDS))
     # JSON object keys are strings; SearchSpace pins action dimensions by integer index.
     space["fixed"] = {int(dim): float(value) for dim, value in space.get("fixed", {}).items()}
     space = SearchSpace(**space)
@@ -171,16 +210,12 @@ def mpc_config_for(defaults: PlanningDefaults, task: str | None, args: argparse.
     # Fewer samples than the default elite count is a legitimate quick setting; keep the elites inside the samples.
     planner.setdefault("topk", CEMConfig.topk)
     planner["topk"] = max(2, min(planner["topk"], samples))
-    if getattr(args, "planner", None) == "mppi":
+    if overrides.planner == "mppi":
         # MPPI weights every sample; the elite count only sets how many best samples are reported.
         planner["log_topk"] = planner.pop("topk")
         mppi_fields = {f.name for f in dataclasses.fields(MPPIConfig)}
         planner_config = MPPIConfig(space=space, **{k: v for k, v in planner.items() if k in mppi_fields})
     else:
         planner_config = CEMConfig(space=space, **planner)
-    mpc = {**defaults.mpc, **task_overrides, "camera": defaults.camera, **_given(args, _LOOP_OPTIONS)}
-    if getattr(args, "sum_energy", False):
-        mpc["reduce"] = "sum"
-    if getattr(args, "compile", False):
-        mpc["compile"] = True
+    mpc = {**defaults.mpc, **task_overrides, "camera": defaults.camera, **overrides.given()}
     return MPCConfig(planner=planner_config, **mpc)

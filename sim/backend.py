@@ -1,5 +1,6 @@
-"""MuJoCo backend: the simulator's Panda (`sim.SimRobot`) run in real time behind the bridge, so the whole link
-(serialization, watchdog, safety, interpolation, timing, camera frames) runs end to end on one machine.
+"""The bridge's MuJoCo backend (a `robot.backends.Backend`): the simulator's Panda (`sim.SimRobot`) run in real time
+behind the bridge, so the whole link (serialization, watchdog, safety, interpolation, timing, camera frames) runs end
+to end on one machine.
 
 Physics advances in its own thread in step with the wall clock; joint set-points drive the scene's position servos,
 which play the part of the arm's joint impedance controller. The scene is the simulator's tabletop with its
@@ -14,8 +15,8 @@ import time
 import mujoco
 import numpy as np
 
-from robot.backends.base import ArmState, Backend
-from robot.safety import quat_xyzw_to_matrix
+from vjepa_ac.robot.backends.base import ArmState, Backend
+from vjepa_ac.robot.safety import quat_xyzw_to_matrix
 
 _MAX_STEPS_PER_WAKE = 200
 """Physics steps per wake-up at most: after a stall the simulation slows down instead of freezing the bridge."""
@@ -39,7 +40,7 @@ class MujocoBackend(Backend):
         """`task`: a simulator task whose scene and object placement are used (`sim.make_env(task, seed=seed)`);
         `robot_model`: the simulator's robot option ("panda", "menagerie:fr3" or an MJCF path);
         `cameras`: roles to stream (default: all of the scene's); `image_size`: (height, width) of streamed frames."""
-        from sim import SceneConfig, SimConfig, SimRobot, make_env
+        from vjepa_ac.sim import SceneConfig, SimConfig, SimRobot, make_env
 
         config = SimConfig(scene=SceneConfig(robot=robot_model), image_size=tuple(image_size))
         if task is not None:
