@@ -10,7 +10,10 @@ File format (`schedule.yaml`; paths are relative to the file, so the folder can 
     crop: droid               # crop the planner applies before resizing (droid, square or null), for the record
     switch: steps             # steps: sub-goal i is in force for its `steps` control steps (the paper's 4/10/4)
                               # energy: advance once the observed frame's energy to the sub-goal is <= switch_energy
+                              # plateau: advance once that energy has not fallen for switch_plateau steps
+                              # (with energy or plateau, a sub-goal's `steps`, where every sub-goal has them, are caps)
     switch_energy: null
+    switch_plateau: null
     stop_energy: null         # stop once the last sub-goal's energy is <= this (null: run the step budget)
     goals:
       - image: goal_00.png
@@ -20,8 +23,8 @@ File format (`schedule.yaml`; paths are relative to the file, so the folder can 
         joint_positions: [...]
         gripper_position: 0.0
 
-The schedule maps onto `planner.mpc.MPCConfig`: `goal_schedule` (steps), `goal_gripper`, `switch_energy`,
-`stop_energy` and `camera` (`GoalSchedule.mpc_settings`). Reading checks everything up front and names the problem
+The schedule maps onto `planner.mpc.MPCConfig`: `goal_schedule` (steps, or caps), `goal_gripper`, `switch_energy`,
+`switch_plateau`, `stop_energy` and `camera` (`GoalSchedule.mpc_settings`). Reading checks everything up front and names the problem
 (`GoalScheduleError`); writing stores each image before the YAML that references it and replaces the YAML atomically,
 so an interrupted capture keeps every sub-goal taken so far.
 """
@@ -42,7 +45,7 @@ import yaml
 FORMAT = "vjepa-ac-goal-schedule"
 VERSION = 1
 SCHEDULE_NAME = "schedule.yaml"
-SWITCH_RULES = ("steps", "energy")
+SWITCH_RULES = ("steps", "energy", "plateau")
 
 
 class GoalScheduleError(ValueError):
@@ -71,6 +74,8 @@ class GoalSchedule:
     switch_energy: float | None = None
     stop_energy: float | None = None
     crop: str | None = "droid"
+    switch_plateau: int | None = None
+    """Steps without progress after which `switch: plateau` moves on."""
     path: Path | None = field(default=None, compare=False)
     """The file this schedule was read from or written to (images are relative to its folder)."""
 
@@ -91,6 +96,9 @@ class GoalSchedule:
                                         f"got {goal.gripper}")
         if self.switch == "energy" and len(self.goals) > 1 and self.switch_energy is None:
             raise GoalScheduleError(f"{where}: switch: energy needs switch_energy")
+        if self.switch == "plateau" and not (isinstance(self.switch_plateau, int) and self.switch_plateau >= 1):
+            raise GoalScheduleError(f"{where}: switch: plateau needs switch_plateau >= 1 steps, "
+                                    f"got {self.switch_plateau!r}")
         for name in ("switch_energy", "stop_energy"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -106,11 +114,14 @@ class GoalSchedule:
     def mpc_settings(self) -> dict[str, Any]:
         """`MPCConfig` fields this schedule sets."""
         pins = tuple(g.gripper for g in self.goals)
+        steps = tuple(g.steps for g in self.goals)
         return {
             "camera": self.camera,
-            "goal_schedule": tuple(g.steps for g in self.goals) if self.switch == "steps" else None,
+            # With an energy rule the step counts are caps, and only meaningful when every sub-goal has one.
+            "goal_schedule": steps if self.switch == "steps" or None not in steps else None,
             "goal_gripper": pins if any(p is not None for p in pins) else None,
             "switch_energy": self.switch_energy if self.switch == "energy" else None,
+            "switch_plateau": self.switch_plateau if self.switch == "plateau" else None,
             "stop_energy": self.stop_energy,
         }
 
@@ -166,6 +177,7 @@ class GoalSchedule:
             "crop": self.crop,
             "switch": self.switch,
             "switch_energy": self.switch_energy,
+            "switch_plateau": self.switch_plateau,
             "stop_energy": self.stop_energy,
             "goals": [goal_dict(g) for g in self.goals],
         }
@@ -190,7 +202,8 @@ def _optional_float(value: Any, where: str) -> float | None:
 
 
 _GOAL_KEYS = {f.name for f in dataclasses.fields(SubGoal)}
-_TOP_KEYS = {"format", "version", "camera", "image_size", "crop", "switch", "switch_energy", "stop_energy", "goals"}
+_TOP_KEYS = {"format", "version", "camera", "image_size", "crop", "switch", "switch_energy", "switch_plateau",
+             "stop_energy", "goals"}
 
 
 def load_goal_schedule(path: str | os.PathLike) -> GoalSchedule:
@@ -247,6 +260,7 @@ def load_goal_schedule(path: str | os.PathLike) -> GoalSchedule:
         switch_energy=_optional_float(data.get("switch_energy"), f"{path}: switch_energy"),
         stop_energy=_optional_float(data.get("stop_energy"), f"{path}: stop_energy"),
         crop=data.get("crop"),
+        switch_plateau=data.get("switch_plateau"),
         path=path,
     )
 
@@ -269,7 +283,8 @@ class GoalScheduleWriter:
     new captures reuse their names)."""
 
     def __init__(self, folder: str | os.PathLike, *, camera: str, crop: str | None, switch: str = "steps",
-                 switch_energy: float | None = None, stop_energy: float | None = None, overwrite: bool = False) -> None:
+                 switch_energy: float | None = None, stop_energy: float | None = None,
+                 switch_plateau: int | None = None, overwrite: bool = False) -> None:
         self.folder = Path(folder).expanduser()
         self.path = self.folder / SCHEDULE_NAME
         if self.path.exists() and not overwrite:
@@ -278,6 +293,7 @@ class GoalScheduleWriter:
             raise GoalScheduleError(f"switch must be one of {SWITCH_RULES}, got {switch!r}")
         self.camera, self.crop = camera, crop
         self.switch, self.switch_energy, self.stop_energy = switch, switch_energy, stop_energy
+        self.switch_plateau = switch_plateau
         self.goals: list[SubGoal] = []
         self.image_size: tuple[int, int] | None = None
         self.schedule: GoalSchedule | None = None
@@ -308,6 +324,7 @@ class GoalScheduleWriter:
         candidate = GoalSchedule(
             camera=self.camera, image_size=self.image_size, goals=(*self.goals, goal), switch=self.switch,
             switch_energy=self.switch_energy, stop_energy=self.stop_energy, crop=self.crop,
+            switch_plateau=self.switch_plateau,
         )  # checks the sub-goal before anything is written
         self.folder.mkdir(parents=True, exist_ok=True)
         image_path = self.folder / goal.image

@@ -109,6 +109,7 @@ class Bridge:
         self._session_sender: str | None = None
         """CurveZMQ key of the client that armed the session ("" without CurveZMQ)."""
         self._clock_offset_ns = 0
+        self._offset_from_message = False
         """Estimated (bridge clock - sender clock) + the smallest latency seen in this session (set by `arm`)."""
         self._previous_offset_ns = 0
         self._state_seq = 0
@@ -299,8 +300,16 @@ class Bridge:
         fastest one. A message stamped more than `FUTURE_TOLERANCE_S` ahead of the estimate is implausible and
         changes nothing; a new smallest offset counts only once the following message confirms it (the estimate
         moves to the larger of two consecutive offsets), so one wrong timestamp never changes how later messages
-        are judged."""
+        are judged.
+
+        The `arm` request is read by the tick loop, possibly a tick or a slow backend call after it arrived, so its
+        offset can be too large; the session's first message, stamped on arrival by the receiver thread, replaces it
+        when smaller. A first message stamped in the future lowers the estimate, so later honest messages look older
+        than they are and are refused as stale: the error, if any, is on the safe side."""
         offset = int(received * 1e9) - cmd.t_send_ns
+        if not self._offset_from_message:
+            self._offset_from_message = True
+            self._clock_offset_ns = self._previous_offset_ns = min(self._clock_offset_ns, offset)
         age_ms = (offset - self._clock_offset_ns) / 1e6
         if age_ms < -FUTURE_TOLERANCE_S * 1e3:
             return age_ms
@@ -354,6 +363,7 @@ class Bridge:
             self._last_cmd_seq = self._last_rejected_seq = self._last_cmd_time = None
             self.errors.clear()
             self._clock_offset_ns = self._previous_offset_ns = int(now * 1e9) - t_send
+            self._offset_from_message = False
             self._tracker.start(arm, now)
             self._record(wd.state.value, f"armed session {public_session_id(session)}")
             return {"state": wd.state.value, "session_id": public_session_id(session)}

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vjepa_ac.control import add_robot_options, existing_file, positive_int
+from vjepa_ac.planner.goals import SWITCH_RULES
 
 JOG_AXES = {"x": 0, "y": 1, "z": 2, "yaw": 5}
 """Jog name -> DROID action dimension (base frame: x forward, y left, z up; yaw about the base z axis)."""
@@ -191,6 +192,19 @@ class GoalCapture:
             last = position
         self.echo(f"the gripper was still moving after {self.gripper_settle_periods} control periods")
 
+    def _settle_arm(self) -> None:
+        """Wait (up to `frame_timeout_s`) until the flange has moved less than 1 mm over three polls: a loaded
+        machine or a slow interpolator may still be finishing the last jog when `settle_s` has passed."""
+        deadline = time.monotonic() + self.frame_timeout_s
+        last, still = np.asarray(self.robot.get_observation().state[:3]), 0
+        while still < 3 and time.monotonic() < deadline:
+            self.sleep(0.05)
+            position = np.asarray(self.robot.get_observation().state[:3])
+            still = still + 1 if np.linalg.norm(position - last) < 1e-3 else 0
+            last = position
+        if still < 3:
+            self.echo(f"the arm was still moving {self.frame_timeout_s:.0f} s after the last move")
+
     def _send(self, action: np.ndarray) -> None:
         result = self.robot.send_action(action)
         if not result.ok:
@@ -202,6 +216,7 @@ class GoalCapture:
         """Store the current frame, arm state and gripper state as the next sub-goal."""
         if self._moved_at is not None:
             self.sleep(self.settle_s)
+            self._settle_arm()
         deadline = time.monotonic() + self.frame_timeout_s
         while True:
             observation, frame = self._observe()
@@ -264,7 +279,8 @@ def render_contact_sheet(schedule, images: list[np.ndarray], *, tile_width: int 
     rows = -(-len(images) // columns)
     sheet = np.full((header_h + rows * (tile_h + caption_h + pad) + pad, pad + columns * (tile_width + pad), 3), 255,
                     np.uint8)
-    rule = ("steps per sub-goal" if schedule.switch == "steps" else f"switch at energy <= {schedule.switch_energy}")
+    rule = {"steps": "steps per sub-goal", "energy": f"switch at energy <= {schedule.switch_energy}",
+            "plateau": f"switch when the energy has not fallen for {schedule.switch_plateau} steps"}[schedule.switch]
     header = f"{schedule.path.name if schedule.path else 'schedule'}: camera {schedule.camera}, {width}x{height}, " \
              f"crop {schedule.crop}, {rule}"
     if schedule.stop_energy is not None:
@@ -331,9 +347,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     capture.add_argument("--gripper", choices=("auto", "free"), default="auto",
                          help="gripper pin per sub-goal: auto = close (+0.5) if the gripper is closed at capture, "
                          "else open (-0.5); free = searched by the planner")
-    capture.add_argument("--switch", choices=("steps", "energy"), default="steps",
-                         help="switching rule: steps per sub-goal, or energy (needs --switch-energy)")
+    capture.add_argument("--switch", choices=SWITCH_RULES, default="steps",
+                         help="switching rule: steps per sub-goal, energy (advance at --switch-energy) or plateau "
+                         "(advance once the energy has not fallen for --switch-plateau steps)")
     capture.add_argument("--switch-energy", type=float, default=None, help="energy at which to advance")
+    capture.add_argument("--switch-plateau", type=int, default=None, metavar="STEPS",
+                         help="steps without progress after which --switch plateau advances")
     capture.add_argument("--stop-energy", type=float, default=None, help="energy at which to stop on the last goal")
     capture.add_argument("--max-frame-age", type=float, default=0.5,
                          help="refuse camera frames older than this, seconds (default 0.5)")
@@ -357,6 +376,8 @@ def _capture(args: argparse.Namespace) -> int:
 
     if args.switch == "energy" and args.switch_energy is None:
         raise ValueError("--switch energy needs --switch-energy")
+    if args.switch == "plateau" and (args.switch_plateau is None or args.switch_plateau < 1):
+        raise ValueError("--switch plateau needs --switch-plateau STEPS >= 1")
     commands = None
     if args.commands is not None:
         commands = parse_commands(args.commands)
@@ -370,6 +391,7 @@ def _capture(args: argparse.Namespace) -> int:
     camera = args.camera or defaults.camera
     writer = GoalScheduleWriter(args.out, camera=camera, crop=defaults.crop, switch=args.switch,
                                 switch_energy=args.switch_energy, stop_energy=args.stop_energy,
+                                switch_plateau=args.switch_plateau,
                                 overwrite=args.overwrite)
     robot = make_robot(args, defaults, camera).robot
     session = GoalCapture(robot, writer, camera=camera, guide=args.guide, jog_step=args.jog_step,

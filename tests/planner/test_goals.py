@@ -46,7 +46,7 @@ def test_round_trip_and_mpc_settings(tmp_path):
         np.testing.assert_array_equal(image, _image(40 * i))  # PNG: lossless, RGB order kept
     settings = schedule.mpc_settings()
     assert settings == {"camera": "left", "goal_schedule": (4, 5, 6), "goal_gripper": (-0.5, 0.5, 0.5),
-                        "switch_energy": None, "stop_energy": None}
+                        "switch_energy": None, "switch_plateau": None, "stop_energy": None}
     config = MPCConfig(**settings)
     assert config.step_budget == 15
 
@@ -54,10 +54,24 @@ def test_round_trip_and_mpc_settings(tmp_path):
 def test_energy_switching_rule(tmp_path):
     _write(tmp_path, count=2, switch="energy", switch_energy=0.2, stop_energy=0.1)
     schedule = load_goal_schedule(tmp_path / "schedule.yaml")
-    assert schedule.mpc_settings()["goal_schedule"] is None
+    # Steps given for every sub-goal become caps under an energy rule.
+    assert schedule.mpc_settings()["goal_schedule"] == (4, 5)
     assert schedule.mpc_settings()["switch_energy"] == 0.2 and schedule.mpc_settings()["stop_energy"] == 0.1
+    without_steps = GoalSchedule(camera="left", image_size=(4, 4), goals=(SubGoal("a.png", steps=3), SubGoal("b.png")),
+                                 switch="energy", switch_energy=0.2)
+    assert without_steps.mpc_settings()["goal_schedule"] is None
     with pytest.raises(GoalScheduleError, match="switch: energy needs switch_energy"):
         GoalSchedule(camera="left", image_size=(4, 4), goals=(SubGoal("a.png"), SubGoal("b.png")), switch="energy")
+
+
+def test_plateau_switching_rule(tmp_path):
+    _write(tmp_path, count=2, switch="plateau", switch_plateau=3)
+    schedule = load_goal_schedule(tmp_path)
+    settings = schedule.mpc_settings()
+    assert settings["switch_plateau"] == 3 and settings["goal_schedule"] == (4, 5) and settings["switch_energy"] is None
+    assert MPCConfig(**settings).step_budget == 9
+    with pytest.raises(GoalScheduleError, match="switch: plateau needs switch_plateau"):
+        GoalSchedule(camera="left", image_size=(4, 4), goals=(SubGoal("a.png"),), switch="plateau")
 
 
 def test_existing_schedule_is_never_overwritten_by_default(tmp_path):

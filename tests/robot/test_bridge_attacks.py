@@ -137,6 +137,27 @@ def test_future_timestamps_are_refused_and_change_nothing_after_them(running_bri
         assert result.status is ActionStatus.ACCEPTED, result.reason
 
 
+def test_an_arm_request_read_late_does_not_make_honest_commands_look_ahead(running_bridge, client, monkeypatch):
+    """The tick loop may read the `arm` request a slow tick after it arrived (a busy backend, a loaded machine): its
+    offset then overstates the clock estimate, here by 300 ms. The session's first command, stamped on arrival, must
+    correct it, or every honest command would be refused as stamped in the future."""
+    real_call = client.call
+
+    def arm_read_late(op, **kwargs):
+        if op == "arm":
+            kwargs["t_send_ns"] -= 300_000_000
+        return real_call(op, **kwargs)
+
+    monkeypatch.setattr(client, "call", arm_read_late)
+    client.connect()
+    for _ in range(5):
+        result = client.send_action(np.array([0, 0, 0.002, 0, 0, 0, 0]))
+        assert result.status is ActionStatus.ACCEPTED, result.reason
+    bridge, _ = running_bridge
+    assert not any("ahead of the sender clock" in e for e in bridge.errors)
+    assert 0 <= bridge._clock_offset_ns < 300_000_000
+
+
 def test_honest_stream_is_never_stale_under_a_concurrent_flood(keys, make_link, make_client_config):
     """15 Hz commands with the client's own ttl (100 ms) while four other sockets flood the command port; the
     session is armed in the middle of the flood (where the old tick-start clock estimate went wrong)."""
