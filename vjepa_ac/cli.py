@@ -36,6 +36,7 @@ from typing import Sequence
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "data.droid.cli",
+    "data.lerobot.cli",
     "worldmodel.cli",
     "worldmodel.training.cli",
     "sim.cli",
