@@ -44,6 +44,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "robot.cli",
     "vjepa_ac.app",
     "vjepa_ac.goals",
+    "vjepa_ac.teleop",
 )
 
 USAGE_EXIT = 2

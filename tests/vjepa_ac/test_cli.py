@@ -162,6 +162,8 @@ CASES: dict[str, BadInput] = {
                                        "127.0.0.1", 1),
     "bridge recover: no bridge": BadInput(("bridge", "recover", "--port-base", "{port}", "--timeout", "0.3"),
                                           "127.0.0.1", 1),
+    "teleop: no bridge running": BadInput(("teleop", "--robot", "bridge", "--port-base", "{port}", "--record",
+                                           "{ws}/teleop_out", "--commands", "x+ success"), "127.0.0.1", 1),
     "goal show: image instead of a schedule": BadInput(("goal", "show", "{ws}/photo.png"), "photo.png", 1),
 }
 
