@@ -381,9 +381,7 @@ def _export_into(root: Path, references: Iterable[str], summary: ExportSummary, 
     if version == "v3.0":
         pq.write_table(pa.Table.from_pylist(episodes_meta), _mkparent(root / fmt.V3_EPISODES_PATH.format(
             chunk_index=0, file_index=0)))
-        task_table = pa.table({"task_index": pa.array(list(tasks.values()), pa.int64())})
-        task_table = task_table.append_column("task", pa.array(list(tasks), pa.string()))
-        pq.write_table(task_table, root / fmt.V3_TASKS_FILE)
+        pq.write_table(_tasks_table(tasks), root / fmt.V3_TASKS_FILE)
     else:
         _write_jsonl(meta / "episodes.jsonl", [{k: e[k] for k in e if k != "stats"} for e in episodes_meta])
         _write_jsonl(meta / "episodes_stats.jsonl", [{"episode_index": e["episode_index"], "stats": e["stats"]}
@@ -410,6 +408,26 @@ def _export_into(root: Path, references: Iterable[str], summary: ExportSummary, 
                      "total_videos": len(episodes_meta) * len(video_keys),
                      "data_path": fmt.V2_DATA_PATH, "video_path": fmt.V2_VIDEO_PATH if video_keys else None})
     (meta / "info.json").write_text(json.dumps(info, indent=4))
+
+
+def _tasks_table(tasks: dict[str, int]):
+    """v3.0's meta/tasks.parquet as pandas writes it: `task_index` with the task strings as the frame's index (what
+    LeRobot reads back with `pd.read_parquet`)."""
+    import pyarrow as pa
+
+    index = "__index_level_0__"
+    pandas_meta = {
+        "index_columns": [index],
+        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                            "metadata": {"encoding": "UTF-8"}}],
+        "columns": [{"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64",
+                     "metadata": None},
+                    {"name": None, "field_name": index, "pandas_type": "unicode", "numpy_type": "object",
+                     "metadata": None}],
+        "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__}, "pandas_version": "2.0.0",
+    }
+    table = pa.table({"task_index": pa.array(list(tasks.values()), pa.int64()), index: pa.array(list(tasks))})
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas_meta)})
 
 
 def _resized(rows: _EpisodeRows, image_size: tuple[int, int]) -> _EpisodeRows:

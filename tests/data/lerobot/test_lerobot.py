@@ -151,6 +151,59 @@ def test_reads_the_published_v21_layout_of_the_droid_port(tmp_path):
         assert episode.success is True
 
 
+def _write_published_v30(root: Path, lengths=(12, 9)) -> Path:
+    """LeRobot's published v3.0 layout, written here with pyarrow and an MP4 writer only (what lerobot 0.4 writes:
+    the episodes share one parquet file and one MP4, the episode metadata gives each one's rows and video span,
+    tasks.parquet keeps the task strings as the pandas index)."""
+    key = "observation.images.exterior_1_left"
+    features = {
+        fmt.CARTESIAN_POSITION: {"dtype": "float32", "shape": [6], "names": None},
+        fmt.GRIPPER_POSITION: {"dtype": "float32", "shape": [1], "names": None},
+        key: {"dtype": "video", "shape": [32, 48, 3], "names": ["height", "width", "channels"],
+              "info": {"video.fps": 15, "video.codec": "h264"}},
+        **{k: {"dtype": "float32" if k == "timestamp" else "int64", "shape": [1], "names": None}
+           for k in fmt.INDEX_COLUMNS},
+    }
+    (root / "meta" / "episodes" / "chunk-000").mkdir(parents=True)
+    (root / "data" / "chunk-000").mkdir(parents=True)
+    info = {"codebase_version": "v3.0", "fps": 15, "chunks_size": 1000, "total_episodes": len(lengths),
+            "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4", "features": features}
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    rows, frames, episodes, start = [], [], [], 0
+    for index, length in enumerate(lengths):
+        for i in range(length):
+            rows.append({fmt.CARTESIAN_POSITION: [index + i / 100] * 6, fmt.GRIPPER_POSITION: i / length,
+                         "timestamp": i / 15, "frame_index": i, "episode_index": index, "index": start + i,
+                         "task_index": index})
+            frames.append(np.full((32, 48, 3), 10 * i + 100 * index, np.uint8))
+        episodes.append({"episode_index": index, "tasks": [f"task {index}"], "length": length,
+                         "data/chunk_index": 0, "data/file_index": 0, "dataset_from_index": start,
+                         "dataset_to_index": start + length, f"videos/{key}/chunk_index": 0,
+                         f"videos/{key}/file_index": 0, f"videos/{key}/from_timestamp": start / 15,
+                         f"videos/{key}/to_timestamp": (start + length) / 15})
+        start += length
+    schema = pa.schema([(fmt.CARTESIAN_POSITION, pa.list_(pa.float32(), 6)), (fmt.GRIPPER_POSITION, pa.float32()),
+                        ("timestamp", pa.float32()), *[(k, pa.int64()) for k in fmt.INDEX_COLUMNS[1:]]])
+    pq.write_table(pa.Table.from_pylist(rows, schema), root / "data/chunk-000/file-000.parquet")
+    pq.write_table(pa.Table.from_pylist(episodes), root / "meta/episodes/chunk-000/file-000.parquet")
+    pq.write_table(pa.table({"task_index": [0, 1], "__index_level_0__": ["task 0", "task 1"]}),
+                   root / "meta/tasks.parquet")
+    write_video(root / f"videos/{key}/chunk-000/file-000.mp4", np.stack(frames), 15.0)
+    return root
+
+
+def test_reads_the_published_v30_layout_with_per_episode_offsets(tmp_path):
+    root = _write_published_v30(tmp_path / "v30")
+    assert resolve_episode_references(root) == [f"{root}#0", f"{root}#1"]
+    with open_episode(f"{root}#1") as episode:
+        assert episode.num_steps == 9 and episode.task == "task 1" and episode.success is None
+        np.testing.assert_allclose(episode.states()[:, 0], 1 + np.arange(9) / 100, atol=1e-6)
+        assert episode.num_frames("ext1") == 9
+        levels = episode.read_frames("ext1", [0, 8])[:, 16, 24].mean(axis=1)
+        np.testing.assert_allclose(levels, [100, 180], atol=4)  # frames 12 and 20 of the shared file
+
+
 def test_newer_or_unknown_version_is_refused_by_name(tmp_path, capsys):
     root = _write_droid_port_v21(tmp_path / "future", episodes=1)
     info = json.loads((root / "meta" / "info.json").read_text())
@@ -241,7 +294,8 @@ def test_with_the_real_lerobot_package(raw_root, tmp_path):
         item = ours[40]
         print(json.dumps({{"episodes": ours.num_episodes, "frames": ours.num_frames,
                           "state": item["observation.state.cartesian_position"].tolist(),
-                          "image": list(item["observation.images.exterior_1_left"].shape)}}))
+                          "image": list(item["observation.images.exterior_1_left"].shape),
+                          "task": item["task"]}}))
         features = {{
             "observation.state.cartesian_position": {{"dtype": "float32", "shape": (6,), "names": None}},
             "observation.state.gripper_position": {{"dtype": "float32", "shape": (1,), "names": None}},
@@ -264,9 +318,10 @@ def test_with_the_real_lerobot_package(raw_root, tmp_path):
     result = subprocess.run([LEROBOT_PYTHON, "-c", script], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
-    assert loaded["episodes"] == 3 and loaded["frames"] == 3 * STEPS
+    assert loaded["episodes"] == 3 and loaded["frames"] == 3 * STEPS and loaded["image"] == [3, 48, 64]
     with open_episode(f"{out}#1") as episode:
         np.testing.assert_allclose(loaded["state"], episode.states()[40 - STEPS, :6], atol=1e-5)
+        assert loaded["task"] == episode.task
     references = resolve_episode_references(theirs)
     assert len(references) == 2
     with open_episode(references[1]) as episode:
