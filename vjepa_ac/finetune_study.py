@@ -5,7 +5,8 @@ fine-tuning on episodes of that scene (`recipes/finetune.sh` makes the fine-tune
         --camera-yaw 15 --episodes 50 --seed 5000 --out finetune_eval
 
 Episodes use the closed loop of `vjepa-ac eval` (`vjepa_ac.closed_loop.run_episode`, each checkpoint's model-card
-planner) on the same seeds for both checkpoints, alternating, from --seed (5000 and up: never used while tuning).
+planner) on the same seeds for both checkpoints, from --seed (5000 and up: never used while tuning), the fine-tuned
+checkpoint's first.
 Every episode is one line of `results.jsonl` in --out, written as it finishes, so a killed run resumes where it
 stopped; `--table` prints the table from what is there.
 """
@@ -40,8 +41,10 @@ def run_study(args: argparse.Namespace) -> None:
     done = {_key(r) for r in read_results(path)}
     models = {label: load_for_planning(checkpoint, "cpu") for label, checkpoint in
               (("before", args.before), ("after", args.after))}
-    runs = [(label, yaw, seed) for seed in range(args.seed, args.seed + args.episodes) for yaw in args.camera_yaw
-            for label in models]
+    # The fine-tuned checkpoint first: a run cut short on a shared machine then still has its full sample, while the
+    # base model's rate in the unseen scene is the one already measured (EVALUATION.md's camera-yaw table).
+    runs = [(label, yaw, seed) for label in ("after", "before") for yaw in args.camera_yaw
+            for seed in range(args.seed, args.seed + args.episodes)]
     robots: dict[tuple[str, float], object] = {}
     try:
         with path.open("a") as log:
