@@ -23,19 +23,8 @@ RANDOMIZATION=${RANDOMIZATION:-}
 EPISODES=${EPISODES:-150}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 OUT=${OUT:-$WORK/model/vjepa-ac-sim-tiny-finetuned.pt}
-export OMP_NUM_THREADS=${THREADS:-1}
-export MUJOCO_GL=${MUJOCO_GL:-egl}
-VJEPA=${VJEPA:-.venv/bin/vjepa-ac}
-PY=${PY:-.venv/bin/python}
-mkdir -p "$WORK"
-
-timed() {
-    local name=$1
-    shift
-    local start=$SECONDS
-    "$@"
-    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$WORK/timings.tsv"
-}
+# shellcheck source=recipes/common.sh
+source recipes/common.sh
 
 step_collect() {
     # Scripted reach experts in the new scene; seeds below 5000 only (the evaluation's seeds stay unseen).

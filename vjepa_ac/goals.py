@@ -93,10 +93,10 @@ def _pin(text: str, token: str) -> float:
     return value
 
 
-def parse_commands(text: str) -> list[CaptureCommand]:
-    """Commands separated by white space or new lines; `#` starts a comment."""
+def parse_commands(text: str, parse: Callable[[str], CaptureCommand] = parse_command) -> list[CaptureCommand]:
+    """Commands separated by white space or new lines, each read by `parse`; `#` starts a comment."""
     tokens = [t for line in text.splitlines() for t in line.split("#", 1)[0].split()]
-    return [parse_command(t) for t in tokens]
+    return [parse(t) for t in tokens]
 
 
 class ArmJogger:

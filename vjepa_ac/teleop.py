@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from planner.cli import add_robot_options, existing_file
-from vjepa_ac.goals import KEYS, CaptureCommand, parse_command
+from vjepa_ac.goals import KEYS, CaptureCommand, parse_command, parse_commands
 
 TELEOP_KEYS = {**{key: name for key, name in KEYS.items() if name != "capture"}, "y": "success", "n": "failure"}
 TELEOP_HELP = ("keys: w/s forward/back (x), a/d left/right (y), r/f up/down (z), q/e yaw, o/c open/close gripper, "
@@ -37,8 +37,7 @@ def parse_teleop_command(token: str) -> CaptureCommand:
 
 def parse_teleop_commands(text: str) -> list[CaptureCommand]:
     """Commands separated by white space or new lines; `#` starts a comment."""
-    tokens = [t for line in text.splitlines() for t in line.split("#", 1)[0].split()]
-    return [parse_teleop_command(t) for t in tokens]
+    return parse_commands(text, parse_teleop_command)
 
 
 class TeleopSession:
