@@ -330,3 +330,23 @@ def test_with_the_real_lerobot_package(raw_root, tmp_path):
         levels = episode.read_frames("ext1", [0, 6, 11])[:, 16, 24].mean(axis=1)
         np.testing.assert_allclose(levels, [0, 120, 220], atol=6)
     shutil.rmtree(theirs)
+
+
+def test_encode_takes_a_lerobot_dataset(exported, tmp_path, capsys):
+    """`vjepa-ac encode` on a LeRobot folder: every episode cached under its DROID id, camera ext1 by default."""
+    from worldmodel import build_encoder, build_predictor, save_ac_checkpoint
+    from worldmodel.training import LatentCache
+
+    out, raw_references = exported
+    checkpoint = save_ac_checkpoint(tmp_path / "tiny.pt", encoder=build_encoder("vit_tiny"),
+                                    predictor=build_predictor("vit_ac_tiny"))
+    cache_dir = tmp_path / "cache"
+    assert main(["encode", str(out), "--out", str(cache_dir), "--encoder-checkpoint", str(checkpoint),
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    cache = LatentCache.open(cache_dir)
+    assert cache.spec.camera == "ext1"
+    with open_episode(raw_references[0]) as raw:
+        raw_id = raw.episode_id
+    cached = {episode.episode_id: episode for episode in cache.episodes()}
+    assert len(cached) == 3 and raw_id in cached
+    assert cached[raw_id].source.startswith(f"{out}#") and cached[raw_id].num_frames == len(range(0, STEPS, 4))  # every 4th of 15 fps
