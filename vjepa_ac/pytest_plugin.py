@@ -153,7 +153,7 @@ def vjepa_bridge(request: pytest.FixtureRequest) -> Iterator[BridgeHarness]:
 
     options = _marker_options(request)
     base = free_port_base()
-    ports = dict(cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
+    ports = {"cmd_port": base, "state_port": base + 1, "rpc_port": base + 2, "camera_port": base + 3}
     backend = MujocoBackend(task=options["task"], seed=int(options["seed"]),
                             cameras=tuple(options.get("cameras", ("left",))),
                             image_size=tuple(options.get("image_size", (180, 320))))

@@ -157,7 +157,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 def camera_role(video_key: str) -> str:
     """Camera role of a video key: the DROID port's names map to DROID roles (ext1, ext2, wrist), any other
     `observation.images.<name>` to `<name>`."""
-    name = video_key[len(IMAGE_PREFIX):] if video_key.startswith(IMAGE_PREFIX) else video_key
+    name = video_key.removeprefix(IMAGE_PREFIX)
     for role, droid_name in CAMERA_NAMES.items():
         if name == droid_name:
             return role

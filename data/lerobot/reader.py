@@ -130,7 +130,7 @@ class LeRobotDataset:
     def references(self) -> list[str]:
         return [f"{self.root}{LEROBOT_SEPARATOR}{i}" for i in sorted(self.episodes)]
 
-    def episode(self, index: int, *, video_backend: str | None = None) -> "LeRobotEpisode":
+    def episode(self, index: int, *, video_backend: str | None = None) -> LeRobotEpisode:
         if index not in self.episodes:
             raise EpisodeError(f"{self.root}: no episode {index} (the dataset has {len(self.episodes)}: "
                                f"{min(self.episodes)}..{max(self.episodes)})")
@@ -152,7 +152,7 @@ def open_dataset(root: str | Path) -> LeRobotDataset:
     return _dataset(str(Path(root)), mtime)
 
 
-def open_lerobot_episode(root: str | Path, index: int, *, video_backend: str | None = None) -> "LeRobotEpisode":
+def open_lerobot_episode(root: str | Path, index: int, *, video_backend: str | None = None) -> LeRobotEpisode:
     try:
         dataset = open_dataset(root)
     except fmt.LeRobotFormatError as exc:
@@ -270,7 +270,7 @@ class LeRobotEpisode(DroidEpisode):
             except (KeyError, TypeError, ValueError):
                 raise EpisodeError(f"{self.source}: episode metadata lacks the videos/{key}/* span") from None
             path = self.dataset.root / info.video_path.format(video_key=key, chunk_index=chunk, file_index=file)
-            offset = int(round(start * self.video_fps(key)))
+            offset = round(start * self.video_fps(key))
         else:
             chunk = self.index // info.chunks_size
             path = self.dataset.root / info.video_path.format(episode_chunk=chunk, video_key=key,

@@ -163,7 +163,7 @@ def _episode_table(rows: _EpisodeRows, features: dict, *, episode_index: int, st
 def _stats(values: np.ndarray) -> dict:
     values = np.asarray(values, dtype=np.float64)
     return {"min": values.min(0).tolist(), "max": values.max(0).tolist(), "mean": values.mean(0).tolist(),
-            "std": values.std(0).tolist(), "count": [int(len(values))]}
+            "std": values.std(0).tolist(), "count": [len(values)]}
 
 
 def _image_stats(frames: np.ndarray) -> dict:

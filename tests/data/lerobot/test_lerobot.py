@@ -17,7 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data.droid import DroidClipDataset, EpisodeError, open_episode, resolve_episode_references, write_episode
+from data.droid import (
+    DroidClipDataset,
+    EpisodeError,
+    open_episode,
+    resolve_episode_references,
+    write_episode,
+)
 from data.droid.index import default_camera
 from data.droid.video import write_video
 from data.lerobot import LeRobotDataset, export_lerobot
@@ -25,7 +31,7 @@ from data.lerobot import format as fmt
 from vjepa_ac.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "droid"))
-from conftest import frame_level, make_recording  # noqa: E402  (the DROID tests' episode factory)
+from conftest import frame_level, make_recording  # the DROID tests' episode factory
 
 STEPS = 36
 
