@@ -23,19 +23,8 @@ EVAL_EPISODES=${EVAL_EPISODES:-20}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 ENCODER=${ENCODER:-random}
 OBJECTIVE=${OBJECTIVE:-vjepa2}
-export OMP_NUM_THREADS=${THREADS:-1}
-export MUJOCO_GL=${MUJOCO_GL:-egl}
-VJEPA=${VJEPA:-.venv/bin/vjepa-ac}
-PY=${PY:-.venv/bin/python}
-mkdir -p "$WORK"
-
-timed() {
-    local name=$1
-    shift
-    local start=$SECONDS
-    "$@"
-    printf '%s\t%d\n' "$name" $((SECONDS - start)) | tee -a "$WORK/timings.tsv"
-}
+# shellcheck source=recipes/common.sh
+source recipes/common.sh
 
 # Per objective: the starting encoder (file and preset), the pretraining folder and options.
 case $OBJECTIVE in

@@ -3,38 +3,18 @@ the conftest.py of each test folder."""
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from vjepa_ac.pytest_plugin import free_port_base
+
 # Offscreen MuJoCo rendering on machines without a display; EGL works on a plain CPU-only Debian machine.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port_base(count: int = 4) -> int:
-    """A port P with P..P+count-1 all free on 127.0.0.1 (for `--port-base`)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        try:
-            socks = []
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no block of {count} free ports found")
 
 
 @pytest.fixture(scope="session")

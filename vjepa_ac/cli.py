@@ -40,6 +40,7 @@ from typing import Sequence
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "vjepa_ac.data.droid.cli",
+    "vjepa_ac.data.lerobot.cli",
     "vjepa_ac.worldmodel.cli",
     "vjepa_ac.worldmodel.training.cli",
     "vjepa_ac.sim.cli",
@@ -47,6 +48,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "vjepa_ac.bridge",
     "vjepa_ac.app",
     "vjepa_ac.goals",
+    "vjepa_ac.teleop",
 )
 
 USAGE_EXIT = 2

@@ -94,42 +94,35 @@ def _pin(text: str, token: str) -> float:
     return value
 
 
-def parse_commands(text: str) -> list[CaptureCommand]:
-    """Commands separated by white space or new lines; `#` starts a comment."""
+def parse_commands(text: str, parse: Callable[[str], CaptureCommand] = parse_command) -> list[CaptureCommand]:
+    """Commands separated by white space or new lines, each read by `parse`; `#` starts a comment."""
     tokens = [t for line in text.splitlines() for t in line.split("#", 1)[0].split()]
-    return [parse_command(t) for t in tokens]
+    return [parse(t) for t in tokens]
 
 
-class GoalCapture:
-    """Moves a `Robot` by jogs (or watches it being guided by hand) and stores sub-goals in a `GoalScheduleWriter`.
+class ArmJogger:
+    """Moves a `Robot` by small jogs (DROID delta actions through its normal path) and opens/closes the gripper.
 
-    Frames come from `planner.mpc.observe`, the planner's own observation path: the same camera role, the same
-    freshness bound. A capture waits `settle_s` after the last motion and then takes a frame captured after that
-    motion ended, so the image and the stored arm state show the same pose."""
+    `goal capture` and `teleop` drive the arm with it; frames come from `planner.mpc.observe`, the planner's own
+    observation path (the same camera role, the same freshness bound)."""
 
-    def __init__(self, robot, writer, *, camera: str, guide: bool = False, jog_step: float = 0.02,
-                 jog_angle: float = 0.1, steps_per_goal: int | None = 10, gripper_rule: str = "auto",
-                 max_frame_age_s: float | None = 0.5, settle_s: float = 0.3, gripper_settle_periods: int = 45,
-                 frame_timeout_s: float = 5.0, echo: Callable[[str], None] = print,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if gripper_rule not in ("auto", "free"):
-            raise ValueError(f"gripper rule must be 'auto' or 'free', got {gripper_rule!r}")
+    def __init__(self, robot, *, camera: str, jog_step: float = 0.02, jog_angle: float = 0.1,
+                 max_frame_age_s: float | None = 0.5, gripper_settle_periods: int = 45,
+                 echo: Callable[[str], None] = print) -> None:
         if not 0 < jog_step <= 0.05 or not 0 < jog_angle <= 0.15:
             raise ValueError(f"jogs must be small: step in (0, 0.05] m, angle in (0, 0.15] rad; got {jog_step}, "
                              f"{jog_angle}")
-        self.robot, self.writer, self.camera, self.guide = robot, writer, camera, guide
+        self.robot, self.camera = robot, camera
         self.jog_step, self.jog_angle = jog_step, jog_angle
-        self.steps_per_goal, self.gripper_rule = steps_per_goal, gripper_rule
-        self.max_frame_age_s, self.settle_s = max_frame_age_s, settle_s
-        self.gripper_settle_periods, self.frame_timeout_s = gripper_settle_periods, frame_timeout_s
-        self.echo, self.sleep = echo, sleep
-        self._moved_at: float | None = None
-        """Producer-clock time of the observation taken right after the last motion."""
+        self.max_frame_age_s, self.gripper_settle_periods = max_frame_age_s, gripper_settle_periods
+        self.echo = echo
 
     def start(self) -> None:
-        """Arm the robot for jogs; in guide mode only check that frames and state arrive (nothing is armed)."""
-        if not self.guide:
-            self.robot.connect()
+        """Arm the robot for jogs and check that frames and state arrive."""
+        self.robot.connect()
+        self.report_camera()
+
+    def report_camera(self) -> None:
         observation, frame = self._observe()
         self.echo(f"camera {self.camera!r}: {frame.shape[1]}x{frame.shape[0]} frames; arm at "
                   f"{np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
@@ -138,6 +131,79 @@ class GoalCapture:
         from vjepa_ac.planner.mpc import observe
 
         return observe(self.robot, self.camera, self.max_frame_age_s)
+
+    def move(self, command: CaptureCommand):
+        """Carry out a "jog" or "gripper" command; returns the observation after it."""
+        action = np.zeros(7)
+        if command.kind == "jog":
+            action[command.dim] = command.sign * (self.jog_angle if command.dim == 5 else self.jog_step)
+            for _ in range(command.repeat):
+                self._send(action)
+        elif command.kind == "gripper":
+            action[6] = command.sign
+            self._send(action)
+            self._settle_gripper()
+        else:
+            raise ValueError(f"{command.kind!r} does not move the arm")
+        observation = self.robot.get_observation()
+        self.echo(f"arm at {np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
+        return observation
+
+    def _settle_gripper(self) -> None:
+        """Hold the arm (zero actions) until the fingers stop moving: about a second on a Franka Hand, less when
+        they close on an object."""
+        last, still = self.robot.get_observation().gripper_position, 0
+        for _ in range(self.gripper_settle_periods):
+            self._send(np.zeros(7))
+            position = self.robot.get_observation().gripper_position
+            still = still + 1 if abs(position - last) < 0.005 else 0
+            if still >= 3:
+                return
+            last = position
+        self.echo(f"the gripper was still moving after {self.gripper_settle_periods} control periods")
+
+    def _send(self, action: np.ndarray) -> None:
+        result = self.robot.send_action(action)
+        if not result.ok:
+            self.echo(f"move refused: {result.reason}")
+        elif result.reason:
+            self.echo(f"move clamped: {result.reason}")
+
+    def close(self) -> None:
+        try:
+            self.robot.hold()
+        finally:
+            self.robot.close()
+
+
+class GoalCapture(ArmJogger):
+    """Moves a `Robot` by jogs (or watches it being guided by hand) and stores sub-goals in a `GoalScheduleWriter`.
+
+    A capture waits `settle_s` after the last motion and then takes a frame captured after that motion ended, so the
+    image and the stored arm state show the same pose."""
+
+    def __init__(self, robot, writer, *, camera: str, guide: bool = False, jog_step: float = 0.02,
+                 jog_angle: float = 0.1, steps_per_goal: int | None = 10, gripper_rule: str = "auto",
+                 max_frame_age_s: float | None = 0.5, settle_s: float = 0.3, gripper_settle_periods: int = 45,
+                 frame_timeout_s: float = 5.0, echo: Callable[[str], None] = print,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if gripper_rule not in ("auto", "free"):
+            raise ValueError(f"gripper rule must be 'auto' or 'free', got {gripper_rule!r}")
+        super().__init__(robot, camera=camera, jog_step=jog_step, jog_angle=jog_angle,
+                         max_frame_age_s=max_frame_age_s, gripper_settle_periods=gripper_settle_periods, echo=echo)
+        self.writer, self.guide = writer, guide
+        self.steps_per_goal, self.gripper_rule = steps_per_goal, gripper_rule
+        self.settle_s, self.frame_timeout_s = settle_s, frame_timeout_s
+        self.sleep = sleep
+        self._moved_at: float | None = None
+        """Producer-clock time of the observation taken right after the last motion."""
+
+    def start(self) -> None:
+        """Arm the robot for jogs; in guide mode only check that frames and state arrive (nothing is armed)."""
+        if self.guide:
+            self.report_camera()
+        else:
+            super().start()
 
     def run(self, commands: Iterable[CaptureCommand], *, keep_going: bool = False) -> int:
         """Carry out commands until "finish" (or their end); returns the number of sub-goals captured.
@@ -164,33 +230,7 @@ class GoalCapture:
         if self.guide:
             raise ValueError(f"{command.kind} commands move the arm, but --guide leaves it to your hands; capture or "
                              "finish only")
-        action = np.zeros(7)
-        if command.kind == "jog":
-            action[command.dim] = command.sign * (self.jog_angle if command.dim == 5 else self.jog_step)
-            for _ in range(command.repeat):
-                self._send(action)
-        elif command.kind == "gripper":
-            action[6] = command.sign
-            self._send(action)
-            self._settle_gripper()
-        else:
-            raise ValueError(f"unknown command kind {command.kind!r}")
-        observation = self.robot.get_observation()
-        self._moved_at = observation.timestamp
-        self.echo(f"arm at {np.round(observation.state[:3], 3).tolist()} m, gripper {observation.gripper_position:.2f}")
-
-    def _settle_gripper(self) -> None:
-        """Hold the arm (zero actions) until the fingers stop moving: about a second on a Franka Hand, less when
-        they close on an object."""
-        last, still = self.robot.get_observation().gripper_position, 0
-        for _ in range(self.gripper_settle_periods):
-            self._send(np.zeros(7))
-            position = self.robot.get_observation().gripper_position
-            still = still + 1 if abs(position - last) < 0.005 else 0
-            if still >= 3:
-                return
-            last = position
-        self.echo(f"the gripper was still moving after {self.gripper_settle_periods} control periods")
+        self._moved_at = self.move(command).timestamp
 
     def _settle_arm(self) -> None:
         """Wait (up to `frame_timeout_s`) until the flange has moved less than 1 mm over three polls: a loaded
@@ -204,13 +244,6 @@ class GoalCapture:
             last = position
         if still < 3:
             self.echo(f"the arm was still moving {self.frame_timeout_s:.0f} s after the last move")
-
-    def _send(self, action: np.ndarray) -> None:
-        result = self.robot.send_action(action)
-        if not result.ok:
-            self.echo(f"move refused: {result.reason}")
-        elif result.reason:
-            self.echo(f"move clamped: {result.reason}")
 
     def capture(self, *, steps: int | None = None, gripper: float | str | None = None):
         """Store the current frame, arm state and gripper state as the next sub-goal."""
@@ -237,29 +270,30 @@ class GoalCapture:
                                gripper_position=observation.gripper_position)
 
     def close(self) -> None:
-        try:
-            if not self.guide:
-                self.robot.hold()
-        finally:
+        if self.guide:
             self.robot.close()
+        else:
+            super().close()
 
 
-def terminal_commands(echo: Callable[[str], None] = print) -> Iterator[CaptureCommand]:
-    """Commands from single key presses on the controlling terminal (cbreak mode, restored afterwards)."""
+def terminal_commands(echo: Callable[[str], None] = print, *, keys: dict[str, str] = KEYS, help_text: str = KEY_HELP,
+                      parse: Callable[[str], CaptureCommand] = parse_command) -> Iterator[CaptureCommand]:
+    """Commands from single key presses on the controlling terminal (cbreak mode, restored afterwards); `keys` maps
+    a key to the command `parse` reads."""
     import termios
     import tty
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
-    echo(KEY_HELP)
+    echo(help_text)
     try:
         tty.setcbreak(fd)
         while True:
             key = sys.stdin.read(1)
-            if key in KEYS:
-                yield parse_command(KEYS[key])
+            if key in keys:
+                yield parse(keys[key])
             elif key:
-                echo(KEY_HELP)
+                echo(help_text)
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 

@@ -1,7 +1,7 @@
 """Finding episodes, opening them by reference, and episode index files.
 
-An episode reference is either a raw episode folder (or its `trajectory.h5`) or `<tfrecord shard>#<record number>`
-for an RLDS episode. An index file lists one reference per line; Meta's plain list (a CSV/text file whose first
+An episode reference is either a raw episode folder (or its `trajectory.h5`), `<tfrecord shard>#<record number>`
+for an RLDS episode, or `<LeRobot dataset root>#<episode index>` (a folder holding meta/info.json; see data.lerobot). An index file lists one reference per line; Meta's plain list (a CSV/text file whose first
 space-separated column is a trajectory folder) is read the same way. Blank lines and `#` comments are ignored.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from vjepa_ac.data.droid import layout
 from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
 from vjepa_ac.data.droid.raw import RawEpisode
+from vjepa_ac.data.lerobot.format import is_lerobot_root
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +44,50 @@ def open_episode(reference: str | Path, *, video_backend: str | None = None) -> 
         from vjepa_ac.data.droid.rlds import open_rlds_episode
 
         return open_rlds_episode(*rlds)
+    lerobot = split_lerobot_reference(str(reference))
+    if lerobot is not None:
+        from vjepa_ac.data.lerobot.reader import open_lerobot_episode
+
+        return open_lerobot_episode(*lerobot, video_backend=video_backend)
     return RawEpisode(reference, video_backend=video_backend)
+
+
+def split_lerobot_reference(reference: str) -> tuple[Path, int] | None:
+    """(LeRobot dataset root, episode index) for `<root>#<n>` where root holds meta/info.json, else None."""
+    head, sep, tail = str(reference).rpartition(RLDS_SEPARATOR)
+    if sep and tail.isdigit() and is_lerobot_root(head):
+        return Path(head), int(tail)
+    return None
 
 
 def default_camera(references: Iterable[str]) -> tuple[str, str]:
     """The camera role to use when none is given, and why: "left" (the robot's left exterior camera, what Meta's
     V-JEPA 2-AC training reads) for raw episodes; "ext1" (the first exterior camera) when any reference is an RLDS
-    record, as RLDS has no extrinsics and so no left/right roles, while raw episodes have ext1 too."""
+    record or a LeRobot episode, as those need not carry the extrinsics that tell left from right, while raw episodes
+    have ext1 too."""
+    references = list(references)
     if any(split_rlds_reference(r) is not None for r in references):
         return "ext1", "the first exterior camera: RLDS records have no left/right roles"
+    if any(split_lerobot_reference(r) is not None for r in references):
+        return "ext1", "the first exterior camera (LeRobot's observation.images.exterior_1_left)"
     return "left", "the robot's left exterior camera of raw DROID episodes"
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    """("raw", episode folder) and ("rlds", shard) items under `root` in sorted order, in one pass over the tree
+    """("raw", episode folder), ("rlds", shard) and ("lerobot", dataset root) items under `root` in sorted order, in one pass over the tree
     (hidden and partially written folders skipped; episode folders, which hold trajectory.h5 or a metadata JSON,
     are not descended into)."""
     if (root / layout.TRAJECTORY_FILE).is_file():
         yield "raw", root
         return
+    if is_lerobot_root(root):
+        yield "lerobot", root
+        return
     for dirpath, dirnames, filenames in os.walk(root):
+        if is_lerobot_root(dirpath):
+            dirnames[:] = []
+            yield "lerobot", Path(dirpath)
+            continue
         # An episode folder that lost its trajectory.h5 still holds its metadata JSON: list it, so that it is
         # reported as broken instead of vanishing from the data set.
         if layout.TRAJECTORY_FILE in filenames or any(fnmatch(n, layout.METADATA_GLOB) for n in filenames):
@@ -76,8 +101,8 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
 
 
 WHAT_EPISODES_ARE = (
-    "raw DROID episode folders holding trajectory.h5 (<lab>/success|failure/<date>/<time>/) or RLDS shards named "
-    "*.tfrecord*"
+    "raw DROID episode folders holding trajectory.h5 (<lab>/success|failure/<date>/<time>/), RLDS shards named "
+    "*.tfrecord* or LeRobot datasets (a folder with meta/info.json)"
 )
 """What the scanners look for, for "found nothing" messages."""
 
@@ -100,6 +125,16 @@ def iter_episode_references(root: str | Path, *, on_broken_shard: BrokenShardHan
     for kind, path in items:
         if kind == "raw":
             yield str(path)
+            continue
+        if kind == "lerobot":
+            from vjepa_ac.data.lerobot.reader import open_dataset
+
+            try:
+                yield from open_dataset(path).references()
+            except ValueError as exc:  # unreadable metadata or an unsupported version
+                if path == root:  # the dataset asked for: its problem is the answer
+                    raise EpisodeError(str(exc)) from exc
+                report(str(path), str(exc))  # one of several found by a scan: say so, scan the rest
             continue
         from vjepa_ac.data.droid.rlds import scan_shard
 
@@ -191,7 +226,7 @@ def resolve_episode_references(
     references: list[str] = []
     for item in sources:
         source = Path(item)
-        if split_rlds_reference(str(item)) is not None:
+        if split_rlds_reference(str(item)) is not None or split_lerobot_reference(str(item)) is not None:
             references.append(str(item))
         elif source.is_file() and not is_rlds_shard(source) and source.name != layout.TRAJECTORY_FILE:
             references += read_index(source)

@@ -413,7 +413,7 @@ def iter_rlds_episodes(shard: str | Path) -> Iterator[RldsEpisode]:
         yield open_rlds_episode(shard, index)
 
 
-def _commanded_poses(episode: DroidEpisode) -> np.ndarray | None:
+def commanded_poses(episode: DroidEpisode) -> np.ndarray | None:
     """[L, 7] commanded pose ++ gripper from a raw episode's `action/*` datasets, if it recorded them."""
     if not isinstance(episode, RawEpisode):
         return None
@@ -457,7 +457,7 @@ def episode_to_example(
                 raise EpisodeError(f"{episode.episode_id}: JPEG encoding failed")
             jpegs.append(encoded.tobytes())
         features[key] = jpegs
-    commanded = _commanded_poses(episode)
+    commanded = commanded_poses(episode)
     next_states = commanded if commanded is not None else np.concatenate([states[1:], states[-1:]])
     features[CARTESIAN_POSITION] = states[:, :6].reshape(-1)
     features[GRIPPER_POSITION] = states[:, 6:].reshape(-1)

@@ -193,6 +193,70 @@ def decode_all_frames(path: str | Path) -> np.ndarray:
     return np.stack(frames)
 
 
+def _checked_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    return frames
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames to an MP4 (H.264, yuv420p) a batch at a time; `frames_written` counts them.
+
+    A short keyframe interval keeps clip reads cheap: seeking never has to decode more than `keyframe_interval` frames
+    to reach a wanted one (None: the encoder's choice; `preset` trades encoding speed for size). Odd frame sizes are padded by one pixel row/column (H.264 4:2:0 needs even sizes); every
+    batch must have the size of the first.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, codec: str = "libx264", crf: int = 18,
+                 keyframe_interval: int | None = 15, preset: str | None = None) -> None:
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(self.path), mode="w")
+        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self._stream.pix_fmt = "yuv420p"
+        options = {"crf": str(crf)}
+        if keyframe_interval is not None:
+            options.update(g=str(keyframe_interval), bf="0")
+        if preset is not None:
+            options["preset"] = preset
+        self._stream.options = options if codec == "libx264" else {}
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
+        frames = _checked_frames(frames)
+        if self._size is None:
+            self._size = frames.shape[1:3]
+            self._stream.width, self._stream.height = frames.shape[2] + frames.shape[2] % 2, \
+                frames.shape[1] + frames.shape[1] % 2
+        elif frames.shape[1:3] != self._size:
+            raise ValueError(f"{self.path}: frames of {frames.shape[1:3]} after frames of {self._size}")
+        pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+        if pad_h or pad_w:
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        for image in frames:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                self._container.mux(packet)
+        self.frames_written += len(frames)
+
+    def close(self) -> None:
+        if self._size is not None:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_video(
     path: str | Path,
     frames: np.ndarray | Sequence[np.ndarray],
@@ -204,44 +268,17 @@ def write_video(
     preset: str | None = None,
 ) -> Path:
     """Encode RGB uint8 frames [T, H, W, 3] (an array, or a sequence of [H, W, 3] frames of one size, encoded one at a
-    time) to an MP4 (H.264, yuv420p); the project's one video writer (DROID recordings, replays, run and demo videos).
-
-    A short keyframe interval keeps clip reads cheap: seeking never has to decode more than `keyframe_interval` frames
-    to reach a wanted one (None: the encoder's own choice, for videos that are only watched); `preset` trades
-    encoding speed for size. Odd frame sizes are padded by one pixel row/column (H.264 4:2:0 needs even sizes).
-    """
-    import av
-
-    if isinstance(frames, np.ndarray) and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    time) to an MP4 (H.264, yuv420p) through `VideoWriter`; the project's one video writer (DROID recordings, replays,
+    run and demo videos, LeRobot exports). `keyframe_interval` None leaves keyframes to the encoder, for videos that
+    are only watched; `preset` trades encoding speed for size."""
+    if isinstance(frames, np.ndarray):
+        frames = _checked_frames(frames)
     if len(frames) == 0:
         raise ValueError("cannot write a video with no frames")
-    shape = np.shape(frames[0])
-    if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got a first frame of shape {shape}")
-    pad_h, pad_w = shape[0] % 2, shape[1] % 2
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = Fraction(fps).limit_denominator(1001)
-    options = {"crf": str(crf)}
-    if keyframe_interval is not None:
-        options.update(g=str(keyframe_interval), bf="0")
-    if preset is not None:
-        options["preset"] = preset
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height = shape[1] + pad_w, shape[0] + pad_h
-        stream.pix_fmt = "yuv420p"
-        stream.options = options if codec == "libx264" else {}
-        for image in frames:
-            image = np.ascontiguousarray(image)
-            if image.shape != shape or image.dtype != np.uint8:
-                raise ValueError(f"frames must be uint8 [T, H, W, 3] of one size {shape}, got {image.dtype} "
-                                 f"{image.shape}")
-            if pad_h or pad_w:
-                image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    with VideoWriter(path, fps, codec=codec, crf=crf, keyframe_interval=keyframe_interval, preset=preset) as writer:
+        if isinstance(frames, np.ndarray):
+            writer.write(frames)
+        else:
+            for image in frames:
+                writer.write(np.asarray(image)[None])
+    return Path(path)

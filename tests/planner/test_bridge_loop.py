@@ -1,9 +1,6 @@
 """The closed loop over real ZMQ sockets: `run_mpc` driving a `BridgeClient` connected to a bridge (in a thread) on
 the MuJoCo Panda backend, with a tiny random-weight world model."""
 
-import socket
-from contextlib import closing
-
 import cv2
 import numpy as np
 import pytest
@@ -11,50 +8,21 @@ import pytest
 from vjepa_ac.planner.cem import CEMConfig
 from vjepa_ac.planner.mpc import MPCConfig, run_mpc
 from vjepa_ac.planner.report import read_jsonl
-from vjepa_ac.sim.backend import MujocoBackend
-from vjepa_ac.robot.bridge import Bridge
-from vjepa_ac.robot.client import BridgeClient, ClientConfig
-from vjepa_ac.robot.config import BridgeConfig, LinkConfig
 from vjepa_ac.cli import main
+from vjepa_ac.pytest_plugin import assert_no_safety_rejections
 from vjepa_ac.worldmodel import save_ac_checkpoint
 
 
-def _free_port_base() -> int:
-    """A port P with P..P+3 free on loopback (the CLI addresses the bridge by its first port)."""
-    for _ in range(50):
-        with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        try:
-            for offset in range(4):
-                with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
-                    probe.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no block of 4 free loopback ports")
+pytestmark = pytest.mark.vjepa_ac(task="reach", seed=0)  # the bridge comes from vjepa-ac's pytest plugin
 
 
 @pytest.fixture
-def bridge():
-    base = _free_port_base()
-    ports = dict(cmd_port=base, state_port=base + 1, rpc_port=base + 2, camera_port=base + 3)
-    running = Bridge(BridgeConfig(link=LinkConfig(**ports), camera_hz=15.0), MujocoBackend(cameras=("left",)))
-    running.start()
-    running.start_thread()
-    yield ports
-    running.close()
-
-
-@pytest.fixture
-def bridge_client(bridge):
+def bridge_client(vjepa_bridge):
     # A generous timeout: the first camera frame waits for the renderer to start on a busy machine.
-    client = BridgeClient(ClientConfig(**bridge, camera_roles=("left",), rpc_timeout_s=20.0))
-    yield client
-    client.close()
+    return vjepa_bridge.client(camera_roles=("left",), rpc_timeout_s=20.0)
 
 
-def test_mpc_over_the_bridge(tiny_world_model, bridge_client):
+def test_mpc_over_the_bridge(tiny_world_model, vjepa_bridge, bridge_client):
     bridge_client.connect()
     start = bridge_client.get_observation()
     goal = start.images["left"].copy()
@@ -65,9 +33,10 @@ def test_mpc_over_the_bridge(tiny_world_model, bridge_client):
         assert record.status in ("accepted", "clamped"), record.reason
         assert np.all(np.isfinite(record.action)) and np.abs(record.action[:3]).sum() <= 0.075 + 1e-6
     assert episode.frames[-1].shape == goal.shape
+    assert_no_safety_rejections(vjepa_bridge)
 
 
-def test_run_cli_over_the_bridge(tiny_world_model, bridge, bridge_client, tmp_path, capsys):
+def test_run_cli_over_the_bridge(tiny_world_model, vjepa_bridge, bridge_client, tmp_path, capsys):
     bridge_client.connect()
     goal = tmp_path / "goal.png"
     cv2.imwrite(str(goal), cv2.cvtColor(bridge_client.get_observation().images["left"], cv2.COLOR_RGB2BGR))
@@ -75,7 +44,7 @@ def test_run_cli_over_the_bridge(tiny_world_model, bridge, bridge_client, tmp_pa
         tmp_path / "tiny.pt", encoder=tiny_world_model.encoder, predictor=tiny_world_model.predictor
     )
     code = main(
-        ["run", "--robot", "bridge", "--port-base", str(bridge["cmd_port"]), "--goal", str(goal), "--checkpoint",
+        ["run", "--robot", "bridge", "--port-base", str(vjepa_bridge.port_base), "--goal", str(goal), "--checkpoint",
          str(ckpt), "--device", "cpu", "--fps", "15", "--max-steps", "2", "--samples", "16", "--iterations", "2",
          "--topk", "4", "--no-video", "--out", str(tmp_path / "run")]
     )

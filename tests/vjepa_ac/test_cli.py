@@ -73,6 +73,9 @@ def workspace(tmp_path_factory) -> Path:
         f"link:\n  secret_key: {ws / 'keys' / 'bridge.key_secret'}\n  authorized_keys: {ws / 'absent_keys'}\n"
     )
     (ws / "run_out").mkdir()
+    (ws / "future_lerobot" / "meta").mkdir(parents=True)
+    (ws / "future_lerobot" / "meta" / "info.json").write_text(json.dumps(
+        {"codebase_version": "v4.0", "fps": 15, "features": {}, "data_path": "data/{chunk_index}.parquet"}))
     (ws / "run_out" / "steps.jsonl").write_text('{"earlier": "run"}\n')
     return ws
 
@@ -100,6 +103,12 @@ CASES: dict[str, BadInput] = {
     "droid index: empty folder": BadInput(("droid", "index", "{ws}/empty", "--no-progress"), "empty", 1),
     "droid index: no such folder": BadInput(("droid", "index", "{ws}/nowhere", "--no-progress"), "nowhere", 2),
     "droid inspect: truncated h5": BadInput(("droid", "inspect", _TRUNCATED_H5), "trajectory.h5", 1),
+    "lerobot export: --out exists": BadInput(("lerobot", "export", "{ws}/links.txt", "--out", "{ws}/empty",
+                                              "--no-progress"), "empty", 2),
+    "lerobot export: missing MP4": BadInput(("lerobot", "export", _MISSING_MP4, "--out", "{ws}/exported",
+                                             "--no-progress"), "11111111.mp4", 1),
+    "lerobot info: newer codebase_version": BadInput(("lerobot", "info", "{ws}/future_lerobot", "--no-progress"),
+                                                     "v4.0", 1),
     "encode: empty folder": BadInput(("encode", "{ws}/empty", "--out", "{ws}/cache", "--encoder-checkpoint",
                                       "{ws}/truncated.pt"), "empty", 1),
     "encode: text file as checkpoint": BadInput(("encode", "{ws}/links.txt", "--out", "{ws}/cache",
@@ -153,6 +162,8 @@ CASES: dict[str, BadInput] = {
                                        "127.0.0.1", 1),
     "bridge recover: no bridge": BadInput(("bridge", "recover", "--port-base", "{port}", "--timeout", "0.3"),
                                           "127.0.0.1", 1),
+    "teleop: no bridge running": BadInput(("teleop", "--robot", "bridge", "--port-base", "{port}", "--record",
+                                           "{ws}/teleop_out", "--commands", "x+ success"), "127.0.0.1", 1),
     "goal show: image instead of a schedule": BadInput(("goal", "show", "{ws}/photo.png"), "photo.png", 1),
 }
 

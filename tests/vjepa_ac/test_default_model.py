@@ -3,22 +3,23 @@
 import hashlib
 import json
 
+import pytest
 
 from vjepa_ac.default_model import DEFAULT_CHECKPOINT
+
+pytestmark = pytest.mark.vjepa_ac  # the embedded model through vjepa-ac's pytest plugin
 
 # A reach episode of the evaluation seeds that the shipped model solves (see EVALUATION.md).
 DEMO_REACH_SEED = 1002
 
 
-def test_checkpoint_matches_its_card():
-    from vjepa_ac.model_card import load_for_planning
-
+def test_checkpoint_matches_its_card(vjepa_world_model):
     card = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
     assert card["checkpoint"] == DEFAULT_CHECKPOINT.name
     assert hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest() == card["sha256"]
     # A few MB at most, so it can live in the repository.
     assert DEFAULT_CHECKPOINT.stat().st_size < 5_000_000
-    world_model, defaults, path = load_for_planning(None, "cpu")
+    world_model, defaults, path = vjepa_world_model.world_model, vjepa_world_model.defaults, vjepa_world_model.path
     assert path == DEFAULT_CHECKPOINT
     assert world_model.tokens_per_frame == card["tokens_per_frame"]
     assert sum(p.numel() for p in world_model.predictor.parameters()) == card["parameters"]["predictor"]

@@ -35,7 +35,7 @@ from vjepa_ac.worldmodel import (
     read_checkpoint,
     save_ac_checkpoint,
 )
-from vjepa_ac.worldmodel.checkpoints import predictor_from_checkpoint
+from vjepa_ac.worldmodel.checkpoints import ENCODER_KEYS, encoder_state, predictor_from_checkpoint
 from vjepa_ac.worldmodel.precision import autocast
 from vjepa_ac.worldmodel.predictor import predictor_config
 
@@ -237,8 +237,10 @@ class Trainer:
         config = self._predictor_config(info)
         m = self.config.model
         if m.init_checkpoint:
-            predictor, _ = predictor_from_checkpoint(read_checkpoint(m.init_checkpoint), source=m.init_checkpoint)
+            checkpoint = read_checkpoint(m.init_checkpoint)
+            predictor, _ = predictor_from_checkpoint(checkpoint, source=m.init_checkpoint)
             self._check_same_architecture(predictor.config, config, m.init_checkpoint)
+            self._check_same_encoder(checkpoint, m.init_checkpoint)
             predictor.config.use_activation_checkpointing = config.use_activation_checkpointing
         else:
             torch.manual_seed(self.config.run.seed)  # identical initial weights on every rank
@@ -249,6 +251,28 @@ class Trainer:
             # Unused by the forward pass; frozen so DDP need not search for parameters without gradients.
             predictor.extrinsics_encoder.requires_grad_(False)
         return predictor.to(self.device)
+
+    def _check_same_encoder(self, checkpoint: dict[str, Any], source: str) -> None:
+        """Fine-tuning: a predictor reads the latents of the encoder it was trained with, so the data's encoder (the
+        cache's or model.encoder_checkpoint) must be the one the init checkpoint holds, weight for weight."""
+        if self.encoder is None:  # only the main rank of a cache run loads the encoder; it does the check
+            return
+        if not any(key in checkpoint for key in ENCODER_KEYS):
+            log.warning("%s holds no encoder: cannot check that the data's encoder is the one its predictor was "
+                        "trained with", source)
+            return
+        key = self._encoder_source.get("checkpoint_key")
+        _, theirs, _, _ = encoder_state(checkpoint, source=source, checkpoint_key=key if key in checkpoint else None)
+        ours = self.encoder.state_dict()
+        same = set(ours) == set(theirs) and all(
+            ours[k].shape == theirs[k].shape and torch.equal(ours[k].detach().cpu().float(), theirs[k].float())
+            for k in ours)
+        if not same:
+            raise CheckpointError(
+                f"model.init_checkpoint {source} was trained on another encoder than the data's "
+                f"({self._encoder_source.get('checkpoint')}): its predictor would be fine-tuned on foreign latents. "
+                f"Encode the episodes with the checkpoint's own encoder (vjepa-ac encode ... --encoder-checkpoint "
+                f"{source}) or set model.encoder_checkpoint={source}")
 
     @staticmethod
     def _check_same_architecture(found: PredictorConfig, wanted: PredictorConfig, source: str) -> None:

@@ -224,6 +224,19 @@ def test_fine_tuning_starts_from_the_given_checkpoint(latent_cache_dir, tiny_che
             "model.init_checkpoint": str(tiny_checkpoint), "model.predictor": "{depth: 3}"})))
 
 
+def test_fine_tuning_refuses_a_checkpoint_of_another_encoder(latent_cache_dir, tiny_checkpoint, tmp_path):
+    """The same architecture with other encoder weights: the predictor would read foreign latents."""
+    from vjepa_ac.worldmodel import build_encoder, build_predictor, save_ac_checkpoint
+
+    torch.manual_seed(1)
+    other = tmp_path / "other-encoder.pt"
+    save_ac_checkpoint(other, encoder=build_encoder("vit_tiny"), predictor=build_predictor("vit_ac_tiny"))
+    with pytest.raises(CheckpointError, match=f"{other} was trained on another encoder.*--encoder-checkpoint"):
+        Trainer(load_config(TINY, tiny_train_overrides(latent_cache_dir, tmp_path / "ft", **{
+            "model.init_checkpoint": str(other)})))
+    assert not (tmp_path / "ft" / "latest.pt").exists()
+
+
 def test_missing_encoder_checkpoint_says_how_to_fix_it(latent_cache_dir, tmp_path):
     overrides = tiny_train_overrides(latent_cache_dir, tmp_path / "run",
                                      **{"model.encoder_checkpoint": str(tmp_path / "moved.pt")})
