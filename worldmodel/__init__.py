@@ -34,6 +34,7 @@ _EXPORTS = {
     "MaskPredictorConfig": "worldmodel.mask_predictor",
     "PREDICTOR_PRESETS": "worldmodel.predictor",
     "PredictorCache": "worldmodel.predictor",
+    "RolloutBuffer": "worldmodel.predictor",
     "PredictorConfig": "worldmodel.predictor",
     "VisionTransformer": "worldmodel.encoder",
     "WorldModel": "worldmodel.world_model",
