@@ -131,11 +131,12 @@ def load_for_planning(checkpoint: Path | None, device: str | None = None):
 # Command-line options `mpc_config_for` reads (attribute name -> config field); a missing or None option keeps the
 # model card's value. `demo`/`eval` define a few of them, `plan`/`run` all.
 _PLANNER_OPTIONS = {"samples": "samples", "iterations": "iterations", "horizon": "horizon", "elites": "topk",
-                    "planner_seed": "seed", "max_batch": "max_batch"}
+                    "planner_seed": "seed", "max_batch": "max_batch", "warm_start": "warm_start",
+                    "early_stop_std": "early_stop_std"}
 _SPACE_OPTIONS = {"max_translation": "max_translation", "constraint": "translation_constraint",
                   "close_gripper": "close_gripper"}
 _LOOP_OPTIONS = ("max_steps", "goal_schedule", "goal_gripper", "switch_energy", "stop_energy", "context_frames",
-                 "camera", "precision", "max_frame_age_s", "action_frame_yaw")
+                 "camera", "precision", "max_frame_age_s", "action_frame_yaw", "surprise_gate", "threads")
 
 
 def _given(args: argparse.Namespace | None, names) -> dict[str, Any]:

@@ -178,3 +178,52 @@ def test_stale_frames_are_refused_with_camera_age_and_bound(tiny_world_model):
     assert len(run_mpc(LaggingCameraRobot(lag=5.0), tiny_world_model, [goal], unbounded, progress=False).steps) == 2
     with pytest.raises(ValueError, match="max_frame_age_s must be > 0"):
         MPCConfig(max_frame_age_s=0.0)
+
+
+def test_warm_start_seeds_each_plan_with_the_shifted_previous_one(tiny_world_model, monkeypatch):
+    from planner import cem
+
+    robot = PointRobot()
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    seen = []
+    plan = cem.CEMPlanner.plan
+
+    def spy(self, rollout, objective, *, seed=None, initial_mean=None):
+        seen.append(initial_mean)
+        return plan(self, rollout, objective, seed=seed, initial_mean=initial_mean)
+
+    monkeypatch.setattr(cem.CEMPlanner, "plan", spy)
+    config = MPCConfig(planner=CEMConfig(samples=24, iterations=2, topk=4, horizon=2, warm_start=True), max_steps=3)
+    episode = run_mpc(robot, tiny_world_model, [goal], config)
+    assert seen[0] is None and all(m is not None and m.shape == (2, 4) for m in seen[1:])
+    assert len(episode.steps) == 3 and all(r.replanned for r in episode.steps)
+
+
+def test_surprise_gating_sends_the_plans_next_step_while_the_prediction_holds(tiny_world_model):
+    robot = PointRobot()
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    planner = CEMConfig(samples=24, iterations=2, topk=4, horizon=3)
+    # A gate no observation can pass: re-plans every step, but records how surprised it was.
+    strict = run_mpc(PointRobot(), tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=3, surprise_gate=1e-9))
+    assert all(r.replanned for r in strict.steps) and strict.steps[1].surprise > 0
+    # A gate every observation passes: one plan, then its remaining two steps, then a new plan.
+    episode = run_mpc(robot, tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=5, surprise_gate=1e6))
+    assert [r.replanned for r in episode.steps] == [True, False, False, True, False]
+    assert episode.steps[1].plan_seconds == 0.0
+    first_plan = episode.steps[0]
+    assert robot.sent[0].tolist() == first_plan.action
+    with pytest.raises(ValueError, match="surprise_gate"):
+        MPCConfig(surprise_gate=-1.0)
+
+
+def test_threads_are_chosen_by_measurement_and_reported(tiny_world_model, monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        robot = PointRobot()
+        episode = run_mpc(robot, tiny_world_model, [robot.image_at(robot.state)], _config(max_steps=1))
+        assert "chosen by measurement" in episode.threads and "1:" in episode.threads and "2:" in episode.threads
+        episode = run_mpc(robot, tiny_world_model, [robot.image_at(robot.state)], _config(max_steps=1, threads=1))
+        assert episode.threads.startswith("1 torch thread") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
