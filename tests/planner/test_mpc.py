@@ -227,3 +227,32 @@ def test_threads_are_chosen_by_measurement_and_reported(tiny_world_model, monkey
         assert episode.threads.startswith("1 torch thread") and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_on_a_gpu_threads_are_not_probed_and_bf16_autocast_is_the_default(tiny_world_model, monkeypatch):
+    """The CUDA path with the device stubbed (no GPU here): no CPU thread probe, bf16 autocast under "auto"."""
+    from planner import rollout as rollout_module
+
+    class OnCuda:
+        device = torch.device("cuda")
+        predictor = tiny_world_model.predictor
+        num_levels = 1
+        encode = staticmethod(tiny_world_model.encode)
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**12, 10**12))
+    probed = []
+    monkeypatch.setattr("planner.mpc.choose_threads", lambda *a, **k: probed.append(1))
+    contexts = []
+    autocast = rollout_module.autocast_context
+
+    def spy(device, precision):
+        contexts.append(autocast(torch.device("cuda"), precision))
+        return autocast(device, precision)
+
+    monkeypatch.setattr(rollout_module, "autocast_context", spy)
+    goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    planner = LatentPlanner(OnCuda(), [goal], _config())
+    latent = planner.encode([goal])
+    planner.plan(latent, np.array([0.6, 0.1, 0.3, 3.1, 0, 0, 0.0]))
+    assert probed == [] and planner.thread_choice.threads == torch.get_num_threads()
+    assert contexts and all(isinstance(c, torch.autocast) and c.fast_dtype == torch.bfloat16 for c in contexts)
