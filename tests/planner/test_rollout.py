@@ -108,8 +108,17 @@ def test_compiled_rollout_matches_eager(predictor):
     latents, states, actions = _context(predictor, 2)
     candidates = _candidates(6, 2)
     eager = WorldModelRollout(predictor, latents, states, actions)(candidates)
-    compiled = WorldModelRollout(predictor, latents, states, actions, compile=True)(candidates)
+    compiled_rollout = WorldModelRollout(predictor, latents, states, actions, compile=True)
+    compiled = compiled_rollout(candidates)
+    assert compiled_rollout._step.is_compiled, compiled_rollout._step.failure
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    # The compiled planner against the reference method: same first-iteration energies, action within 1 mm.
+    goal = GoalObjective(normalize_reps(torch.randn(predictor.tokens_per_frame, predictor.config.embed_dim)))
+    config = CEMConfig(samples=64, iterations=4, topk=8, horizon=2, seed=3)
+    fast = CEMPlanner(config).plan(compiled_rollout, goal)
+    naive = CEMPlanner(config).plan(NaiveRollout(predictor, latents, states, actions), goal)
+    torch.testing.assert_close(fast.energies[0], naive.energies[0], atol=1e-5, rtol=0)
+    assert float((fast.actions - naive.actions)[:, :3].abs().max()) <= 1e-3
 
 
 def test_rollout_reuses_its_buffer_and_gives_the_same_result(predictor):
