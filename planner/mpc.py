@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 PlannerConfig = CEMConfig | MPPIConfig
 
+_THREAD_CHOICES: dict[tuple[int, int, int], ThreadChoice] = {}
+"""Measured thread choices per (predictor, samples, horizon) in this process."""
+
 
 @dataclass
 class MPCConfig:
@@ -185,9 +188,13 @@ class LatentPlanner:
             self.thread_choice = ThreadChoice(torch.get_num_threads())
         else:
             planner = self.planner.config
-            probe_actions = torch.zeros(min(planner.samples, 64), planner.horizon, 7)
-            with torch.no_grad():
-                self.thread_choice = choose_threads(lambda: objective(rollout(probe_actions)))
+            key = (id(self.world_model.predictor), planner.samples, planner.horizon)
+            if key not in _THREAD_CHOICES:  # once per model and budget in a process, not once per episode
+                probe_actions = torch.zeros(min(planner.samples, 64), planner.horizon, 7)
+                with torch.no_grad():
+                    _THREAD_CHOICES[key] = choose_threads(lambda: objective(rollout(probe_actions)))
+            self.thread_choice = _THREAD_CHOICES[key]
+            torch.set_num_threads(self.thread_choice.threads)
 
     def _fit_batch(self, planner: PlannerConfig) -> PlannerConfig:
         """On CUDA without an explicit `max_batch`, chunk the candidates so their caches fill at most half of the free

@@ -218,6 +218,7 @@ def test_surprise_gating_sends_the_plans_next_step_while_the_prediction_holds(ti
 
 def test_threads_are_chosen_by_measurement_and_reported(tiny_world_model, monkeypatch):
     threads = torch.get_num_threads()
+    monkeypatch.setattr("planner.mpc._THREAD_CHOICES", {})
     try:
         torch.set_num_threads(2)
         robot = PointRobot()
