@@ -20,6 +20,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from vjepa_ac.camera_yaw_study import read_results  # the same JSONL results format
+
 CONDITIONS = ("baseline", "bf16", "surprise_gate", "warm_start", "early_stop")
 
 
@@ -36,18 +38,6 @@ def condition_config(base, condition: str, *, surprise_gate: float, early_stop_s
     if condition == "bf16":
         return dataclasses.replace(base, precision="bfloat16")
     raise ValueError(f"unknown condition {condition!r}; choose among {CONDITIONS}")
-
-
-def read_results(path: Path) -> list[dict]:
-    """The records of a results file (a torn last line from a kill is skipped)."""
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def run_study(args: argparse.Namespace) -> None:

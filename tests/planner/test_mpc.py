@@ -116,19 +116,24 @@ def test_goal_gripper_pins_the_gripper_per_sub_goal(tiny_world_model):
         MPCConfig(goal_gripper=(1.5,))
 
 
-def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
-    """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
+def _on_cuda(world_model):
+    """`world_model` claiming to live on a GPU (the compute stays on the CPU): for the CUDA branches without one."""
 
     class OnCuda:
         device = torch.device("cuda")
-        predictor = tiny_world_model.predictor
+        predictor = world_model.predictor
         num_levels = 1
-        encode = staticmethod(tiny_world_model.encode)
+        encode = staticmethod(world_model.encode)
 
+    return OnCuda()
+
+
+def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
+    """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
     per_candidate = candidate_memory_bytes(tiny_world_model.predictor, 1 + 1, torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 10 * per_candidate, 10**12))
     goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
-    planner = LatentPlanner(OnCuda(), [goal], _config())
+    planner = LatentPlanner(_on_cuda(tiny_world_model), [goal], _config())
     assert planner.planner.config.max_batch == 10
     assert LatentPlanner(tiny_world_model, [goal], _config()).planner.config.max_batch is None
 
@@ -234,12 +239,6 @@ def test_on_a_gpu_threads_are_not_probed_and_bf16_autocast_is_the_default(tiny_w
     """The CUDA path with the device stubbed (no GPU here): no CPU thread probe, bf16 autocast under "auto"."""
     from planner import rollout as rollout_module
 
-    class OnCuda:
-        device = torch.device("cuda")
-        predictor = tiny_world_model.predictor
-        num_levels = 1
-        encode = staticmethod(tiny_world_model.encode)
-
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**12, 10**12))
     probed = []
     monkeypatch.setattr("planner.mpc.choose_threads", lambda *a, **k: probed.append(1))
@@ -252,7 +251,7 @@ def test_on_a_gpu_threads_are_not_probed_and_bf16_autocast_is_the_default(tiny_w
 
     monkeypatch.setattr(rollout_module, "autocast_context", spy)
     goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
-    planner = LatentPlanner(OnCuda(), [goal], _config())
+    planner = LatentPlanner(_on_cuda(tiny_world_model), [goal], _config())
     latent = planner.encode([goal])
     planner.plan(latent, np.array([0.6, 0.1, 0.3, 3.1, 0, 0, 0.0]))
     assert probed == [] and planner.thread_choice.threads == torch.get_num_threads()
