@@ -30,6 +30,14 @@ class ThreadChoice:
             f"{self.threads} torch thread(s) (only one candidate)")
 
 
+_LAST: list[ThreadChoice] = []
+
+
+def last_choice() -> ThreadChoice | None:
+    """The most recent measured choice in this process (for run reports), or None if none was measured."""
+    return _LAST[-1] if _LAST else None
+
+
 def choose_threads(probe: Callable[[], object], candidates: Sequence[int] | None = None, repeats: int = 2) -> ThreadChoice:
     """Run `probe` at each thread count in `candidates` (default 1 .. torch's current count), best of `repeats` after
     one warm-up call, and leave torch set to the fastest. Ties within 5% go to fewer threads (less exposed to load)."""
@@ -53,5 +61,6 @@ def choose_threads(probe: Callable[[], object], candidates: Sequence[int] | None
     best = min(n for n, s in seconds.items() if s <= 1.05 * fastest)
     torch.set_num_threads(best)
     choice = ThreadChoice(best, seconds)
+    _LAST[:] = [choice]
     log.info("planning with %s", choice.describe())
     return choice

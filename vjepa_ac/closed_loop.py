@@ -27,6 +27,7 @@ from planner.model_card import (
     sim_config_options,
     sim_settings,
 )
+from planner.threads import last_choice
 from robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 from vjepa_ac.report import (
     EpisodeOutcome,
@@ -129,7 +130,8 @@ def _run_meta(path: Path, defaults: PlanningDefaults, device: torch.device) -> d
         "camera": defaults.camera,
         "world-model steps per second": defaults.fps,
         "device": str(device),
-        "torch threads": torch.get_num_threads(),
+        "torch threads": (choice.describe() if (choice := last_choice()) is not None
+                          else f"{torch.get_num_threads()} (not measured)"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
