@@ -53,6 +53,9 @@ class PlanResult:
     num_rollouts: int = 0
     """Candidate sequences evaluated."""
     iteration_seconds: list[float] = field(default_factory=list)
+    imagined: torch.Tensor | None = None
+    """Imagined latents [H, N, D] of the planned sequence `actions`, when the caller asked for them (surprise gating
+    compares them with what the camera then shows)."""
 
     @property
     def first_action(self) -> np.ndarray:
@@ -119,6 +122,11 @@ class PlanTrace:
         self._means: list[torch.Tensor] = []
         self._stds: list[torch.Tensor] = []
         self._iteration_seconds: list[float] = []
+
+    @property
+    def iteration_seconds(self) -> list[float]:
+        """Wall time of each recorded iteration."""
+        return self._iteration_seconds
 
     def record(self, energies: tuple[torch.Tensor, ...], mean: torch.Tensor, std: torch.Tensor) -> None:
         """Close one iteration: (best, elite-mean, all-mean) energies and the updated distribution."""

@@ -34,6 +34,12 @@ class CEMConfig:
     max_batch: int | None = None
     """Evaluate at most this many candidates per rollout call; None = all. Bounds memory on large models: the ViT-g
     predictor's key/value cache takes ~50 MB per candidate and imagined step in fp32."""
+    warm_start: bool = False
+    """In closed loop, start each plan from the previous plan's sampling mean shifted by one step (the last step
+    repeated) instead of zero; the std starts from its initial value as usual (`shift_plan`)."""
+    early_stop_std: float | None = None
+    """Stop iterating once every Δxyz std of the sampling distribution is below this (metres): the elites have
+    converged and further iterations would move the mean by less than that. None = always run `iterations`."""
 
     def __post_init__(self) -> None:
         for name in ("samples", "iterations", "horizon"):
@@ -46,6 +52,16 @@ class CEMConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_batch is not None and self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {self.max_batch}")
+        if self.early_stop_std is not None and not self.early_stop_std > 0:
+            raise ValueError(f"early_stop_std must be > 0 or None, got {self.early_stop_std}")
+
+
+def shift_plan(previous: PlanResult, horizon: int) -> torch.Tensor:
+    """Initial sampling mean [horizon, 4] for the next control step: the previous plan's final mean without the step
+    just executed, its last step repeated to fill the horizon (a horizon-1 plan is reused as it is)."""
+    mean = previous.means[-1]
+    rest = mean[1:] if len(mean) > 1 else mean
+    return torch.cat([rest, rest[-1:].expand(horizon - len(rest), -1)])[:horizon].clone()
 
 
 class CEMPlanner:
@@ -54,11 +70,18 @@ class CEMPlanner:
     def __init__(self, config: CEMConfig | None = None) -> None:
         self.config = config or CEMConfig()
 
-    def plan(self, rollout: RolloutFn, objective: Objective, *, seed: int | None = None) -> PlanResult:
+    def plan(
+        self, rollout: RolloutFn, objective: Objective, *, seed: int | None = None, initial_mean: torch.Tensor | None = None
+    ) -> PlanResult:
+        """Plan; `initial_mean` [horizon, 4] replaces the zero initial mean (warm start, see `shift_plan`)."""
         cfg, space = self.config, self.config.space
         trace = PlanTrace()
         generator = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
         mean, std = space.initial_distribution(cfg.horizon)
+        if initial_mean is not None:
+            if initial_mean.shape != mean.shape or not torch.isfinite(initial_mean).all():
+                raise ValueError(f"initial_mean must be finite [{cfg.horizon}, 4], got {tuple(initial_mean.shape)}")
+            mean = space.constrain(initial_mean.float())
         momentum_mean = torch.tensor([cfg.momentum_mean] * 3 + [cfg.momentum_mean_gripper])
         momentum_std = torch.tensor([cfg.momentum_std] * 3 + [cfg.momentum_std_gripper])
         for _ in range(cfg.iterations):
@@ -72,4 +95,7 @@ class CEMPlanner:
             std = (1.0 - momentum_std) * elites.std(0) + momentum_std * std
             elite_energies = energies[elite_idx]
             trace.record((elite_energies[0], elite_energies.mean(), finite_mean(energies)), mean, std)
-        return trace.result(space.finalize(mean), actions[elite_idx], elite_energies, cfg.samples * cfg.iterations)
+            if cfg.early_stop_std is not None and bool((std[:, :3] < cfg.early_stop_std).all()):
+                break
+        iterations = len(trace.iteration_seconds)
+        return trace.result(space.finalize(mean), actions[elite_idx], elite_energies, cfg.samples * iterations)

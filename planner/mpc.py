@@ -26,16 +26,20 @@ from vjepa_ac.data.droid.poses import states_to_actions
 from vjepa_ac.planner.action_frame import ActionFrame
 from vjepa_ac.planner.action_space import GRIPPER_DIM
 from vjepa_ac.planner.base import PlanResult
-from vjepa_ac.planner.cem import CEMConfig, CEMPlanner
+from vjepa_ac.planner.cem import CEMConfig, CEMPlanner, shift_plan
 from vjepa_ac.planner.mppi import MPPIConfig, MPPIPlanner
 from vjepa_ac.planner.objectives import GoalObjective, Metric, Reduction, latent_distance
 from vjepa_ac.planner.report import JsonlWriter
+from vjepa_ac.planner.threads import ThreadChoice, choose_threads
 from vjepa_ac.planner.rollout import Precision, WorldModelRollout, candidate_memory_bytes
 from vjepa_ac.robot.interface import ActionStatus, Robot
 
 log = logging.getLogger(__name__)
 
 PlannerConfig = CEMConfig | MPPIConfig
+
+_THREAD_CHOICES: dict[tuple[int, int, int], ThreadChoice] = {}
+"""Measured thread choices per (predictor, samples, horizon) in this process."""
 
 
 @dataclass
@@ -80,8 +84,15 @@ class MPCConfig:
     reduce: Reduction = "last"
     precision: Precision = "auto"
     compile: bool = False
+    threads: int | None = None
+    """torch CPU threads for planning; None = chosen by measurement at the first plan on a CPU (`planner.threads`),
+    between 1 and torch's thread count when planning starts."""
     max_rejections: int = 3
     """Stop after this many consecutive actions refused by the robot."""
+    surprise_gate: float | None = None
+    """Skip re-planning while the observed frame's latent is within this distance (the planner's metric) of the latent
+    the last plan imagined for it: the next action of that plan is sent instead, at most until the plan's horizon is
+    used up. None = re-plan at every step."""
     action_frame_yaw: float = 0.0
     """Degrees the world model's action frame is turned from the robot base frame about the vertical
     (`planner.action_frame.ActionFrame`, estimated by `vjepa-ac calibrate`): states and context actions are rotated
@@ -99,10 +110,14 @@ class MPCConfig:
                 raise ValueError(f"goal_gripper values must be in [-1, 1] or None, got {self.goal_gripper}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
         if self.context_frames < 1:
             raise ValueError(f"context_frames must be >= 1, got {self.context_frames}")
         if self.max_frame_age_s is not None and not self.max_frame_age_s > 0:
             raise ValueError(f"max_frame_age_s must be > 0 or None, got {self.max_frame_age_s}")
+        if self.surprise_gate is not None and not (math.isfinite(self.surprise_gate) and self.surprise_gate > 0):
+            raise ValueError(f"surprise_gate must be a finite distance > 0 or None, got {self.surprise_gate}")
         for name in ("switch_energy", "stop_energy"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
@@ -185,6 +200,26 @@ class LatentPlanner:
         if len(shapes) > 1:
             raise ValueError(f"goal images must share one size, got {sorted(shapes)}")
         self.goal_latents = self.encode(self.goal_images)
+        self.thread_choice: ThreadChoice | None = None
+        """How many CPU threads plans run on and why; set at the first plan."""
+
+    def _choose_threads(self, rollout: WorldModelRollout, objective: GoalObjective) -> None:
+        """Set the thread count once: the configured one, or the fastest on a probe of this model (a rollout of up to
+        64 candidates over the planning horizon)."""
+        if self.config.threads is not None:
+            torch.set_num_threads(self.config.threads)
+            self.thread_choice = ThreadChoice(self.config.threads)
+        elif self.world_model.device.type != "cpu":
+            self.thread_choice = ThreadChoice(torch.get_num_threads())
+        else:
+            planner = self.planner.config
+            key = (id(self.world_model.predictor), planner.samples, planner.horizon)
+            if key not in _THREAD_CHOICES:  # once per model and budget in a process, not once per episode
+                probe_actions = torch.zeros(min(planner.samples, 64), planner.horizon, 7)
+                with torch.no_grad():
+                    _THREAD_CHOICES[key] = choose_threads(lambda: objective(rollout(probe_actions)))
+            self.thread_choice = _THREAD_CHOICES[key]
+            torch.set_num_threads(self.thread_choice.threads)
 
     def _fit_batch(self, planner: PlannerConfig) -> PlannerConfig:
         """On CUDA without an explicit `max_batch`, chunk the candidates so their caches fill at most half of the free
@@ -237,9 +272,14 @@ class LatentPlanner:
         *,
         goal_index: int = 0,
         seed: int | None = None,
+        initial_mean: torch.Tensor | None = None,
+        imagine: bool = False,
     ) -> PlanResult:
         """Plan from context latents [K, N, D], their states [K, 7] and the K-1 actions between them (base frame);
-        the result's actions are in the base frame (see `MPCConfig.action_frame_yaw`)."""
+        the result's actions are in the base frame (see `MPCConfig.action_frame_yaw`).
+
+        `initial_mean` warm-starts a CEM plan (`planner.cem.shift_plan`); with `imagine` the result carries the latents
+        the model imagines for the planned sequence (`PlanResult.imagined`)."""
         states = np.stack([check_state(s) for s in np.asarray(states).reshape(-1, 7)])
         cfg = self.config
         frame = self.action_frame
@@ -254,7 +294,16 @@ class LatentPlanner:
             compile=cfg.compile,
         )
         objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
-        result = self.planner_for(goal_index).plan(rollout, objective, seed=seed)
+        if self.thread_choice is None:
+            self._choose_threads(rollout, objective)
+        planner = self.planner_for(goal_index)
+        if initial_mean is not None:
+            result = planner.plan(rollout, objective, seed=seed, initial_mean=initial_mean)
+        else:
+            result = planner.plan(rollout, objective, seed=seed)
+        if imagine:
+            with torch.no_grad():
+                result.imagined = rollout(result.actions[None])[0].cpu()
         if frame.is_identity:
             return result
         return dataclasses.replace(
@@ -283,6 +332,10 @@ class StepRecord:
     state: list[float]
     plan_seconds: float
     encode_seconds: float
+    replanned: bool = True
+    """False when surprise gating sent the previous plan's next action instead of planning."""
+    surprise: float | None = None
+    """Distance between the observed latent and the one the last plan imagined for this step (surprise gating)."""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -301,6 +354,8 @@ class EpisodeLog:
     outcome: str = ""
     goal_reached: bool = False
     seconds: float = 0.0
+    threads: str = ""
+    """The CPU thread count plans ran on and how it was chosen."""
 
 
 class GoalSwitcher:
@@ -387,6 +442,9 @@ def run_mpc(
     history: collections.deque = collections.deque(maxlen=config.context_frames)
     rejections, goal_index = 0, 0
     switcher = GoalSwitcher(config, controller.num_goals)
+    # The plan whose first action was sent last (its steps not yet executed), and the goal it was made for.
+    previous: PlanResult | None = None
+    previous_goal = -1
     robot.connect()
     try:
         observation, frame = observe(robot, config.camera, config.max_frame_age_s)
@@ -409,13 +467,23 @@ def run_mpc(
             context_states = np.stack([h[1] for h in history])
             # Between context frames, the actions are the observed pose differences (the training definition), not
             # the commands sent, which the arm may have clamped or not fully reached.
-            result = controller.plan(
-                torch.stack([h[0] for h in history]),
-                context_states,
-                states_to_actions(context_states) if len(history) > 1 else None,
-                goal_index=goal_index,
-                seed=config.planner.seed + step,
-            )
+            surprise = None
+            if config.surprise_gate is not None and previous is not None and len(previous.actions) > 1:
+                surprise = float(latent_distance(latent, previous.imagined[0].to(latent.device), config.metric))
+            replanned = not (surprise is not None and surprise <= config.surprise_gate and previous_goal == goal_index)
+            if not replanned:
+                result = _remaining_plan(previous)
+            else:
+                warm = getattr(config.planner, "warm_start", False) and previous is not None
+                result = controller.plan(
+                    torch.stack([h[0] for h in history]),
+                    context_states,
+                    states_to_actions(context_states) if len(history) > 1 else None,
+                    goal_index=goal_index,
+                    seed=config.planner.seed + step,
+                    initial_mean=shift_plan(previous, config.planner.horizon) if warm else None,
+                    imagine=config.surprise_gate is not None,
+                )
             action = result.first_action
             outcome = robot.send_action(action)
             record = StepRecord(
@@ -431,7 +499,10 @@ def run_mpc(
                 state=state.tolist(),
                 plan_seconds=result.seconds,
                 encode_seconds=encode_seconds,
+                replanned=replanned,
+                surprise=surprise,
             )
+            previous, previous_goal = result, goal_index
             episode.steps.append(record)
             if writer is not None:
                 writer.write(record.to_dict())
@@ -455,8 +526,26 @@ def run_mpc(
         if writer is not None:
             writer.close()
     episode.seconds = time.perf_counter() - start
+    if controller.thread_choice is not None:
+        episode.threads = controller.thread_choice.describe()
     log.info("mpc finished after %d steps: %s", len(episode.steps), episode.outcome)
     return episode
+
+
+def _remaining_plan(plan: PlanResult) -> PlanResult:
+    """`plan` without its first step (already executed): what surprise gating sends next, at no planning cost."""
+    return dataclasses.replace(
+        plan,
+        actions=plan.actions[1:],
+        means=plan.means[:, 1:],
+        stds=plan.stds[:, 1:],
+        elite_actions=plan.elite_actions[:, 1:],
+        imagined=None if plan.imagined is None else plan.imagined[1:],
+        seconds=0.0,
+        rollout_seconds=0.0,
+        num_rollouts=0,
+        iteration_seconds=[],
+    )
 
 
 class StaleFrameError(ValueError):

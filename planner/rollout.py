@@ -22,8 +22,10 @@ import torch
 from torch import Tensor
 
 from vjepa_ac.data.droid.poses import apply_actions
+from vjepa_ac.planner.compiled import compiled_step
 from vjepa_ac.worldmodel import normalize_reps
 from vjepa_ac.worldmodel.precision import Precision, autocast
+from vjepa_ac.worldmodel.predictor import RolloutBuffer
 
 
 
@@ -133,6 +135,10 @@ class _PredictorRollout:
 class WorldModelRollout(_PredictorRollout):
     """Incremental rollout with a key/value cache; see the module docstring.
 
+    The current frame's patch tokens are embedded once per rollout object and shared by all candidates, and each call
+    writes the candidates' keys/values into a preallocated `RolloutBuffer` (kept between calls of the same size)
+    instead of concatenating the history at every imagined step.
+
     Args:
         predictor: a `worldmodel.ACPredictor` (eval mode).
         context_latents: normalized latents of the context frames, [N, D] (current frame only, as the reference) or
@@ -143,36 +149,52 @@ class WorldModelRollout(_PredictorRollout):
         num_levels: feature levels concatenated per token (4 for V-JEPA 2.1 hierarchical features), each normalized
             on its own; `WorldModel.num_levels`.
         precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "float32" or "bfloat16".
-        compile: wrap `ACPredictor.step` in `torch.compile` (dynamic shapes; the first call compiles).
+        compile: run the imagined steps through `torch.compile` (`planner.compiled.compiled_step`: fuses RoPE, bias +
+            GELU and layer norms; falls back to eager, with a warning, where compilation fails).
     """
 
     def __init__(self, *args, compile: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._step: Callable = torch.compile(self.predictor.step, dynamic=True) if compile else self.predictor.step
+        self._step: Callable = compiled_step(self.predictor) if compile else self.predictor.step
         self.prefix = None
+        self._buffer: RolloutBuffer | None = None
         with torch.no_grad(), self._autocast():
             for j in range(self.num_context_frames - 1):
                 ext = None if self.extrinsics is None else self.extrinsics[j : j + 1]
-                _, self.prefix = self._step(
+                _, self.prefix = self.predictor.step(
                     self.latents[j : j + 1],
                     self.actions[j : j + 1],
                     self.states[j : j + 1].to(self.dtype),
                     self.prefix,
                     extrinsics_t=ext,
                 )
+            # Every candidate starts from the same observed frame: embed its patches once, not once per candidate.
+            self.frame_tokens = self.predictor.embed_frames(self.latents[-1:])
+
+    def _buffer_for(self, samples: int, horizon: int) -> RolloutBuffer:
+        """A buffer for `samples` x (context + horizon) steps holding the context prefix, reused between calls."""
+        capacity = self.num_context_frames - 1 + horizon
+        dtype = self.frame_tokens.dtype
+        buffer = self._buffer
+        if buffer is None or buffer.batch_size != samples or buffer.capacity != capacity or buffer.keys[0].dtype != dtype:
+            buffer = RolloutBuffer.allocate(self.predictor, samples, capacity, prefix=self.prefix, dtype=dtype)
+            self._buffer = buffer
+        # Imagined steps only ever write after the prefix, so rewinding is enough to reuse the buffer.
+        buffer.num_steps = self.num_context_frames - 1
+        return buffer
 
     def __call__(self, actions: Tensor) -> Tensor:
         actions, states = self._prepare(actions)
         samples, horizon = actions.shape[:2]
         extrinsics = self._extrinsics(samples, horizon)
-        cache = self.prefix.expand(samples) if self.prefix is not None else None
-        frame = self.latents[-1].expand(samples, -1, -1)
         predictions = []
         with torch.no_grad(), self._autocast():
+            cache = self._buffer_for(samples, horizon)
+            frame, embedded = self.frame_tokens, True
             for h in range(horizon):
                 ext = None if extrinsics is None else extrinsics[:, h]
-                raw, cache = self._step(frame, actions[:, h], states[:, h], cache, extrinsics_t=ext)
-                frame = self._normalize(raw)
+                raw, cache = self._step(frame, actions[:, h], states[:, h], cache, extrinsics_t=ext, embedded=embedded)
+                frame, embedded = self._normalize(raw), False
                 predictions.append(frame)
         return torch.stack(predictions, dim=1).float()
 

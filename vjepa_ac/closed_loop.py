@@ -28,6 +28,7 @@ from vjepa_ac.model_card import (
     mpc_config_for,
     sim_settings,
 )
+from vjepa_ac.planner.threads import last_choice
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
@@ -155,7 +156,8 @@ def _run_meta(path: Path, defaults: PlanningDefaults, device: torch.device) -> d
         "camera": defaults.camera,
         "world-model steps per second": defaults.fps,
         "device": str(device),
-        "torch threads": torch.get_num_threads(),
+        "torch threads": (choice.describe() if (choice := last_choice()) is not None
+                          else f"{torch.get_num_threads()} (not measured)"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -199,6 +199,15 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
         help="candidates per predictor call; bounds memory, e.g. 100 for the ViT-g predictor, whose key/value cache "
         f"takes ~50 MB per candidate and imagined step in fp32; None = all ({card_default('max_batch', None)})",
     )
+    group.add_argument("--warm-start", action="store_true", default=None,
+                       help="CEM: start each plan from the previous plan shifted by one step (default: off)")
+    group.add_argument("--early-stop-std", metavar="METRES", type=float, default=None,
+                       help="CEM: stop iterating once every Δxyz sampling std is below this (default: off)")
+    group.add_argument("--surprise-gate", metavar="DISTANCE", type=float, default=None,
+                       help="skip re-planning while the observed latent is within this distance of the one the last "
+                       "plan imagined; the plan's next step is sent instead (default: off)")
+    group.add_argument("--threads", type=positive_int, default=None,
+                       help="torch CPU threads (default: the fastest count, measured on this model at the first plan)")
     group.add_argument("--planner-seed", metavar="SEED", type=int, default=None,
                        help=f"sampling seed; the same seed gives the same plan ({card_default('seed', 0)})")
     frame = group.add_mutually_exclusive_group()

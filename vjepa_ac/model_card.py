@@ -147,6 +147,8 @@ class PlanningOverrides:
     horizon: int | None = None
     seed: int | None = None
     max_batch: int | None = None
+    warm_start: bool | None = None
+    early_stop_std: float | None = None
     # `planner.SearchSpace`
     max_translation: float | None = None
     translation_constraint: str | None = None
@@ -164,8 +166,11 @@ class PlanningOverrides:
     compile: bool | None = None
     max_frame_age_s: float | None = None
     action_frame_yaw: float | None = None
+    surprise_gate: float | None = None
+    threads: int | None = None
 
-    PLANNER_FIELDS: ClassVar[tuple[str, ...]] = ("samples", "iterations", "topk", "horizon", "seed", "max_batch")
+    PLANNER_FIELDS: ClassVar[tuple[str, ...]] = ("samples", "iterations", "topk", "horizon", "seed", "max_batch",
+                                                 "warm_start", "early_stop_std")
     SPACE_FIELDS: ClassVar[tuple[str, ...]] = ("max_translation", "translation_constraint", "close_gripper")
 
     @classmethod

@@ -24,7 +24,7 @@ from __future__ import annotations
 from vjepa_ac.data.lazy_exports import lazy_exports
 
 __all__, __getattr__ = lazy_exports(__name__, {
-    ".predictor": ("ACPredictor", "PREDICTOR_PRESETS", "PredictorCache", "PredictorConfig", "build_predictor"),
+    ".predictor": ("ACPredictor", "PREDICTOR_PRESETS", "PredictorCache", "PredictorConfig", "RolloutBuffer", "build_predictor"),
     ".checkpoints": (
         "CONFIG_KEY", "CheckpointError", "LoadReport", "freeze", "load_encoder", "load_predictor", "read_checkpoint",
         "save_ac_checkpoint",

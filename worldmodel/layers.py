@@ -51,8 +51,13 @@ class RoPEAttention(nn.Module):
         *,
         attn_mask: Tensor | None = None,
         past: tuple[Tensor, Tensor] | None = None,
+        buffer: tuple[Tensor, Tensor, int] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """x [B, N, D]; rope = (cos, sin) [N, R]; attn_mask bool [N, N_total] (True = may attend).
+
+        Earlier keys/values come either as `past` (concatenated in front of the new ones) or as `buffer` = (keys,
+        values, filled): preallocated [B, heads, capacity, head_dim] tensors whose first `filled` tokens hold the past;
+        the new keys/values are written in place after them, so no step copies the history again.
 
         Returns (output [B, N, D], keys, values [B, heads, N_past + N, head_dim]).
         """
@@ -60,7 +65,12 @@ class RoPEAttention(nn.Module):
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(qkv[:2], *rope)  # queries and keys in one pass
         v = qkv[2]
-        if past is not None:
+        if buffer is not None:
+            keys, values, filled = buffer
+            keys[:, :, filled : filled + tokens] = k
+            values[:, :, filled : filled + tokens] = v
+            k, v = keys[:, :, : filled + tokens], values[:, :, : filled + tokens]
+        elif past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -85,9 +95,10 @@ class Block(nn.Module):
         *,
         attn_mask: Tensor | None = None,
         past: tuple[Tensor, Tensor] | None = None,
+        buffer: tuple[Tensor, Tensor, int] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Returns (output, keys, values); see `RoPEAttention.forward`."""
-        attended, k, v = self.attn(self.norm1(x), rope, attn_mask=attn_mask, past=past)
+        attended, k, v = self.attn(self.norm1(x), rope, attn_mask=attn_mask, past=past, buffer=buffer)
         x = x + attended
         x = x + self.mlp(self.norm2(x))
         return x, k, v

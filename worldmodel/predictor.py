@@ -109,6 +109,54 @@ class PredictorCache:
         return PredictorCache(tuple(map(grow, self.keys)), tuple(map(grow, self.values)), self.num_steps)
 
 
+class RolloutBuffer:
+    """Preallocated keys and values of every layer for a rollout of at most `capacity` steps, filled in place by
+    `ACPredictor.step` (mutable, unlike `PredictorCache`): each step writes its block once instead of copying the
+    whole history into a new tensor. `keys[i]` / `values[i]` are [B, heads, capacity * tokens_per_step, head_dim]."""
+
+    def __init__(self, keys: list[Tensor], values: list[Tensor], tokens_per_step: int, num_steps: int = 0) -> None:
+        self.keys, self.values = keys, values
+        self.tokens_per_step = tokens_per_step
+        self.num_steps = num_steps
+
+    @classmethod
+    def allocate(
+        cls,
+        predictor: ACPredictor,
+        batch_size: int,
+        capacity: int,
+        *,
+        prefix: PredictorCache | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
+    ) -> RolloutBuffer:
+        """Room for `capacity` steps of `batch_size` samples, starting with a copy of `prefix` (batch 1 or batch_size,
+        e.g. the context frames every candidate shares)."""
+        c = predictor.config
+        weight = predictor.predictor_embed.weight
+        dtype, device = dtype or weight.dtype, device or weight.device
+        past = prefix.num_steps if prefix is not None else 0
+        if capacity < past + 1:
+            raise ValueError(f"capacity {capacity} leaves no room after the {past} prefix steps")
+        per_step = predictor.tokens_per_step
+        shape = (batch_size, c.num_heads, capacity * per_step, c.predictor_embed_dim // c.num_heads)
+        keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(c.depth)]
+        values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(c.depth)]
+        if prefix is not None:
+            filled = past * per_step
+            for dst, src in zip(keys + values, prefix.keys + prefix.values, strict=True):
+                dst[:, :, :filled] = src
+        return cls(keys, values, per_step, past)
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2] // self.tokens_per_step
+
+
 class ACPredictor(nn.Module):
     """V-JEPA 2-AC predictor; parameter names match Meta's `VisionTransformerPredictorAC` state dict."""
 
@@ -181,10 +229,12 @@ class ACPredictor(nn.Module):
 
     # ------------------------------------------------------------------ input checks
     def _check_inputs(
-        self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None, num_steps: int
+        self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None, num_steps: int,
+        batch: int | None = None,
     ) -> None:
+        """`batch` defaults to x's (a shared batch-1 x is checked against the conditions' batch)."""
         c = self.config
-        batch = x.shape[0]
+        batch = x.shape[0] if batch is None else batch
         for name, value, width in (("actions", actions, c.action_embed_dim), ("states", states, c.action_embed_dim)):
             if value.shape != (batch, num_steps, width):
                 raise ValueError(f"{name} must be [B={batch}, T={num_steps}, {width}], got {tuple(value.shape)}")
@@ -204,13 +254,22 @@ class ACPredictor(nn.Module):
         if not torch.isfinite(x.sum()):
             raise ValueError("frame features contain NaN or infinite values")
 
-    def _embed_steps(self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None) -> Tensor:
-        """[B, T, N, D] features + [B, T, 7] conditions -> [B, T * tokens_per_step, P] token sequence."""
+    def _embed_steps(
+        self, x: Tensor, actions: Tensor, states: Tensor, extrinsics: Tensor | None, *, embedded: bool = False
+    ) -> Tensor:
+        """[B, T, N, D] features (or [B or 1, T, N, P] tokens from `embed_frames` when `embedded`) + [B, T, 7]
+        conditions -> [B, T * tokens_per_step, P] token sequence."""
         parts = [self.action_encoder(actions).unsqueeze(2), self.state_encoder(states).unsqueeze(2)]
         if self.config.use_extrinsics:
             parts.append(self.extrinsics_encoder(extrinsics).unsqueeze(2))
-        parts.append(self.predictor_embed(x))
+        frames = x if embedded else self.predictor_embed(x)
+        parts.append(frames.expand(actions.shape[0], *frames.shape[1:]))
         return torch.cat(parts, dim=2).flatten(1, 2)
+
+    def embed_frames(self, x: Tensor) -> Tensor:
+        """Frame features [..., N, D] -> the predictor's patch tokens [..., N, P]. A frame shared by many samples
+        (the current observation in planning) is embedded once and passed to `step` with `embedded=True`."""
+        return self.predictor_embed(x)
 
     def _readout(self, tokens: Tensor, num_steps: int) -> Tensor:
         """Drop the conditioning tokens, then final norm and projection back to the encoder width."""
@@ -250,18 +309,25 @@ class ACPredictor(nn.Module):
         x_t: Tensor,
         action_t: Tensor,
         state_t: Tensor,
-        cache: PredictorCache | None = None,
+        cache: PredictorCache | RolloutBuffer | None = None,
         extrinsics_t: Tensor | None = None,
-    ) -> tuple[Tensor, PredictorCache]:
+        *,
+        embedded: bool = False,
+    ) -> tuple[Tensor, PredictorCache | RolloutBuffer]:
         """Append one step: x_t [B, N, D], action_t / state_t [B, 7] -> (prediction of the next frame [B, N, D],
         the cache extended by this step). Equal to the last block of `forward` on the whole history.
 
-        `cache` is not modified, so one context cache can seed many rollouts (see `PredictorCache.expand`).
+        A `PredictorCache` is not modified, so one context cache can seed many rollouts (see
+        `PredictorCache.expand`); a `RolloutBuffer` is filled in place and returned. With `embedded`, x_t holds patch
+        tokens [B or 1, N, P] from `embed_frames` (batch 1 is shared by all samples).
         """
         c = self.config
-        if x_t.ndim != 3 or x_t.shape[1:] != (self.tokens_per_frame, c.embed_dim):
-            raise ValueError(f"x_t must be [B, {self.tokens_per_frame}, {c.embed_dim}], got {tuple(x_t.shape)}")
-        batch = x_t.shape[0]
+        width = c.predictor_embed_dim if embedded else c.embed_dim
+        if x_t.ndim != 3 or x_t.shape[1:] != (self.tokens_per_frame, width):
+            raise ValueError(f"x_t must be [B, {self.tokens_per_frame}, {width}], got {tuple(x_t.shape)}")
+        batch = action_t.shape[0] if embedded else x_t.shape[0]
+        if x_t.shape[0] not in (1, batch):
+            raise ValueError(f"x_t has batch {x_t.shape[0]} but the actions have {batch}")
         if cache is not None and cache.batch_size != batch:
             raise ValueError(
                 f"cache holds batch {cache.batch_size} but x_t has batch {batch}; use cache.expand({batch}) "
@@ -269,12 +335,20 @@ class ACPredictor(nn.Module):
             )
         if cache is not None and len(cache.keys) != c.depth:
             raise ValueError(f"cache has {len(cache.keys)} layers, this predictor has {c.depth}")
+        if isinstance(cache, RolloutBuffer) and cache.num_steps >= cache.capacity:
+            raise ValueError(f"the rollout buffer is full ({cache.capacity} steps)")
         actions, states = action_t.unsqueeze(1), state_t.unsqueeze(1)
         extrinsics = extrinsics_t.unsqueeze(1) if extrinsics_t is not None else None
-        self._check_inputs(x_t, actions, states, extrinsics, 1)
+        self._check_inputs(x_t, actions, states, extrinsics, 1, batch)
         past_steps = cache.num_steps if cache is not None else 0
-        tokens = self._embed_steps(x_t.unsqueeze(1), actions, states, extrinsics)
+        tokens = self._embed_steps(x_t.unsqueeze(1), actions, states, extrinsics, embedded=embedded)
         rope = self._rope(past_steps, 1, x_t.device)
+        if isinstance(cache, RolloutBuffer):
+            filled = past_steps * self.tokens_per_step
+            for layer, block in enumerate(self.predictor_blocks):
+                tokens = block(tokens, rope, buffer=(cache.keys[layer], cache.values[layer], filled))[0]
+            cache.num_steps += 1
+            return self._readout(tokens, 1), cache
         new_keys, new_values = [], []
         for layer, block in enumerate(self.predictor_blocks):
             past = (cache.keys[layer], cache.values[layer]) if cache is not None else None

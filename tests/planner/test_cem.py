@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -190,3 +192,33 @@ def test_plans_are_always_finite_and_in_bounds(
         else:
             assert torch.all(actions[:, :3].abs().sum(-1) <= max_translation + 1e-6)
         assert torch.all(actions[:, 6].abs() <= 0.75) and torch.all(actions[:, 3:6] == 0)
+
+
+def test_early_stop_ends_once_the_elites_converge(world, start_state):
+    objective = _goal(world, start_state, [0.03, -0.02, 0.015, 0, 0, 0, 0.5])
+    full = CEMPlanner(CEMConfig(samples=200, iterations=30)).plan(world, objective)
+    stopped = CEMPlanner(CEMConfig(samples=200, iterations=30, early_stop_std=1e-3)).plan(world, objective)
+    iterations = len(stopped.energies)
+    assert 1 < iterations < 30 and stopped.num_rollouts == 200 * iterations
+    assert torch.all(stopped.stds[-1, :, :3] < 1e-3) and not torch.all(stopped.stds[-2, :, :3] < 1e-3)
+    torch.testing.assert_close(stopped.actions[0, :3], full.actions[0, :3], atol=2e-3, rtol=0)
+    with pytest.raises(ValueError, match="early_stop_std"):
+        CEMConfig(early_stop_std=0.0)
+
+
+def test_warm_start_shifts_the_previous_plan(world, start_state):
+    from vjepa_ac.planner.cem import shift_plan
+
+    objective = _goal(world, start_state, [0.1, 0, 0, 0, 0, 0, 0])
+    config = CEMConfig(samples=100, iterations=3, horizon=3)
+    previous = CEMPlanner(config).plan(world, objective)
+    mean = shift_plan(previous, 3)
+    torch.testing.assert_close(mean, torch.cat([previous.means[-1][1:], previous.means[-1][2:]]))
+    warm = CEMPlanner(config).plan(world, objective, initial_mean=mean)
+    cold = CEMPlanner(config).plan(world, objective)
+    # Same random stream, different starting mean: the first iteration samples around the shifted plan.
+    assert not torch.equal(warm.means[0], cold.means[0])
+    one_step = CEMPlanner(dataclasses.replace(config, horizon=1)).plan(world, objective)
+    torch.testing.assert_close(shift_plan(one_step, 1), one_step.means[-1])  # horizon 1: reused as it is
+    with pytest.raises(ValueError, match="initial_mean"):
+        CEMPlanner(config).plan(world, objective, initial_mean=torch.zeros(2, 4))

@@ -154,19 +154,24 @@ def test_goal_gripper_pins_the_gripper_per_sub_goal(tiny_world_model):
         MPCConfig(goal_gripper=(1.5,))
 
 
-def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
-    """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
+def _on_cuda(world_model):
+    """`world_model` claiming to live on a GPU (the compute stays on the CPU): for the CUDA branches without one."""
 
     class OnCuda:
         device = torch.device("cuda")
-        predictor = tiny_world_model.predictor
+        predictor = world_model.predictor
         num_levels = 1
-        encode = staticmethod(tiny_world_model.encode)
+        encode = staticmethod(world_model.encode)
 
+    return OnCuda()
+
+
+def test_candidates_are_chunked_to_fit_gpu_memory(tiny_world_model, monkeypatch):
+    """The CUDA branch of batch sizing, with the device and its free memory stubbed (no GPU here)."""
     per_candidate = candidate_memory_bytes(tiny_world_model.predictor, 1 + 1, torch.bfloat16)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 10 * per_candidate, 10**12))
     goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
-    planner = LatentPlanner(OnCuda(), [goal], _config())
+    planner = LatentPlanner(_on_cuda(tiny_world_model), [goal], _config())
     assert planner.planner.config.max_batch == 10
     assert LatentPlanner(tiny_world_model, [goal], _config()).planner.config.max_batch is None
 
@@ -216,3 +221,76 @@ def test_stale_frames_are_refused_with_camera_age_and_bound(tiny_world_model):
     assert len(run_mpc(LaggingCameraRobot(lag=5.0), tiny_world_model, [goal], unbounded, progress=False).steps) == 2
     with pytest.raises(ValueError, match="max_frame_age_s must be > 0"):
         MPCConfig(max_frame_age_s=0.0)
+
+
+def test_warm_start_seeds_each_plan_with_the_shifted_previous_one(tiny_world_model, monkeypatch):
+    from vjepa_ac.planner import cem
+
+    robot = PointRobot()
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    seen = []
+    plan = cem.CEMPlanner.plan
+
+    def spy(self, rollout, objective, *, seed=None, initial_mean=None):
+        seen.append(initial_mean)
+        return plan(self, rollout, objective, seed=seed, initial_mean=initial_mean)
+
+    monkeypatch.setattr(cem.CEMPlanner, "plan", spy)
+    config = MPCConfig(planner=CEMConfig(samples=24, iterations=2, topk=4, horizon=2, warm_start=True), max_steps=3)
+    episode = run_mpc(robot, tiny_world_model, [goal], config)
+    assert seen[0] is None and all(m is not None and m.shape == (2, 4) for m in seen[1:])
+    assert len(episode.steps) == 3 and all(r.replanned for r in episode.steps)
+
+
+def test_surprise_gating_sends_the_plans_next_step_while_the_prediction_holds(tiny_world_model):
+    robot = PointRobot()
+    goal = robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    planner = CEMConfig(samples=24, iterations=2, topk=4, horizon=3)
+    # A gate no observation can pass: re-plans every step, but records how surprised it was.
+    strict = run_mpc(PointRobot(), tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=3, surprise_gate=1e-9))
+    assert all(r.replanned for r in strict.steps) and strict.steps[1].surprise > 0
+    # A gate every observation passes: one plan, then its remaining two steps, then a new plan.
+    episode = run_mpc(robot, tiny_world_model, [goal], MPCConfig(planner=planner, max_steps=5, surprise_gate=1e6))
+    assert [r.replanned for r in episode.steps] == [True, False, False, True, False]
+    assert episode.steps[1].plan_seconds == 0.0
+    first_plan = episode.steps[0]
+    assert robot.sent[0].tolist() == first_plan.action
+    with pytest.raises(ValueError, match="surprise_gate"):
+        MPCConfig(surprise_gate=-1.0)
+
+
+def test_threads_are_chosen_by_measurement_and_reported(tiny_world_model, monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr("vjepa_ac.planner.mpc._THREAD_CHOICES", {})
+    try:
+        torch.set_num_threads(2)
+        robot = PointRobot()
+        episode = run_mpc(robot, tiny_world_model, [robot.image_at(robot.state)], _config(max_steps=1))
+        assert "chosen by measurement" in episode.threads and "1:" in episode.threads and "2:" in episode.threads
+        episode = run_mpc(robot, tiny_world_model, [robot.image_at(robot.state)], _config(max_steps=1, threads=1))
+        assert episode.threads.startswith("1 torch thread") and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_on_a_gpu_threads_are_not_probed_and_bf16_autocast_is_the_default(tiny_world_model, monkeypatch):
+    """The CUDA path with the device stubbed (no GPU here): no CPU thread probe, bf16 autocast under "auto"."""
+    from vjepa_ac.planner import rollout as rollout_module
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**12, 10**12))
+    probed = []
+    monkeypatch.setattr("vjepa_ac.planner.mpc.choose_threads", lambda *a, **k: probed.append(1))
+    contexts = []
+    autocast = rollout_module.autocast
+
+    def spy(device, precision):
+        contexts.append(autocast(torch.device("cuda"), precision))
+        return autocast(device, precision)
+
+    monkeypatch.setattr(rollout_module, "autocast", spy)
+    goal = PointRobot().image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])
+    planner = LatentPlanner(_on_cuda(tiny_world_model), [goal], _config())
+    latent = planner.encode([goal])
+    planner.plan(latent, np.array([0.6, 0.1, 0.3, 3.1, 0, 0, 0.0]))
+    assert probed == [] and planner.thread_choice.threads == torch.get_num_threads()
+    assert contexts and all(isinstance(c, torch.autocast) and c.fast_dtype == torch.bfloat16 for c in contexts)

@@ -108,8 +108,45 @@ def test_compiled_rollout_matches_eager(predictor):
     latents, states, actions = _context(predictor, 2)
     candidates = _candidates(6, 2)
     eager = WorldModelRollout(predictor, latents, states, actions)(candidates)
-    compiled = WorldModelRollout(predictor, latents, states, actions, compile=True)(candidates)
+    compiled_rollout = WorldModelRollout(predictor, latents, states, actions, compile=True)
+    compiled = compiled_rollout(candidates)
+    assert compiled_rollout._step.is_compiled, compiled_rollout._step.failure
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+    # The compiled planner against the reference method: same first-iteration energies, action within 1 mm.
+    goal = GoalObjective(normalize_reps(torch.randn(predictor.tokens_per_frame, predictor.config.embed_dim)))
+    config = CEMConfig(samples=64, iterations=4, topk=8, horizon=2, seed=3)
+    fast = CEMPlanner(config).plan(compiled_rollout, goal)
+    naive = CEMPlanner(config).plan(NaiveRollout(predictor, latents, states, actions), goal)
+    torch.testing.assert_close(fast.energies[0], naive.energies[0], atol=1e-5, rtol=0)
+    assert float((fast.actions - naive.actions)[:, :3].abs().max()) <= 1e-3
+
+
+def test_rollout_reuses_its_buffer_and_gives_the_same_result(predictor):
+    latents, states, actions = _context(predictor, 2)
+    rollout = WorldModelRollout(predictor, latents, states, actions)
+    candidates = _candidates(5, 2)
+    first = rollout(candidates)
+    buffer = rollout._buffer
+    torch.testing.assert_close(rollout(candidates), first, atol=0, rtol=0)
+    assert rollout._buffer is buffer  # same size: no new allocation
+    torch.testing.assert_close(rollout(candidates[:3, :1]), first[:3, :1], atol=1e-5, rtol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager(predictor, monkeypatch, caplog):
+    from vjepa_ac.planner import compiled
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled.torch, "compile", lambda fn, **kwargs: broken)
+    latents, states, actions = _context(predictor, 2)
+    candidates = _candidates(4, 2)
+    eager = WorldModelRollout(predictor, latents, states, actions)(candidates)
+    rollout = WorldModelRollout(predictor, latents, states, actions, compile=True)
+    torch.testing.assert_close(rollout(candidates), eager, atol=0, rtol=0)
+    assert not rollout._step.is_compiled and "no C++ compiler" in rollout._step.failure
+    assert "running it eagerly" in caplog.text
 
 
 def test_candidate_memory_estimate_covers_the_real_cache(predictor):

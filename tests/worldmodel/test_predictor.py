@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from vjepa_ac.worldmodel import PredictorCache, build_predictor, load_predictor, normalize_reps
+from vjepa_ac.worldmodel import PredictorCache, RolloutBuffer, build_predictor, load_predictor, normalize_reps
 
 from .conftest import REFERENCE_ATOL
 
@@ -172,6 +172,33 @@ def test_expanded_cache_is_a_view_and_matches_a_batched_rollout():
         )
     assert (out - full[:, n:]).abs().max() <= 1e-5
     assert cache.num_steps == 1 and grown.num_steps == 2  # the seed cache is untouched
+
+
+def test_rollout_buffer_and_shared_embedded_frame_match_the_concatenating_cache():
+    torch.manual_seed(0)
+    predictor = build_predictor("vit_ac_tiny").eval()
+    n, samples = predictor.tokens_per_frame, 4
+    context, a0, s0 = torch.randn(1, n, 64), torch.randn(1, 7), torch.randn(1, 7)
+    shared_x, a1, s1 = torch.randn(1, n, 64), torch.randn(samples, 7), torch.randn(samples, 7)
+    x2, a2, s2 = torch.randn(samples, n, 64), torch.randn(samples, 7), torch.randn(samples, 7)
+    with torch.no_grad():
+        _, prefix = predictor.step(context, a0, s0)
+        out1, cache = predictor.step(shared_x.expand(samples, -1, -1), a1, s1, prefix.expand(samples))
+        out2, cache = predictor.step(x2, a2, s2, cache)
+        buffer = RolloutBuffer.allocate(predictor, samples, 3, prefix=prefix)
+        got1, same = predictor.step(predictor.embed_frames(shared_x), a1, s1, buffer, embedded=True)
+        got2, _ = predictor.step(x2, a2, s2, buffer)
+        assert same is buffer and buffer.num_steps == 3
+        with pytest.raises(ValueError, match="buffer is full"):
+            predictor.step(x2, a2, s2, buffer)
+    torch.testing.assert_close(got1, out1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got2, out2, atol=1e-5, rtol=1e-5)
+    # The buffer holds exactly the keys the concatenating cache built, prefix included.
+    torch.testing.assert_close(buffer.keys[1], cache.keys[1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="no room"):
+        RolloutBuffer.allocate(predictor, samples, 1, prefix=prefix)
+    with pytest.raises(ValueError, match="x_t must be"):
+        predictor.step(torch.randn(1, n, 32), a2, s2, embedded=True)
 
 
 def test_cache_errors():
