@@ -43,7 +43,7 @@ def condition_config(base, condition: str, *, surprise_gate: float, early_stop_s
 def run_study(args: argparse.Namespace) -> None:
     import torch
 
-    from vjepa_ac.planner.model_card import load_for_planning, mpc_config_for
+    from vjepa_ac.model_card import load_for_planning, mpc_config_for
     from vjepa_ac.closed_loop import run_episode
 
     torch.set_num_threads(1)
