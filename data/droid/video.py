@@ -235,7 +235,8 @@ class VideoWriter:
             self._stream.width, self._stream.height = frames.shape[2] + frames.shape[2] % 2, \
                 frames.shape[1] + frames.shape[1] % 2
         elif frames.shape[1:3] != self._size:
-            raise ValueError(f"{self.path}: frames of {frames.shape[1:3]} after frames of {self._size}")
+            raise ValueError(f"{self.path}: frames of {frames.shape[1:3]} after frames of {self._size}; a video has "
+                             "one size")
         pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
         if pad_h or pad_w:
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
