@@ -16,6 +16,14 @@ from vjepa_ac.worldmodel import build_encoder, build_predictor
 from vjepa_ac.worldmodel.world_model import WorldModel
 
 
+@pytest.fixture(scope="module")
+def world_model() -> WorldModel:
+    """A random tiny encoder: the landscape maths and rendering are under test, not the encoder's quality."""
+    torch.manual_seed(0)
+    return WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),
+                      crop="square")
+
+
 def test_rank_correlation():
     x = np.array([0.1, 0.4, 0.2, 0.9])
     assert rank_correlation(x, x ** 3) == pytest.approx(1.0)
@@ -33,14 +41,11 @@ def test_path_measures():
     assert barrier.path_descending == 0.75 and barrier.path_barrier
 
 
-def test_goal_landscape_on_a_rendered_reach_episode():
+def test_goal_landscape_on_a_rendered_reach_episode(world_model):
     """The path ends at the goal pose, rendered exactly as the goal image: zero energy there, and distances that
     shrink linearly along the path."""
     from vjepa_ac.sim.tasks import make_env
 
-    torch.manual_seed(0)
-    world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),
-                             crop="square")
     robot, task = make_env("reach", seed=3, image_size=(64, 64), cameras=("left",))
     try:
         result = goal_landscape(world_model, task, 3, np.random.default_rng(0))
@@ -53,14 +58,11 @@ def test_goal_landscape_on_a_rendered_reach_episode():
     assert np.all(result.workspace_energy > 0)
 
 
-def test_cube_landscape_around_the_straddle_pose():
+def test_cube_landscape_around_the_straddle_pose(world_model):
     """Offsets from the straddle pose, scored against the straddle image: zero offset would be zero energy, so every
     offset scores above it; the axis shares compare 2 cm with 8 cm along x, y, z."""
     from vjepa_ac.sim.tasks import make_env
 
-    torch.manual_seed(0)
-    world_model = WorldModel(encoder=build_encoder("vit_tiny").eval(), predictor=build_predictor("vit_ac_tiny"),
-                             crop="square")
     robot, task = make_env("grasp", seed=2, image_size=(64, 64), cameras=("left",))
     try:
         result = cube_landscape(world_model, task, 2, np.random.default_rng(0))
