@@ -43,9 +43,9 @@ class PlanResult:
     elite_energies: torch.Tensor
     """Their energies [K], ascending."""
     means: torch.Tensor
-    """Sampling mean after each iteration [iterations, H, 4] (free dimensions Δx, Δy, Δz, Δgripper)."""
+    """Sampling mean after each iteration [iterations, H, F] (the free dimensions: Δx, Δy, Δz, Δgripper, then Δyaw when searched)."""
     stds: torch.Tensor
-    """Sampling std after each iteration [iterations, H, 4]."""
+    """Sampling std after each iteration [iterations, H, F]."""
     seconds: float = 0.0
     """Wall time of the whole call."""
     rollout_seconds: float = 0.0

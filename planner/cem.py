@@ -57,7 +57,7 @@ class CEMConfig:
 
 
 def shift_plan(previous: PlanResult, horizon: int) -> torch.Tensor:
-    """Initial sampling mean [horizon, 4] for the next control step: the previous plan's final mean without the step
+    """Initial sampling mean [horizon, free dimensions] for the next control step: the previous plan's final mean without the step
     just executed, its last step repeated to fill the horizon (a horizon-1 plan is reused as it is)."""
     mean = previous.means[-1]
     rest = mean[1:] if len(mean) > 1 else mean
@@ -73,17 +73,18 @@ class CEMPlanner:
     def plan(
         self, rollout: RolloutFn, objective: Objective, *, seed: int | None = None, initial_mean: torch.Tensor | None = None
     ) -> PlanResult:
-        """Plan; `initial_mean` [horizon, 4] replaces the zero initial mean (warm start, see `shift_plan`)."""
+        """Plan; `initial_mean` [horizon, free dimensions] replaces the zero initial mean (warm start, see `shift_plan`)."""
         cfg, space = self.config, self.config.space
         trace = PlanTrace()
         generator = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
         mean, std = space.initial_distribution(cfg.horizon)
         if initial_mean is not None:
             if initial_mean.shape != mean.shape or not torch.isfinite(initial_mean).all():
-                raise ValueError(f"initial_mean must be finite [{cfg.horizon}, 4], got {tuple(initial_mean.shape)}")
+                raise ValueError(f"initial_mean must be finite {list(mean.shape)}, got {tuple(initial_mean.shape)}")
             mean = space.constrain(initial_mean.float())
-        momentum_mean = torch.tensor([cfg.momentum_mean] * 3 + [cfg.momentum_mean_gripper])
-        momentum_std = torch.tensor([cfg.momentum_std] * 3 + [cfg.momentum_std_gripper])
+        # Δyaw, when searched, moves with the translation's momentum.
+        momentum_mean = space.per_dimension(cfg.momentum_mean, cfg.momentum_mean_gripper, cfg.momentum_mean)
+        momentum_std = space.per_dimension(cfg.momentum_std, cfg.momentum_std_gripper, cfg.momentum_std)
         for _ in range(cfg.iterations):
             actions = space.to_actions(space.sample(mean, std, cfg.samples, generator))
             with trace.rollout_time:

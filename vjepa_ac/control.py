@@ -188,6 +188,9 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
         help="l1_ball: |Δx|+|Δy|+|Δz| <= bound (paper); box: each axis within ±bound (reference notebook) "
         f"({card_default('translation_constraint', 'l1_ball')})",
     )
+    group.add_argument("--max-yaw", type=float, default=None,
+                       help="bound on Δyaw per step, radians; > 0 lets the planner turn the hand to meet an object's "
+                       f"faces, 0 keeps its yaw as the reference does ({card_default('max_yaw', 0.0)})")
     group.add_argument("--close-gripper", type=int, default=None,
                        help=f"force Δgripper = 1 from this horizon step on ({card_default('close_gripper', None)})")
     group.add_argument(

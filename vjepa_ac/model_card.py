@@ -152,6 +152,7 @@ class PlanningOverrides:
     # `planner.SearchSpace`
     max_translation: float | None = None
     translation_constraint: str | None = None
+    max_yaw: float | None = None
     close_gripper: int | None = None
     # `planner.mpc.MPCConfig`
     max_steps: int | None = None
@@ -171,7 +172,8 @@ class PlanningOverrides:
 
     PLANNER_FIELDS: ClassVar[tuple[str, ...]] = ("samples", "iterations", "topk", "horizon", "seed", "max_batch",
                                                  "warm_start", "early_stop_std")
-    SPACE_FIELDS: ClassVar[tuple[str, ...]] = ("max_translation", "translation_constraint", "close_gripper")
+    SPACE_FIELDS: ClassVar[tuple[str, ...]] = ("max_translation", "translation_constraint", "max_yaw",
+                                               "close_gripper")
 
     @classmethod
     def from_args(cls, args: Any) -> PlanningOverrides:

@@ -10,17 +10,20 @@ from vjepa_ac.data.droid.poses import rollout_states
 
 
 class LinearLatentWorld:
-    """Rollout whose latent of a state s is reshape(W @ s[[0, 1, 2, 6]]), as [N, D]."""
+    """Rollout whose latent of a state s is reshape(W @ s[coords]), as [N, D]; by default it sees position and gripper
+    (coords 0, 1, 2, 6), not the orientation."""
 
-    def __init__(self, start_state: torch.Tensor, tokens: int = 4, dim: int = 8, seed: int = 0) -> None:
+    def __init__(self, start_state: torch.Tensor, tokens: int = 4, dim: int = 8, seed: int = 0,
+                 coords: tuple[int, ...] = (0, 1, 2, 6)) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.start_state = start_state.double()
-        self.weight = torch.randn(tokens * dim, 4, generator=gen, dtype=torch.float64)
+        self.coords = list(coords)
+        self.weight = torch.randn(tokens * dim, len(coords), generator=gen, dtype=torch.float64)
         self.tokens, self.dim = tokens, dim
         self.calls = 0
 
     def latent(self, states: torch.Tensor) -> torch.Tensor:
-        coords = states[..., [0, 1, 2, 6]]
+        coords = states[..., self.coords]
         flat = coords @ self.weight.T
         return flat.reshape(*states.shape[:-1], self.tokens, self.dim).float()
 

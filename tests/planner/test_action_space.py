@@ -49,6 +49,31 @@ def test_to_actions_layout_and_close_gripper():
     assert actions[0, 1, 6] == 1.0
 
 
+def test_yaw_search_adds_a_bounded_fifth_dimension():
+    space = SearchSpace(max_yaw=0.1, fixed={6: 0.5})
+    assert space.dims == (0, 1, 2, 6, 5) and SearchSpace().dims == (0, 1, 2, 6)
+    mean, std = space.initial_distribution(2)
+    assert mean.shape == std.shape == (2, 5)
+    assert torch.all(mean[:, 3] == 0.5) and torch.all(std[:, 4] == 0.1)
+    free = space.constrain(torch.tensor([[0.01, 0.0, 0.0, 0.0, -0.7], [0.0, 0.0, 0.0, 0.0, 0.05]]))
+    assert free[0, 4] == pytest.approx(-0.1) and free[1, 4] == pytest.approx(0.05)
+    actions = space.to_actions(free)
+    assert torch.all(actions[:, 5] == free[:, 4]) and torch.all(actions[:, 3:5] == 0)
+    assert torch.all(actions[:, 6] == 0.5)
+    torch.testing.assert_close(space.free_dims(actions), free)
+    draws = space.sample(mean, std, 500, torch.Generator().manual_seed(0))
+    assert draws[..., 4].abs().max() <= 0.1 + 1e-7 and draws[..., 4].std() > 0.03
+
+
+def test_yaw_can_be_pinned_only_when_searched():
+    assert SearchSpace(max_yaw=0.1, fixed={5: 0.05}).initial_distribution(1)[0][0, 4] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="not searched"):
+        SearchSpace(fixed={5: 0.05})
+    for bad in (-0.1, float("nan"), 1.0):
+        with pytest.raises(ValueError, match="max_yaw"):
+            SearchSpace(max_yaw=bad)
+
+
 def test_finalize_rounds_small_gripper_and_rejects_nan():
     space = SearchSpace()
     out = space.finalize(torch.tensor([[0.01, 0.0, 0.0, 0.2], [0.0, 0.0, 0.0, 0.3]]))

@@ -43,6 +43,24 @@ def test_cem_converges_to_known_minimum(world, start_state, constraint):
     assert result.num_rollouts == 200 * 20 and world.calls == 20
 
 
+def test_cem_turns_the_hand_only_when_yaw_is_searched(start_state):
+    from tests.planner.conftest import LinearLatentWorld
+
+    world = LinearLatentWorld(start_state, coords=(0, 1, 2, 5, 6))  # sees the hand's yaw
+    objective = _goal(world, start_state, [0.02, 0, 0, 0, 0, 0.1, 0])
+    turning = CEMConfig(samples=200, iterations=20, space=SearchSpace(max_yaw=0.15))
+    result = CEMPlanner(turning).plan(world, objective)
+    assert float(result.actions[0, 5]) == pytest.approx(0.1, abs=5e-3)
+    assert float(result.actions[0, 0]) == pytest.approx(0.02, abs=3e-3)
+    assert torch.all(result.actions[0, 3:5] == 0)
+    assert result.means.shape[-1] == 5
+    fixed = CEMPlanner(CEMConfig(samples=200, iterations=20)).plan(world, objective)
+    assert torch.all(fixed.actions[0, 3:6] == 0)
+    # A goal beyond the per-step bound is approached as far as the bound allows.
+    far = CEMPlanner(turning).plan(world, _goal(world, start_state, [0, 0, 0, 0, 0, 0.4, 0]))
+    assert float(far.actions[0, 5]) == pytest.approx(0.15, abs=1e-6)
+
+
 def test_cem_horizon_two_reaches_far_goal_with_summed_energy(world, start_state):
     # 0.1 m along x needs two steps of at most 0.075 each.
     target = apply_actions(start_state, torch.tensor([0.1, 0, 0, 0, 0, 0, 0], dtype=torch.float64))
