@@ -63,6 +63,9 @@ class MPCConfig:
     step counts become caps: a goal is left after that many steps even if its energy still falls."""
     plateau_drop: float = 0.02
     """Relative fall of the energy that counts as progress for `switch_plateau`."""
+    plateau_floor: float | None = None
+    """A plateau counts only once the energy is at most this (None: anywhere): an arm stuck far from the goal keeps
+    trying until the goal's step cap instead of moving on."""
     regrasp: tuple[int, int] | None = None
     """(check goal, back-to goal), e.g. (3, 1) for approach / straddle / close / lift: while the check goal is in
     force and the gripper reads closed past `empty_gripper` (the fingers met: nothing between them), go back to the
@@ -126,6 +129,8 @@ class MPCConfig:
             raise ValueError(f"switch_plateau must be >= 1 steps, got {self.switch_plateau}")
         if not 0.0 <= self.plateau_drop < 1.0:
             raise ValueError(f"plateau_drop must be in [0, 1), got {self.plateau_drop}")
+        if self.plateau_floor is not None and not (math.isfinite(self.plateau_floor) and self.plateau_floor > 0):
+            raise ValueError(f"plateau_floor must be finite and > 0, got {self.plateau_floor}")
         if self.regrasp is not None:
             self.regrasp = (int(self.regrasp[0]), int(self.regrasp[1]))
             if not 0 <= self.regrasp[1] < self.regrasp[0]:
@@ -364,7 +369,7 @@ class GoalSwitcher:
     * Steps only (`goal_schedule` without an energy rule): goal i holds for its scheduled steps, whatever happens.
     * Energy rules (`switch_energy`, `switch_plateau`): the next goal takes over once the observed energy to the
       current one is at most `switch_energy`, or has not beaten its earlier best by `plateau_drop` (relative) for
-      `switch_plateau` steps; `goal_schedule`, when given, caps the steps on each goal. The last goal keeps the rest
+      `switch_plateau` steps while at most `plateau_floor`; `goal_schedule`, when given, caps the steps on each goal. The last goal keeps the rest
       of the budget.
     * `regrasp`: an empty hand while the check goal is in force sends the loop back to an earlier goal; the steps
       on each goal then count from its latest start.
@@ -408,7 +413,8 @@ class GoalSwitcher:
         if cfg.switch_energy is not None and energies[-1] <= cfg.switch_energy:
             return True
         window = cfg.switch_plateau
-        if window is not None and len(energies) > window:
+        below_floor = cfg.plateau_floor is None or energies[-1] <= cfg.plateau_floor
+        if window is not None and len(energies) > window and below_floor:
             best_before = min(energies[:-window])
             return min(energies[-window:]) > best_before * (1.0 - cfg.plateau_drop)
         return False

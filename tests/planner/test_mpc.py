@@ -76,6 +76,11 @@ def test_goal_switching_rules():
     stalled = [{0: e, 1: 1.0, 2: 1.0} for e in (1.0, 0.5, 0.495, 0.6, 0.3)]
     assert _switch(MPCConfig(switch_plateau=2), 3, stalled) == [0, 0, 0, 1, 1]
     assert _switch(MPCConfig(switch_plateau=2), 3, falling) == [0] * 6
+    # With a floor, a plateau far from the goal (0.5) does not count; the same plateau below the floor does.
+    assert _switch(MPCConfig(switch_plateau=2, plateau_floor=0.4), 3, stalled) == [0] * 5
+    assert _switch(MPCConfig(switch_plateau=2, plateau_floor=0.55), 3, stalled) == [0, 0, 0, 0, 0]
+    low = [{0: e, 1: 1.0, 2: 1.0} for e in (1.0, 0.3, 0.299, 0.298, 0.2)]
+    assert _switch(MPCConfig(switch_plateau=2, plateau_floor=0.4), 3, low) == [0, 0, 0, 1, 1]
     # A sub-goal that is reached at once hands over in the same step, and the last goal keeps the rest.
     assert _switch(MPCConfig(switch_energy=0.5), 3, [{0: 0.1, 1: 0.2, 2: 0.9}] * 3) == [2, 2, 2]
     # Regrasp: an empty hand (fingers met) on the lift goal goes back to the straddle goal, at most twice; a hand
@@ -92,6 +97,8 @@ def test_goal_switching_rules():
         MPCConfig(switch_plateau=0)
     with pytest.raises(ValueError, match="plateau_drop"):
         MPCConfig(plateau_drop=1.0)
+    with pytest.raises(ValueError, match="plateau_floor"):
+        MPCConfig(plateau_floor=float("nan"))
 
 
 def test_context_history_and_external_done(tiny_world_model, monkeypatch):
