@@ -240,23 +240,17 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-
-    import yaml
+    from vjepa_ac.data.config import ConfigError, dump_yaml
 
     from . import distributed
     from .config import load_config
 
     try:
         config = load_config(args.config, args.overrides)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(2, "no such training config (YAML file)", args.config) from exc
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        # A configuration mistake is a usage error; say which file it is in.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise argparse.ArgumentTypeError(f"{args.config}: {message}") from exc
+    except ConfigError as exc:  # a configuration mistake is a usage error; the message names the file and key
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     if args.print_config:
-        print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
+        print(dump_yaml(config), end="")
         return 0
     from .trainer import Trainer
 

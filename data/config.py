@@ -1,0 +1,307 @@
+"""The one configuration style of every command: a dataclass tree with working defaults, read from a YAML file of its
+fields, then changed by dotted `key=value` overrides (`optim.lr=3e-4`, `safety.max_translation=0.05`).
+
+It sits at the bottom of the package tree (it imports NumPy and PyYAML alone), so that every layer may use it, the
+robot-side bridge process included, which must load neither torch nor h5py.
+
+- `from_dict(cls, values)` builds `cls` from nested mappings, checking each value against its field's annotation:
+  nested dataclasses, `Optional` / unions, `list`, `tuple` (fixed length or `...`, also of dataclasses), `dict`,
+  `Literal`, `bool`, `int`, `float` (YAML 1.1 reads `1e-4` as a string; it is accepted as the number it is), `str`
+  and `numpy.ndarray` (float64). An unknown key is an error that names it and the closest known key, so a typo never
+  silently keeps a default; a value the dataclass itself rejects (`__post_init__`) is reported with its key.
+- A field whose YAML form differs from its Python form declares both directions with `codec(decode, encode)` in its
+  metadata (e.g. the bridge's cameras: a mapping role -> settings in YAML, a tuple of `CameraConfig` in Python).
+- `to_dict` / `dump_yaml` write a config back in the form `from_dict` reads, so a printed config (`--print-config`)
+  can be saved and loaded again.
+- `load(cls, path, overrides)` is the whole pipeline: file (or the defaults), then overrides, then `from_dict`.
+- `settings_help(cls)` lists every dotted key with its type and default, for a command's `--help`.
+
+Every mistake raises `ConfigError` (a `ValueError`), whose message names the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import yaml
+
+T = TypeVar("T")
+
+CODEC_KEY = "config_codec"
+"""Field metadata key of a `Codec`."""
+
+
+class ConfigError(ValueError):
+    """A configuration mistake: an unknown key, a value of the wrong type or one the config rejects."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """How one field is written in YAML when that differs from its Python value."""
+
+    decode: Callable[[Any, str], Any]
+    """(YAML value, dotted key for messages) -> field value; raises ConfigError naming the key."""
+    encode: Callable[[Any], Any]
+    """Field value -> YAML value (what `decode` reads back)."""
+
+
+def codec(decode: Callable[[Any, str], Any], encode: Callable[[Any], Any]) -> dict[str, Codec]:
+    """Field metadata declaring a field's YAML form: `field(default=..., metadata=codec(decode, encode))`."""
+    return {CODEC_KEY: Codec(decode, encode)}
+
+
+# ------------------------------------------------------------------------------------------------ reading values
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """`value` (as YAML gives it) checked against, and gently converted to, `annotation`; `where` names it."""
+    if annotation is Any or annotation is object:
+        return value
+    if dataclasses.is_dataclass(annotation):
+        return from_dict(annotation, {} if value is None else value, where)
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc).removeprefix(f"{where}: "))
+        raise ConfigError(f"{where}: {value!r} is none of {' | '.join(map(_type_name, args))} ({'; '.join(errors)})")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple, Sequence, typing.Sequence) or annotation in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+            return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+        items = [coerce(v, args[0] if args else Any, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list or annotation is list else tuple(items)
+    if origin in (dict, Mapping, typing.Mapping) or annotation is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_type, value_type = args if args else (Any, Any)
+        return {coerce(k, key_type, where): coerce(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if annotation is np.ndarray:
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}") from None
+        if array.ndim == 0:
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+        return array
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if isinstance(annotation, type) and not isinstance(value, annotation):
+        raise ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
+    return value
+
+
+def unknown_key_error(key: str, known: Sequence[str], where: str) -> ConfigError:
+    """The error for `key` in section `where` (dotted; "" = top level) that is none of `known`."""
+    path = f"{where}.{key}" if where else str(key)
+    close = difflib.get_close_matches(str(key), sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+    return ConfigError(f"unknown config key {path!r} ({hint})")
+
+
+def _init_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
+    """`cls` from a mapping of (some of) its fields; missing fields keep their defaults. `where` is the dotted key
+    of `values` inside the whole config ("" at the top), for messages."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of {cls.__name__} fields, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in _init_fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise unknown_key_error(key, list(fields), where)
+        path = f"{where}.{key}" if where else key
+        field_codec = fields[key].metadata.get(CODEC_KEY)
+        kwargs[key] = field_codec.decode(value, path) if field_codec else coerce(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field without a value
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    except ValueError as exc:
+        if isinstance(exc, ConfigError) or not where:
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------ writing values
+def to_plain(value: Any) -> Any:
+    """`value` as YAML-safe plain data (dataclasses as `to_dict`, tuples and arrays as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict(value)
+    if isinstance(value, Mapping):
+        return {to_plain(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as nested plain data, in the form `from_dict` reads."""
+    out = {}
+    for f in _init_fields(type(config)):
+        value = getattr(config, f.name)
+        field_codec = f.metadata.get(CODEC_KEY)
+        out[f.name] = to_plain(field_codec.encode(value) if field_codec else value)
+    return out
+
+
+def dump_yaml(config: Any) -> str:
+    """A config as YAML (fields in declaration order), loadable by `load`."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+
+
+# ------------------------------------------------------------------------------------------------ files, overrides
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file is an empty mapping)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such config file (YAML)", str(path))
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings, got {type(loaded).__name__}")
+    return loaded or {}
+
+
+def set_value(values: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set dotted `key` (e.g. "optim.lr") to `value` in nested `values`, creating sections; returns `values`."""
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"{key!r} is not a dotted key like section.key")
+    node = values
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{key}: {'.'.join(parts[:depth + 1])!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+    return values
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """("section.key", value) of one `section.key=value` override; the value is read as YAML (`[1, 2]`, `null`)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from None
+    return key.strip(), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides to nested `values`, in place, in order; returns `values`."""
+    for item in overrides:
+        set_value(values, *parse_override(item))
+    return values
+
+
+def load(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+         settings: Mapping[str, Any] | None = None) -> T:
+    """`cls` from a YAML file of its fields (None: the defaults), then typed `settings` {dotted key: value} (e.g.
+    from command-line flags), then `section.key=value` `overrides`. Errors name the file and the key."""
+    values = read_yaml(path) if path is not None else {}
+    try:
+        for key, value in (settings or {}).items():
+            set_value(values, key, value)
+        apply_overrides(values, overrides)
+        return from_dict(cls, values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+
+
+def is_override(text: str) -> bool:
+    """Whether a command-line word is a `section.key=value` override rather than a path (a path with "=" in its
+    first part can be written ./name=...)."""
+    key, sep, _ = text.partition("=")
+    return bool(sep) and all(part.isidentifier() for part in key.split("."))
+
+
+# ------------------------------------------------------------------------------------------------ help
+def flat_defaults(cls: type, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: default} of every setting of `cls`, nested dataclass fields expanded."""
+    instance = cls()
+    out: dict[str, Any] = {}
+    for f in _init_fields(cls):
+        value = getattr(instance, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and CODEC_KEY not in f.metadata:
+            out.update(flat_defaults(type(value), f"{key}.") if _has_defaults(type(value)) else {key: to_plain(value)})
+        else:
+            codec_ = f.metadata.get(CODEC_KEY)
+            out[key] = to_plain(codec_.encode(value) if codec_ else value)
+    return out
+
+
+def _has_defaults(cls: type) -> bool:
+    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in _init_fields(cls))
+
+
+def settings_help(cls: type, title: str = "settings") -> str:
+    """Help text listing every `KEY=VALUE` setting of `cls` with its default, for a command's epilog."""
+    lines = [f"{title} (KEY=VALUE overrides or a --config YAML file of them; default shown):"]
+    for key, value in flat_defaults(cls).items():
+        shown = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+        lines.append(f"  {key}={shown.removesuffix('...').strip()}")
+    return "\n".join(lines)
