@@ -14,13 +14,15 @@ robot-side bridge process included, which must load neither torch nor h5py.
 - `to_dict` / `dump_yaml` write a config back in the form `from_dict` reads, so a printed config (`--print-config`)
   can be saved and loaded again.
 - `load(cls, path, overrides)` is the whole pipeline: file (or the defaults), then overrides, then `from_dict`.
-- `settings_help(cls)` lists every dotted key with its type and default, for a command's `--help`.
+- `settings_help(cls)` lists every dotted key with its default, for a command's `--help`; `add_config_arguments`
+  gives a command the `--config FILE`, `KEY=VALUE` and `--print-config` arguments of this style.
 
 Every mistake raises `ConfigError` (a `ValueError`), whose message names the file and the dotted key.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
@@ -166,10 +168,10 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as exc:  # a required field without a value
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
-    except ValueError as exc:
-        if isinstance(exc, ConfigError) or not where:
+    except ValueError as exc:  # the dataclass rejects a value (its __post_init__)
+        if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------ writing values
@@ -200,9 +202,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     return out
 
 
+class _ConfigDumper(yaml.SafeDumper):
+    """Sections as indented blocks, lists of numbers or words on one line (`home_q: [0.0, -0.63, ...]`)."""
+
+
+_ConfigDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", data, flow_style=all(not isinstance(v, (dict, list)) for v in data)))
+
+
 def dump_yaml(config: Any) -> str:
     """A config as YAML (fields in declaration order), loadable by `load`."""
-    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
+    return yaml.dump(to_dict(config), Dumper=_ConfigDumper, sort_keys=False, width=120)
 
 
 # ------------------------------------------------------------------------------------------------ files, overrides
@@ -256,18 +267,24 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
     return values
 
 
-def load(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-         settings: Mapping[str, Any] | None = None) -> T:
-    """`cls` from a YAML file of its fields (None: the defaults), then typed `settings` {dotted key: value} (e.g.
-    from command-line flags), then `section.key=value` `overrides`. Errors name the file and the key."""
-    values = read_yaml(path) if path is not None else {}
+def build(cls: type[T], values: dict[str, Any], overrides: Sequence[str] = (),
+          settings: Mapping[str, Any] | None = None, source: str | Path | None = None) -> T:
+    """`cls` from nested `values` (e.g. a file's), then typed `settings` {dotted key: value} (e.g. from command-line
+    flags), then `section.key=value` `overrides`; `source` (the file) prefixes every error message."""
     try:
         for key, value in (settings or {}).items():
             set_value(values, key, value)
         apply_overrides(values, overrides)
         return from_dict(cls, values)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+        raise ConfigError(f"{source}: {exc}" if source is not None else str(exc)) from None
+
+
+def load(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+         settings: Mapping[str, Any] | None = None) -> T:
+    """`cls` from a YAML file of its fields (None: the defaults), then `settings`, then `overrides` (see `build`).
+    Errors name the file and the key."""
+    return build(cls, read_yaml(path) if path is not None else {}, overrides, settings, source=path)
 
 
 def is_override(text: str) -> bool:
@@ -278,30 +295,53 @@ def is_override(text: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ help
-def flat_defaults(cls: type, prefix: str = "") -> dict[str, Any]:
-    """{dotted key: default} of every setting of `cls`, nested dataclass fields expanded."""
-    instance = cls()
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of nested plain data (non-empty mappings expanded)."""
     out: dict[str, Any] = {}
-    for f in _init_fields(cls):
-        value = getattr(instance, f.name)
-        key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value) and CODEC_KEY not in f.metadata:
-            out.update(flat_defaults(type(value), f"{key}.") if _has_defaults(type(value)) else {key: to_plain(value)})
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
         else:
-            codec_ = f.metadata.get(CODEC_KEY)
-            out[key] = to_plain(codec_.encode(value) if codec_ else value)
+            out[f"{prefix}{key}"] = value
     return out
 
 
-def _has_defaults(cls: type) -> bool:
-    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-               for f in _init_fields(cls))
+def shown(value: Any) -> str:
+    """`value` as one line of YAML, as it is written in an override (`panda`, `[0.1, 0.2]`, `null`)."""
+    return yaml.safe_dump([to_plain(value)], default_flow_style=True, width=1_000_000).strip()[1:-1]
 
 
-def settings_help(cls: type, title: str = "settings") -> str:
-    """Help text listing every `KEY=VALUE` setting of `cls` with its default, for a command's epilog."""
-    lines = [f"{title} (KEY=VALUE overrides or a --config YAML file of them; default shown):"]
-    for key, value in flat_defaults(cls).items():
-        shown = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
-        lines.append(f"  {key}={shown.removesuffix('...').strip()}")
+def settings_help(cls: type) -> str:
+    """Help text listing every `KEY=VALUE` setting of `cls` with its default."""
+    lines = [f"settings ({cls.__name__}; a --config YAML file of them, then KEY=VALUE overrides):"]
+    lines += [f"  {key}={shown(value)}" for key, value in flatten(to_dict(cls())).items()]
     return "\n".join(lines)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_class: Callable[[], type], *,
+                         overrides: bool = True) -> None:
+    """Give a command this style's arguments: `--config FILE` (YAML of the config's fields), `--print-config` (show
+    the resolved config as YAML and exit) and, with `overrides`, trailing `KEY=VALUE` words (a command whose other
+    positional arguments take several words collects them itself and separates them with `split_overrides`).
+
+    `config_class` returns the config dataclass; it is called only when the help is shown, whose epilog then lists
+    every setting with its default, so a command's config may live in a module that is slow to import."""
+    parser.add_argument("--config", type=Path, metavar="YAML", default=None,
+                        help="YAML file of settings (see the list below); KEY=VALUE words override it")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved settings as YAML (loadable with --config) and exit")
+    if overrides:
+        parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                            help="dotted setting overrides with YAML values, e.g. link.host=10.0.0.2")
+    format_help = parser.format_help
+
+    def format_help_with_settings() -> str:
+        return f"{format_help()}\n{settings_help(config_class())}\n"
+
+    parser.format_help = format_help_with_settings  # type: ignore[method-assign]
+
+
+def split_overrides(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(other words, `KEY=VALUE` overrides) of a command line's positional words (see `is_override`)."""
+    others = [word for word in words if not is_override(word)]
+    return others, [word for word in words if is_override(word)]

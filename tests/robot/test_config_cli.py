@@ -39,8 +39,8 @@ def test_launch_yaml_configs_load():
     [
         ({"robot": "ur5"}, "unknown robot"),
         ({"tick_hz": 50}, "at least 100"),
-        ({"safety": {"max_translaton": 0.1}}, "unknown keys in safety"),
-        ({"link": {"prot": 1}}, "unknown keys in link"),
+        ({"safety": {"max_translaton": 0.1}}, "unknown config key 'safety.max_translaton' .did you mean 'max_translation'"),
+        ({"link": {"prot": 1}}, "unknown config key 'link.prot'"),
         ({"control_mode": "torque"}, "control_mode"),
         ({"backend": "polymetis"}, "unknown backend"),
         ({"backend_options": {"ros3": {}}}, "backend_options"),
