@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--port-base", type=int,
                      help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera) (`link.*_port`)")
     run.add_argument("--no-cameras", action="store_true",
-                     help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
+                     help="do not open the config's cameras (e.g. with --backend mujoco, which renders its own)")
     sim = run.add_argument_group("simulated arm (--backend mujoco)")
     sim.add_argument("--task", choices=TASK_NAMES,
                      help="the simulator task whose scene (objects, start pose) the arm stands in "
@@ -127,8 +127,6 @@ def bridge_run_config(args: argparse.Namespace):
         ports = dataclasses.asdict(LinkAddress().with_port_base(args.port_base))
         settings.update({f"link.{name}": port for name, port in ports.items() if name.endswith("_port")})
     settings = {key: value for key, value in settings.items() if value is not None}
-    if args.no_cameras:
-        settings["cameras"] = None
     try:
         config = load_bridge_config(args.config, args.overrides, settings)
     except ConfigError as exc:
@@ -153,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from vjepa_ac.robot.cameras import CameraRig
 
-    cameras = CameraRig.from_configs(config.cameras) if config.cameras else None
+    # --no-cameras leaves the cameras declared (the `config` RPC reports them) but does not open them.
+    cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
     bridge = Bridge(config, _make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())
     bridge.start()
