@@ -150,9 +150,16 @@ def _init_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.init]
 
 
-def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
-    """`cls` from a mapping of (some of) its fields; missing fields keep their defaults. `where` is the dotted key
-    of `values` inside the whole config ("" at the top), for messages."""
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "", base: T | None = None) -> T:
+    """`cls` from a mapping of (some of) its fields; missing fields keep those of `base`, else the defaults (a
+    nested section keeps the defaults its parent gives it, e.g. a `default_factory`'s). `where` is the dotted key of
+    `values` inside the whole config ("" at the top), for messages."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping of {cls.__name__} fields, got {values!r}")
     hints = typing.get_type_hints(cls)
@@ -162,10 +169,18 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "") -> T:
         if key not in fields:
             raise unknown_key_error(key, list(fields), where)
         path = f"{where}.{key}" if where else key
-        field_codec = fields[key].metadata.get(CODEC_KEY)
-        kwargs[key] = field_codec.decode(value, path) if field_codec else coerce(value, hints[key], path)
+        f = fields[key]
+        field_codec = f.metadata.get(CODEC_KEY)
+        if field_codec:
+            kwargs[key] = field_codec.decode(value, path)
+            continue
+        default = getattr(base, key) if base is not None else _default(f)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(default) and not isinstance(default, type):
+            kwargs[key] = from_dict(type(default), value, path, base=default)
+        else:
+            kwargs[key] = coerce(value, hints[key], path)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as exc:  # a required field without a value
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
     except ValueError as exc:  # the dataclass rejects a value (its __post_init__)
@@ -308,7 +323,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def shown(value: Any) -> str:
     """`value` as one line of YAML, as it is written in an override (`panda`, `[0.1, 0.2]`, `null`)."""
-    return yaml.safe_dump([to_plain(value)], default_flow_style=True, width=1_000_000).strip()[1:-1]
+    return yaml.safe_dump([to_plain(value)], default_flow_style=True, sort_keys=False, width=1_000_000).strip()[1:-1]
 
 
 def settings_help(cls: type) -> str:
@@ -333,12 +348,32 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: Callable
     if overrides:
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                             help="dotted setting overrides with YAML values, e.g. link.host=10.0.0.2")
+        parser.set_defaults(override_words=OVERRIDE_WORDS_DEST)
+    add_settings_help(parser, config_class)
+
+
+def add_settings_help(parser: argparse.ArgumentParser, config_class: Callable[[], type]) -> None:
+    """End `parser`'s help with `settings_help` of the class `config_class` returns (called when help is shown)."""
     format_help = parser.format_help
 
     def format_help_with_settings() -> str:
         return f"{format_help()}\n{settings_help(config_class())}\n"
 
     parser.format_help = format_help_with_settings  # type: ignore[method-assign]
+
+
+OVERRIDE_WORDS_DEST = "overrides"
+"""The argparse dest of a command's `KEY=VALUE` words; a command names its own with `set_defaults(override_words=)`."""
+
+
+def collect_late_overrides(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
+    """Add the `KEY=VALUE` words that argparse left over because they came after an option (`cmd --out X a.b=1`)
+    to the command's list named by `args.override_words`; returns the words that are still unrecognised."""
+    dest = getattr(args, "override_words", None)
+    late = [word for word in extra if is_override(word)] if dest else []
+    if late:
+        getattr(args, dest).extend(late)
+    return [word for word in extra if word not in late]
 
 
 def split_overrides(words: Sequence[str]) -> tuple[list[str], list[str]]:

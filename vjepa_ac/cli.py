@@ -37,6 +37,8 @@ import sys
 import traceback
 from typing import Sequence
 
+from vjepa_ac.data.config import collect_late_overrides
+
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "vjepa_ac.data.droid.cli",
@@ -163,7 +165,11 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace, exc: Base
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also follow a command's options (`vjepa-ac pretrain eps/ --out X optim.lr=3e-4`).
+    unrecognised = collect_late_overrides(args, extra)
+    if unrecognised:
+        parser.error(f"unrecognized arguments: {' '.join(unrecognised)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
