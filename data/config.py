@@ -60,10 +60,6 @@ def codec(decode: Callable[[Any, str], Any], encode: Callable[[Any], Any]) -> di
 
 
 # ------------------------------------------------------------------------------------------------ reading values
-def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """`value` (as YAML gives it) checked against, and gently converted to, `annotation`; `where` names it."""
     if annotation is Any or annotation is object:
@@ -83,7 +79,10 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return coerce(value, option, where)
             except ConfigError as exc:
                 errors.append(str(exc).removeprefix(f"{where}: "))
-        raise ConfigError(f"{where}: {value!r} is none of {' | '.join(map(_type_name, args))} ({'; '.join(errors)})")
+        nullable = " (or null)" if type(None) in args else ""
+        if len(errors) == 1:
+            raise ConfigError(f"{where}: {errors[0]}{nullable}")
+        raise ConfigError(f"{where}: {value!r} fits none of the accepted types{nullable}: {'; '.join(errors)}")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
@@ -134,7 +133,7 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     if isinstance(annotation, type) and not isinstance(value, annotation):
-        raise ConfigError(f"{where}: expected {_type_name(annotation)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
     return value
 
 
@@ -227,8 +226,8 @@ _ConfigDumper.add_representer(
 
 
 def dump_yaml(config: Any) -> str:
-    """A config as YAML (fields in declaration order), loadable by `load`."""
-    return yaml.dump(to_dict(config), Dumper=_ConfigDumper, sort_keys=False, width=120)
+    """A config (or a mapping of configs) as YAML, fields in declaration order; a config's is loadable by `load`."""
+    return yaml.dump(to_plain(config), Dumper=_ConfigDumper, sort_keys=False, width=120)
 
 
 # ------------------------------------------------------------------------------------------------ files, overrides
@@ -326,15 +325,16 @@ def shown(value: Any) -> str:
     return yaml.safe_dump([to_plain(value)], default_flow_style=True, sort_keys=False, width=1_000_000).strip()[1:-1]
 
 
-def settings_help(cls: type) -> str:
-    """Help text listing every `KEY=VALUE` setting of `cls` with its default."""
-    lines = [f"settings ({cls.__name__}; a --config YAML file of them, then KEY=VALUE overrides):"]
+def settings_help(cls: type, note: str = "") -> str:
+    """Help text listing every `KEY=VALUE` setting of `cls` with its default (`note` says more about them)."""
+    lines = [f"settings ({cls.__name__}; a --config YAML file of them, then KEY=VALUE overrides"
+             f"{'; ' + note if note else ''}):"]
     lines += [f"  {key}={shown(value)}" for key, value in flatten(to_dict(cls())).items()]
     return "\n".join(lines)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_class: Callable[[], type], *,
-                         overrides: bool = True) -> None:
+                         overrides: bool = True, note: str = "") -> None:
     """Give a command this style's arguments: `--config FILE` (YAML of the config's fields), `--print-config` (show
     the resolved config as YAML and exit) and, with `overrides`, trailing `KEY=VALUE` words (a command whose other
     positional arguments take several words collects them itself and separates them with `split_overrides`).
@@ -349,15 +349,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: Callable
         parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                             help="dotted setting overrides with YAML values, e.g. link.host=10.0.0.2")
         parser.set_defaults(override_words=OVERRIDE_WORDS_DEST)
-    add_settings_help(parser, config_class)
+    add_settings_help(parser, config_class, note)
 
 
-def add_settings_help(parser: argparse.ArgumentParser, config_class: Callable[[], type]) -> None:
+def add_settings_help(parser: argparse.ArgumentParser, config_class: Callable[[], type], note: str = "") -> None:
     """End `parser`'s help with `settings_help` of the class `config_class` returns (called when help is shown)."""
     format_help = parser.format_help
 
     def format_help_with_settings() -> str:
-        return f"{format_help()}\n{settings_help(config_class())}\n"
+        return f"{format_help()}\n{settings_help(config_class(), note)}\n"
 
     parser.format_help = format_help_with_settings  # type: ignore[method-assign]
 
