@@ -13,11 +13,15 @@ robot-side bridge process included, which must load neither torch nor h5py.
   metadata (e.g. the bridge's cameras: a mapping role -> settings in YAML, a tuple of `CameraConfig` in Python).
 - `to_dict` / `dump_yaml` write a config back in the form `from_dict` reads, so a printed config (`--print-config`)
   can be saved and loaded again.
-- `load(cls, path, overrides)` is the whole pipeline: file (or the defaults), then overrides, then `from_dict`.
+- `load(cls, path, overrides, settings)` is the whole pipeline: the file (or the defaults), then typed `settings`
+  {dotted key: value} (a command's options), then the `KEY=VALUE` overrides, then `from_dict`; `build` is the same
+  for values already read (e.g. after a command has resolved paths relative to the file).
 - `settings_help(cls)` lists every dotted key with its default, for a command's `--help`; `add_config_arguments`
-  gives a command the `--config FILE`, `KEY=VALUE` and `--print-config` arguments of this style.
+  gives a command the `--config FILE`, `KEY=VALUE` and `--print-config` arguments of this style, and
+  `collect_late_overrides` picks up `KEY=VALUE` words that follow an option.
 
-Every mistake raises `ConfigError` (a `ValueError`), whose message names the file and the dotted key.
+A missing file raises FileNotFoundError; every other mistake raises `ConfigError` (a `ValueError`), whose message
+names the file and the dotted key.
 """
 
 from __future__ import annotations
@@ -174,8 +178,9 @@ def from_dict(cls: type[T], values: Mapping[str, Any], where: str = "", base: T 
             kwargs[key] = field_codec.decode(value, path)
             continue
         default = getattr(base, key) if base is not None else _default(f)
-        if isinstance(value, Mapping) and dataclasses.is_dataclass(default) and not isinstance(default, type):
-            kwargs[key] = from_dict(type(default), value, path, base=default)
+        if (value is None or isinstance(value, Mapping)) and dataclasses.is_dataclass(default) \
+                and not isinstance(default, type):  # an empty section (`watchdog:`) keeps its defaults
+            kwargs[key] = from_dict(type(default), value or {}, path, base=default)
         else:
             kwargs[key] = coerce(value, hints[key], path)
     try:

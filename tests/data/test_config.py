@@ -201,3 +201,7 @@ def test_the_loader_loads_neither_torch_nor_h5py():
               "print(sorted(m for m in ('torch', 'h5py', 'mujoco') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_an_empty_section_keeps_the_defaults_its_parent_gives_it():
+    assert from_dict(Example, {"limits": None}).limits == Limits(low=-2.0, high=2.0)
