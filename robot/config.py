@@ -1,23 +1,46 @@
 """Bridge configuration: one dataclass tree with working loopback defaults, loadable from the per-robot YAML files
-in `launch/` (see `launch/panda.yaml`). Unknown keys are an error so that a typo never silently keeps a default."""
+in `launch/` (see `launch/panda.yaml`) with dotted `key=value` overrides (`data.config`, the style of every command).
+Unknown keys are an error so that a typo never silently keeps a default."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-
+from vjepa_ac.data.config import ConfigError, build, codec, from_dict, read_yaml, to_dict, unknown_key_error
 from vjepa_ac.robot.backends import BACKEND_NAMES
-from vjepa_ac.robot.cameras import CameraConfig, cameras_from_mapping
+from vjepa_ac.robot.cameras import CameraConfig, cameras_from_mapping, cameras_to_mapping
 from vjepa_ac.robot.kinematics import DROID_HOME_Q
 from vjepa_ac.robot.limits import JOINT_LIMITS, ActionLimits
 from vjepa_ac.robot.protocol import LinkAddress
 from vjepa_ac.robot.safety import SafetyConfig
 from vjepa_ac.robot.watchdog import WatchdogConfig
+
+
+def _safety_from_yaml(values: Any, where: str) -> SafetyConfig:
+    """The `safety:` section: `SafetyConfig` fields and `ActionLimits` fields side by side in one flat mapping (the
+    joint limits follow `robot`)."""
+    if values is None:
+        return SafetyConfig()
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of safety settings, got {values!r}")
+    action_keys = {f.name for f in dataclasses.fields(ActionLimits)}
+    safety_keys = {f.name for f in dataclasses.fields(SafetyConfig)} - {"joint_limits", "action_limits"}
+    for key in values:
+        if key not in action_keys | safety_keys:
+            raise unknown_key_error(key, sorted(action_keys | safety_keys), where)
+    action = from_dict(ActionLimits, {k: v for k, v in values.items() if k in action_keys}, where)
+    safety = from_dict(SafetyConfig, {k: v for k, v in values.items() if k in safety_keys}, where)
+    return dataclasses.replace(safety, action_limits=action)
+
+
+def _safety_to_yaml(safety: SafetyConfig) -> dict[str, Any]:
+    flat = {**to_dict(safety.action_limits), **to_dict(safety)}
+    del flat["joint_limits"], flat["action_limits"]
+    return flat
 
 
 @dataclass(frozen=True)
@@ -47,13 +70,14 @@ class BridgeConfig:
     link: LinkConfig = field(default_factory=LinkConfig)
     watchdog: WatchdogConfig = field(default_factory=lambda: WatchdogConfig(hold_after_s=0.12, stop_after_s=0.85))
     """Defaults stay below the 250 ms / 1 s guarantees even when the last heartbeat came just before a failure."""
-    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig, metadata=codec(_safety_from_yaml, _safety_to_yaml))
+    """In YAML one flat mapping of `SafetyConfig` and `ActionLimits` fields (see `launch/panda.yaml`)."""
     tick_hz: float = 250.0
     """Bridge loop and set-point rate (>= 100 Hz)."""
     state_hz: float = 100.0
     camera_hz: float = 10.0
     jpeg_quality: int = 90
-    cameras: tuple[CameraConfig, ...] = ()
+    cameras: tuple[CameraConfig, ...] = field(default=(), metadata=codec(cameras_from_mapping, cameras_to_mapping))
     """Cameras read by the bridge and published on its camera stream beside the backend's own (MuJoCo renders
     "left", "right", "wrist"); in YAML a mapping role -> settings (`robot.cameras.CameraConfig`)."""
     home_q: tuple[float, ...] = tuple(DROID_HOME_Q.tolist())
@@ -78,52 +102,24 @@ class BridgeConfig:
             object.__setattr__(self, "safety", dataclasses.replace(self.safety, joint_limits=JOINT_LIMITS[self.robot]))
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown keys in {where}: {sorted(unknown)} (allowed: {sorted(names)})")
-    return cls(**values)
-
-
 def bridge_config_from_dict(data: dict[str, Any]) -> BridgeConfig:
-    data = dict(data)
-    if "link" in data:
-        data["link"] = _build(LinkConfig, data["link"] or {}, "link")
-    if "watchdog" in data:
-        data["watchdog"] = _build(WatchdogConfig, data["watchdog"] or {}, "watchdog")
-    if "safety" in data:
-        safety = dict(data["safety"] or {})
-        action_keys = {f.name for f in dataclasses.fields(ActionLimits)}
-        action = {k: safety.pop(k) for k in list(safety) if k in action_keys}
-        for key in ("workspace_min", "workspace_max"):
-            if key in action:
-                action[key] = np.asarray(action[key], dtype=np.float64)
-        if "rest_q" in safety:
-            safety["rest_q"] = np.asarray(safety["rest_q"], dtype=np.float64)
-        safety["action_limits"] = _build(ActionLimits, action, "safety")
-        data["safety"] = _build(SafetyConfig, safety, "safety")
-    if "home_q" in data:
-        data["home_q"] = tuple(float(x) for x in data["home_q"])
-    if "cameras" in data:
-        data["cameras"] = cameras_from_mapping(data["cameras"])
-    return _build(BridgeConfig, data, "the bridge config")
+    """A `BridgeConfig` from the nested mapping a bridge YAML holds."""
+    return from_dict(BridgeConfig, data)
 
 
-def load_bridge_config(path: str | Path, **overrides: Any) -> BridgeConfig:
-    """Read a YAML bridge config; `overrides` replace top-level keys (e.g. backend="mujoco")."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"bridge config not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise TypeError(f"{path}: the top level must be a mapping")
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    # Relative key paths are relative to the config file, so a config folder can be moved as a whole.
-    link = data.get("link") or {}
-    for key in ("secret_key", "authorized_keys"):
-        if link.get(key):
-            link[key] = str((path.parent / Path(link[key]).expanduser()).resolve())
-    if link:
-        data["link"] = link
-    return bridge_config_from_dict(data)
+def load_bridge_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                       settings: dict[str, Any] | None = None, **top_level: Any) -> BridgeConfig:
+    """A bridge YAML (None: the defaults), then typed `settings` {dotted key: value} and keyword `top_level` keys
+    (e.g. backend="mujoco"; None values are ignored), then `section.key=value` `overrides`."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        values = read_yaml(path)
+        # Relative key paths are relative to the config file, so a config folder can be moved as a whole.
+        link = values.get("link")
+        if isinstance(link, dict):
+            for key in ("secret_key", "authorized_keys"):
+                if link.get(key):
+                    link[key] = str((path.parent / Path(link[key]).expanduser()).resolve())
+    settings = {**(settings or {}), **{k: v for k, v in top_level.items() if v is not None}}
+    return build(BridgeConfig, values, overrides, settings, source=path)

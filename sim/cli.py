@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vjepa_ac.data.config import add_config_arguments
 from vjepa_ac.sim import TASK_NAMES
 
 
@@ -15,6 +16,16 @@ def _image_size(text: str) -> tuple[int, int]:
     if not (16 <= height <= 720 and 16 <= width <= 1280):
         raise argparse.ArgumentTypeError(f"image size {height}x{width} must be within 16x16 .. 720x1280")
     return height, width
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _fraction(text: str) -> float:
@@ -71,32 +82,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "scene and every object's pose per step. Seeded and resumable: rerunning with the same --out, "
                     "--task and --seed skips finished episodes.",
     )
-    collect.add_argument("--task", choices=TASK_NAMES, required=True, help="task to collect")
-    collect.add_argument("--episodes", type=int, required=True, help="number of episodes in this run (indices 0..N-1)")
+    add_config_arguments(collect, _collect_config_class)
+    # Every option below sets one `CollectConfig` setting (named in parentheses; defaults listed at the end).
     collect.add_argument("--out", required=True, help="DROID root folder; episodes go to OUT/<lab>/success|failure/...")
-    collect.add_argument("--seed", type=int, default=0, help="run seed; episode i of a seed always plays out the same")
-    collect.add_argument("--image-size", type=_image_size, default=(180, 320), metavar="HxW",
-                         help="camera resolution (default 180x320; DROID's raw videos are 720x1280)")
-    collect.add_argument("--explore-fraction", type=_fraction, default=0.2,
-                         help="share of episodes driven by random exploration (default 0.2)")
-    collect.add_argument("--noisy-fraction", type=_fraction, default=0.15,
-                         help="share of episodes driven by the expert with larger action noise (default 0.15)")
-    collect.add_argument("--failed-fraction", type=_fraction, default=0.1,
+    collect.add_argument("--task", choices=TASK_NAMES, help="task to collect (`task`)")
+    collect.add_argument("--episodes", type=_non_negative_int,
+                         help="number of episodes in this run, indices 0..N-1 (`episodes`)")
+    collect.add_argument("--seed", type=int,
+                         help="run seed; episode i of a seed always plays out the same (`seed`)")
+    collect.add_argument("--image-size", type=_image_size, metavar="HxW",
+                         help="camera resolution, e.g. 180x320; DROID's raw videos are 720x1280 (`image_size`)")
+    collect.add_argument("--explore-fraction", type=_fraction,
+                         help="share of episodes driven by random exploration (`explore_fraction`)")
+    collect.add_argument("--noisy-fraction", type=_fraction,
+                         help="share of episodes driven by the expert with larger action noise (`noisy_fraction`)")
+    collect.add_argument("--failed-fraction", type=_fraction,
                          help="share of deliberately failed attempts: missed grasps, early closing, drops, "
-                              "misplacing (default 0.1); the plain expert drives the rest")
-    collect.add_argument("--perturb-probability", type=_fraction, default=0.3,
-                         help="chance an expert episode gets a burst of random actions (default 0.3)")
-    collect.add_argument("--min-steps", type=int, default=48,
-                         help="shortest episode in 15 Hz steps; after success, free play fills up to it (default 48, "
-                              "enough for 8-frame clips at 4 fps)")
-    collect.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=True,
-                         help="domain randomisation: a new scene per episode (default); --no-randomize keeps the "
-                              "fixed evaluation scene")
+                              "misplacing (`failed_fraction`); the plain expert drives the rest")
+    collect.add_argument("--perturb-probability", type=_fraction,
+                         help="chance an expert episode gets a burst of random actions (`perturb_probability`)")
+    collect.add_argument("--min-steps", type=int,
+                         help="shortest episode in 15 Hz steps; after success, free play fills up to it "
+                              "(`min_steps`; 48 is enough for 8-frame clips at 4 fps)")
+    collect.add_argument("--randomize", dest="randomize_appearance", action=argparse.BooleanOptionalAction,
+                         help="domain randomisation: a new scene per episode; --no-randomize keeps the fixed "
+                              "evaluation scene (`randomize_appearance`)")
     collect.add_argument("--randomization", metavar="FILE", default=None,
-                         help="YAML or JSON file overriding domain randomisation ranges (field names of "
+                         help="YAML or JSON file of domain randomisation ranges (`randomization`: field names of "
                               "sim.randomization.DomainRandomization, e.g. 'distractors: [0, 2]')")
-    collect.add_argument("--lab", default="SIM", help="lab name in the DROID folder layout (default SIM)")
-    collect.add_argument("--robot", default="panda", help=robot_help)
+    collect.add_argument("--lab", help="lab name in the DROID folder layout (`lab`)")
+    collect.add_argument("--robot", help=f"{robot_help} (`robot`)")
     add_camera_yaw_option(collect)
     _add_progress_option(collect)
     collect.set_defaults(handler=_collect)
@@ -165,22 +180,41 @@ def _randomization(path: str | None):
         raise argparse.ArgumentTypeError(f"--randomization {path}: {exc}") from None
 
 
-def _collect(args: argparse.Namespace) -> int:
-    from vjepa_ac.sim.collect import CollectConfig, collect
+_COLLECT_OPTIONS = ("task", "episodes", "seed", "image_size", "explore_fraction", "noisy_fraction", "failed_fraction",
+                    "perturb_probability", "min_steps", "randomize_appearance", "lab", "robot", "camera_yaw")
+"""The `sim collect` options named as the `CollectConfig` setting they set."""
 
-    if args.episodes < 0:
-        raise argparse.ArgumentTypeError(f"--episodes must be >= 0, got {args.episodes}")
+
+def _collect_config_class() -> type:
+    from vjepa_ac.sim.collect_config import CollectConfig
+
+    return CollectConfig
+
+
+def collect_config(args: argparse.Namespace):
+    """The `CollectConfig` of a `sim collect` command line: --config file, then the options, then KEY=VALUE words."""
+    from vjepa_ac.data.config import ConfigError, load, read_yaml
+
+    from vjepa_ac.sim.collect_config import CollectConfig
+
+    settings = {name: getattr(args, name) for name in _COLLECT_OPTIONS if getattr(args, name) is not None}
+    if args.randomization is not None:
+        settings["randomization"] = read_yaml(args.randomization)
     try:
-        config = CollectConfig(
-            task=args.task, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
-            explore_fraction=args.explore_fraction, noisy_fraction=args.noisy_fraction,
-            failed_fraction=args.failed_fraction, perturb_probability=args.perturb_probability,
-            min_steps=args.min_steps, randomize_appearance=args.randomize,
-            randomization=_randomization(args.randomization), lab=args.lab, robot=args.robot,
-            camera_yaw=args.camera_yaw or 0.0,
-        )
-    except ValueError as exc:  # e.g. the motion mode fractions add up to more than 1
+        return load(CollectConfig, args.config, args.overrides, settings)
+    except ConfigError as exc:  # e.g. the motion mode fractions add up to more than 1
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _collect(args: argparse.Namespace) -> int:
+    config = collect_config(args)
+    if args.print_config:
+        from vjepa_ac.data.config import dump_yaml
+
+        print(dump_yaml(config), end="")
+        return 0
+    from vjepa_ac.sim.collect import collect
+
     summary = collect(args.out, config, progress=not args.no_progress)
     print(f"wrote {summary.written} episodes ({summary.successes} successful), skipped {summary.skipped} "
           f"already collected, into {args.out}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from vjepa_ac.robot.kinematics import rotation_error, rotvec_to_matrix
+from vjepa_ac.sim.collect_config import ExpertConfig
 from vjepa_ac.sim.tasks import (
     GRASP_DEPTH,
     GraspTask,
@@ -22,21 +23,6 @@ from vjepa_ac.sim.tasks import (
     grasp_yaw,
     gripper_rotation,
 )
-
-
-@dataclass(frozen=True)
-class ExpertConfig:
-    max_translation: float = 0.03
-    """Largest commanded step in metres (0.45 m/s at 15 Hz)."""
-    max_rotation: float = 0.1
-    """Largest commanded rotation per step in radians."""
-    position_tolerance: float = 0.008
-    rotation_tolerance: float = 0.05
-    translation_noise: float = 0.003
-    """Standard deviation (m) of Gaussian noise added to every translation."""
-    rotation_noise: float = 0.01
-    gripper_wait: int = 6
-    """Steps to wait with the gripper closing or opening before moving on."""
 
 
 @dataclass(frozen=True)

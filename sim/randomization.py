@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import mujoco
 import numpy as np
@@ -118,11 +118,9 @@ class DomainRandomization:
     @classmethod
     def from_dict(cls, values: dict) -> DomainRandomization:
         """Ranges from a mapping (e.g. a YAML or JSON file); keys not given keep their defaults."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown domain randomisation settings {unknown}; known: {sorted(names)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        from vjepa_ac.data.config import from_dict
+
+        return from_dict(cls, values, "randomization")
 
     def sample(self, rng: np.random.Generator) -> SceneVariation:
         """One scene variation drawn from these ranges."""

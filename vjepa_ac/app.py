@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vjepa_ac.control import add_planner_options, add_world_model_options, int_at_least, positive_int
+from vjepa_ac.control import (
+    add_planner_options,
+    add_world_model_options,
+    int_at_least,
+    positive_int,
+    print_planning_config,
+)
 from vjepa_ac.sim import TASK_NAMES
 from vjepa_ac.sim.cli import add_camera_yaw_option
 
@@ -101,12 +107,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return print_planning_config(args, args.tasks)
     from vjepa_ac.closed_loop import run_demo
 
     return run_demo(args)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return print_planning_config(args, args.tasks)
     from vjepa_ac.closed_loop import run_evaluation
 
     return run_evaluation(args)

@@ -8,11 +8,13 @@ and the cameras. The bridge process loads neither torch nor h5py (tests/test_imp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 from pathlib import Path
 from typing import Any
 
+from vjepa_ac.data.config import add_config_arguments
 from vjepa_ac.sim import TASK_NAMES
 
 
@@ -24,24 +26,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="bridge_command", metavar="ACTION", required=True)
 
-    run = sub.add_parser("run", help="run the bridge in the foreground until Ctrl-C",
-                         description="Bind the link sockets and drive the arm through the chosen backend.")
-    run.add_argument("--config", type=Path, help="bridge YAML (e.g. launch/panda.yaml); defaults otherwise")
+    run = sub.add_parser(
+        "run", help="run the bridge in the foreground until Ctrl-C",
+        description="Bind the link sockets and drive the arm through the chosen backend. The settings are those of "
+        "robot.config.BridgeConfig (listed below with their defaults): a --config YAML file of them (e.g. "
+        "launch/panda.yaml), then the options below, then KEY=VALUE overrides (e.g. safety.max_translation=0.05).",
+    )
+    add_config_arguments(run, _bridge_config_class)
     run.add_argument("--backend", choices=["mujoco", "ros1", "ros2", "libfranka"],
-                     help="arm backend (overrides the config; default mujoco)")
-    run.add_argument("--robot", choices=["panda", "fr3"], help="joint limit table (overrides the config)")
+                     help="arm backend (the setting `backend`)")
+    run.add_argument("--robot", choices=["panda", "fr3"], help="joint limit table (the setting `robot`)")
     run.add_argument("--mode", choices=["joint", "cartesian"], dest="control_mode",
-                     help="stream joint set-points (IK in the bridge) or Cartesian equilibrium poses")
-    run.add_argument("--host", help="address to bind (overrides link.host; non-loopback needs CurveZMQ keys)")
+                     help="stream joint set-points (IK in the bridge) or Cartesian equilibrium poses (`control_mode`)")
+    run.add_argument("--host", help="address to bind (`link.host`; non-loopback needs CurveZMQ keys)")
     run.add_argument("--port-base", type=int,
-                     help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera)")
+                     help="use ports BASE (cmd), BASE+1 (state), BASE+2 (rpc), BASE+3 (camera) (`link.*_port`)")
     run.add_argument("--no-cameras", action="store_true",
-                     help="ignore the config's cameras section (e.g. with --backend mujoco, which renders its own)")
+                     help="do not open the config's cameras (e.g. with --backend mujoco, which renders its own)")
     sim = run.add_argument_group("simulated arm (--backend mujoco)")
     sim.add_argument("--task", choices=TASK_NAMES,
                      help="the simulator task whose scene (objects, start pose) the arm stands in "
-                          "(overrides backend_options.mujoco.task; default: the bare tabletop)")
-    sim.add_argument("--seed", type=int, help="episode seed of the task's object placement (default 0)")
+                          "(`backend_options.mujoco.task`; default: the bare tabletop)")
+    sim.add_argument("--seed", type=int, help="episode seed of the task's object placement "
+                     "(`backend_options.mujoco.seed`; default 0)")
     run.set_defaults(handler=_run)
 
     keygen = sub.add_parser("keygen", help="create a CurveZMQ key pair",
@@ -101,35 +108,50 @@ def _client(args: argparse.Namespace):
     return BridgeClient(config.with_port_base(args.port_base))
 
 
-def _run(args: argparse.Namespace) -> int:
-    import dataclasses
+def _bridge_config_class() -> type:
+    from vjepa_ac.robot.config import BridgeConfig
 
+    return BridgeConfig
+
+
+def bridge_run_config(args: argparse.Namespace):
+    """The `BridgeConfig` of a `bridge run` command line: the --config file, then the options, then the overrides."""
+    from vjepa_ac.data.config import ConfigError
+    from vjepa_ac.robot.config import load_bridge_config
+    from vjepa_ac.robot.protocol import LinkAddress
+
+    settings = {"backend": args.backend, "robot": args.robot, "control_mode": args.control_mode,
+                "link.host": args.host, "backend_options.mujoco.task": args.task,
+                "backend_options.mujoco.seed": args.seed}
+    if args.port_base:
+        ports = dataclasses.asdict(LinkAddress().with_port_base(args.port_base))
+        settings.update({f"link.{name}": port for name, port in ports.items() if name.endswith("_port")})
+    settings = {key: value for key, value in settings.items() if value is not None}
+    try:
+        config = load_bridge_config(args.config, args.overrides, settings)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if (args.task is not None or args.seed is not None) and config.backend != "mujoco":
+        raise argparse.ArgumentTypeError(f"--task and --seed choose a simulator scene; the backend is "
+                                         f"{config.backend}")
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = bridge_run_config(args)
+    if args.print_config:
+        from vjepa_ac.data.config import dump_yaml
+
+        print(dump_yaml(config), end="")
+        return 0
     from vjepa_ac.data.conventions import use_headless_rendering
 
     use_headless_rendering()  # before MuJoCo loads
     from vjepa_ac.robot.bridge import Bridge
-    from vjepa_ac.robot.config import bridge_config_from_dict, load_bridge_config
 
-    overrides = {"backend": args.backend, "robot": args.robot, "control_mode": args.control_mode}
-    config = load_bridge_config(args.config, **overrides) if args.config else bridge_config_from_dict(
-        {k: v for k, v in overrides.items() if v is not None}
-    )
-    if args.host or args.port_base:
-        link = config.link
-        if args.host:
-            link = dataclasses.replace(link, host=args.host)
-        if args.port_base:
-            link = link.with_port_base(args.port_base)
-        config = dataclasses.replace(config, link=link)
-    if args.task is not None or args.seed is not None:
-        if config.backend != "mujoco":
-            raise argparse.ArgumentTypeError(f"--task and --seed choose a simulator scene; the backend is "
-                                             f"{config.backend}")
-        mujoco = dict(config.backend_options.get("mujoco") or {})
-        mujoco.update({k: v for k, v in (("task", args.task), ("seed", args.seed)) if v is not None})
-        config = dataclasses.replace(config, backend_options={**config.backend_options, "mujoco": mujoco})
     from vjepa_ac.robot.cameras import CameraRig
 
+    # --no-cameras leaves the cameras declared (the `config` RPC reports them) but does not open them.
     cameras = CameraRig.from_configs(config.cameras) if config.cameras and not args.no_cameras else None
     bridge = Bridge(config, _make_backend(config.backend, config.backend_options.get(config.backend)), cameras=cameras)
     signal.signal(signal.SIGTERM, lambda *_: bridge.shutdown())

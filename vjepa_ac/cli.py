@@ -11,9 +11,14 @@ so the planner and the robot packages stay libraries. This module only assembles
 - **Fast help.** `vjepa-ac --help` and `vjepa-ac SUBCOMMAND --help` import the `cli.py` modules and nothing heavy.
   A `cli.py` imports torch, tensorstore, h5py, MuJoCo, OpenCV etc. inside its handlers only (never at module level
   or in `register`), and the packages' `__init__` files export their API lazily (module `__getattr__`), so
-  importing `worldmodel.cli` does not load torch. Option defaults that live in a config dataclass of a heavy module
-  are left as None in argparse and filled in by the handler. `tests/vjepa_ac/test_cli.py` runs every `--help` in a
+  importing `worldmodel.cli` does not load torch. Options that set a config dataclass's fields are left as None in
+  argparse ("not given") and merged by the handler. `tests/vjepa_ac/test_cli.py` runs every `--help` in a
   subprocess and checks `sys.modules`.
+- **One configuration style** (`data.config`). A configurable command's settings are one dataclass tree: a
+  `--config` YAML file of its fields, then its options (shortcuts for single settings), then dotted `KEY=VALUE`
+  words, which `main` also collects when they follow an option; `add_config_arguments` adds `--config`,
+  `--print-config` and the words, and ends `--help` with every setting and its default (the dataclass is imported
+  only then, and lives in a module without torch).
 - **One error path.** A handler reports a problem by raising, never by printing and returning a code. `main`
   prints `vjepa-ac SUBCOMMAND: error: MESSAGE` on stderr and exits 2 for a usage error (`argparse.ArgumentTypeError`
   or `argparse.ArgumentError`: a bad option, combination of options or configuration; `FileNotFoundError`: a named
@@ -36,6 +41,8 @@ import logging
 import sys
 import traceback
 from typing import Sequence
+
+from vjepa_ac.data.config import collect_late_overrides
 
 # Order is the order shown in --help; it follows the data flow data -> encoder -> predictor -> planner -> robot.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -163,7 +170,11 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace, exc: Base
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also follow a command's options (`vjepa-ac pretrain eps/ --out X optim.lr=3e-4`).
+    unrecognised = collect_late_overrides(args, extra)
+    if unrecognised:
+        parser.error(f"unrecognized arguments: {' '.join(unrecognised)}")
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,9 +11,10 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vjepa_ac.data.config import add_config_arguments
 from vjepa_ac.sim import TASK_NAMES
 
 _PRECISIONS = ("auto", "float32", "bfloat16")
@@ -170,7 +171,11 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
     is, wherever it exists, the seed of the episode).
 
     Every option is a `vjepa_ac.model_card.PlanningOverrides` field (the library's field name) and defaults to None:
-    `mpc_config_for` then takes the model card's value (per task for sim tasks), else the library's."""
+    `mpc_config_for` then takes the model card's value (per task for sim tasks), else the library's. The same fields
+    can be given in a `--config` YAML file and as `KEY=VALUE` words (`data.config`); `--print-config` shows the
+    resolved planner settings (`print_planning_config`)."""
+    add_config_arguments(parser, _planning_settings_class,
+                         note="null: the checkpoint's model card, else the library's default (see the options)")
     group = parser.add_argument_group("planner (defaults: the checkpoint's model card, else the library's)")
     group.add_argument("--planner", choices=("cem", "mppi"), default=None, help="sampling planner (default: cem)")
     group.add_argument("--samples", type=positive_int, default=None,
@@ -224,6 +229,33 @@ def add_planner_options(parser: argparse.ArgumentParser) -> None:
         help="the same with the yaw given directly: degrees the model's action frame is turned from the robot base "
         f"frame about the vertical, counter-clockwise seen from above ({card_default('action_frame_yaw', 0.0)})",
     )
+
+
+def _planning_settings_class() -> type:
+    from vjepa_ac.model_card import PlanningOverrides
+
+    return PlanningOverrides
+
+
+def print_planning_config(args: argparse.Namespace, tasks: Sequence[str] | None = None) -> int:
+    """`--print-config` of plan, run, demo and eval: the `MPCConfig` the loop runs with (the library's defaults, the
+    model card, a sim task's entry in it, then the given settings), as YAML; one per task of `tasks` (demo, eval),
+    else the command's own (`resolved_config`). A goal schedule file's settings are applied when it is read."""
+    from vjepa_ac.data.config import dump_yaml
+    from vjepa_ac.model_card import PlanningOverrides, load_planning_defaults, mpc_config_for, resolve_checkpoint
+
+    path = resolve_checkpoint(args.checkpoint)
+    defaults = load_planning_defaults(path)
+    if tasks is None:
+        configs = {"config": resolved_config(args, defaults)}
+    else:
+        overrides = PlanningOverrides.from_args(args)
+        configs = {task: mpc_config_for(defaults, task, overrides) for task in tasks}
+    print(f"# planning settings for {path}")
+    for name, config in configs.items():
+        print(f"# {name if tasks is not None else 'MPCConfig'} (planner: {type(config.planner).__name__})")
+        print(dump_yaml(config if tasks is None else {name: config}), end="")
+    return 0
 
 
 def add_robot_options(parser: argparse.ArgumentParser) -> None:
@@ -421,6 +453,8 @@ def with_goal_schedule(config, schedule, args: argparse.Namespace):
 
 
 def _run_plan(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return print_planning_config(args)
     from vjepa_ac.planner.goals import load_goal_schedule
     from vjepa_ac.planner.mpc import LatentPlanner, check_goal_images
 
@@ -529,6 +563,8 @@ def _exit_on_sigterm() -> None:
 
 
 def _run_closed_loop(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return print_planning_config(args)
     from vjepa_ac.planner.goals import load_goal_schedule
     from vjepa_ac.planner.mpc import run_mpc
     from vjepa_ac.planner.report import save_episode

@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -134,12 +134,13 @@ class PlanningOverrides:
     """Planning settings given for one run (None: not given), named as the library's fields; `mpc_config_for` merges
     them over the model card (and a sim task's entry in it), which is merged over the library's defaults.
 
-    The command line fills them with `from_args`: every flag is spelled as its field (`--topk`,
-    `--translation-constraint`, `--reduce`), except `--planner-seed` (`seed`: `--seed` is an episode's seed wherever both exist) and `--schedule`
-    (`goal_schedule`: `--goal-schedule` names a goal schedule file)."""
+    The command line fills them with `from_args`, in the one configuration style (`data.config`): a `--config` YAML
+    file of these fields, then the options, then `KEY=VALUE` words. Every option is spelled as its field (`--topk`,
+    `--translation-constraint`, `--reduce`), except `--planner-seed` (`seed`: `--seed` is an episode's seed wherever
+    both exist) and `--schedule` (`goal_schedule`: `--goal-schedule` names a goal schedule file)."""
 
     # `planner.CEMConfig` / `planner.MPPIConfig`
-    planner: str | None = None
+    planner: Literal["cem", "mppi"] | None = None
     """"cem" or "mppi" (default: cem)."""
     samples: int | None = None
     iterations: int | None = None
@@ -151,7 +152,7 @@ class PlanningOverrides:
     early_stop_std: float | None = None
     # `planner.SearchSpace`
     max_translation: float | None = None
-    translation_constraint: str | None = None
+    translation_constraint: Literal["l1_ball", "box"] | None = None
     max_yaw: float | None = None
     close_gripper: int | None = None
     # `planner.mpc.MPCConfig`
@@ -162,8 +163,8 @@ class PlanningOverrides:
     stop_energy: float | None = None
     context_frames: int | None = None
     camera: str | None = None
-    reduce: str | None = None
-    precision: str | None = None
+    reduce: Literal["last", "sum"] | None = None
+    precision: Literal["auto", "float32", "bfloat16"] | None = None
     compile: bool | None = None
     max_frame_age_s: float | None = None
     action_frame_yaw: float | None = None
@@ -174,14 +175,33 @@ class PlanningOverrides:
                                                  "warm_start", "early_stop_std")
     SPACE_FIELDS: ClassVar[tuple[str, ...]] = ("max_translation", "translation_constraint", "max_yaw",
                                                "close_gripper")
+    _COUNTS: ClassVar[tuple[str, ...]] = ("samples", "iterations", "topk", "horizon", "max_batch", "max_steps",
+                                          "context_frames", "threads")
+
+    def __post_init__(self) -> None:
+        for name in self._COUNTS:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.goal_schedule is not None and (not self.goal_schedule or min(self.goal_schedule) < 1):
+            raise ValueError(f"goal_schedule must be positive step counts, got {list(self.goal_schedule)}")
+        if any(v is not None and not -1.0 <= v <= 1.0 for v in self.goal_gripper or ()):
+            raise ValueError(f"goal_gripper values must be in [-1, 1] or null, got {list(self.goal_gripper)}")
 
     @classmethod
     def from_args(cls, args: Any) -> PlanningOverrides:
-        """The overrides a parsed command line gives (an option it lacks or leaves unset is not given)."""
-        values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
-        values["seed"] = getattr(args, "planner_seed", None)
-        values["compile"] = getattr(args, "compile", None) or None  # a flag: off means "not given"
-        return cls(**values)
+        """The overrides a parsed command line gives: its `--config` file, then its options (an option it lacks or
+        leaves unset is not given), then its `KEY=VALUE` words. A bad file or word is a usage error."""
+        from vjepa_ac.data.config import ConfigError, load
+
+        options = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+        options["seed"] = getattr(args, "planner_seed", None)
+        options["compile"] = getattr(args, "compile", None) or None  # a flag: off means "not given"
+        settings = {name: value for name, value in options.items() if value is not None}
+        try:
+            return load(cls, getattr(args, "config", None), getattr(args, "overrides", None) or (), settings)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
 
     def given(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
         """{field: value} of the given settings among `names` (default: the loop's, i.e. `MPCConfig` fields)."""

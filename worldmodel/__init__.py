@@ -30,7 +30,8 @@ __all__, __getattr__ = lazy_exports(__name__, {
         "save_ac_checkpoint",
     ),
     ".encoder": ("ENCODER_PRESETS", "EncoderConfig", "VisionTransformer", "build_encoder"),
-    ".mask_predictor": ("MaskPredictor", "MaskPredictorConfig", "build_mask_predictor"),
+    ".mask_predictor": ("MaskPredictor", "build_mask_predictor"),
+    ".mask_predictor_config": ("MaskPredictorConfig",),
     ".world_model": ("WorldModel", "load_world_model"),
     ".frames": ("encode_frames", "normalize_reps", "preprocess_frames"),
 })

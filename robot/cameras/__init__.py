@@ -9,5 +9,5 @@ __all__, __getattr__ = lazy_exports(__name__, {
     ".base": (
         "CAMERA_ROLES", "CAMERA_SOURCES", "CameraConfig", "CameraError", "CameraSource", "Frame", "stamp_to_clock",
     ),
-    ".rig": ("CameraRig", "WithCameras", "cameras_from_mapping", "make_camera"),
+    ".rig": ("CameraRig", "WithCameras", "cameras_from_mapping", "cameras_to_mapping", "make_camera"),
 })

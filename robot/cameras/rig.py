@@ -16,24 +16,33 @@ from vjepa_ac.robot.interface import Observation, Robot
 log = logging.getLogger(__name__)
 
 
-def cameras_from_mapping(data: Mapping[str, Any] | None) -> tuple[CameraConfig, ...]:
-    """`CameraConfig`s of a YAML `cameras:` mapping {role: {source: ..., topic: ..., ...}}; unknown keys are an error."""
+def cameras_from_mapping(data: Mapping[str, Any] | None, where: str = "cameras") -> tuple[CameraConfig, ...]:
+    """`CameraConfig`s of a YAML `cameras:` mapping {role: {source: ..., topic: ..., ...}}; unknown keys are an error
+    (`data.config.ConfigError` naming `where`.role.key)."""
     import dataclasses
+
+    from vjepa_ac.data.config import ConfigError, from_dict, unknown_key_error
 
     if not data:
         return ()
     if not isinstance(data, Mapping):
-        raise ValueError(f"cameras must be a mapping of role -> camera settings, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(CameraConfig)} - {"role"}
+        raise ConfigError(f"{where} must be a mapping of role -> camera settings, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(CameraConfig) if f.name != "role"]
     configs = []
     for role, values in data.items():
         if not isinstance(values, Mapping):
-            raise ValueError(f"cameras.{role} must be a mapping (source, topic / device / serial, ...)")
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown keys in cameras.{role}: {sorted(unknown)} (allowed: {sorted(names)})")
-        configs.append(CameraConfig(role=str(role), **values))
+            raise ConfigError(f"{where}.{role} must be a mapping (source, topic / device / serial, ...)")
+        if "role" in values:
+            raise unknown_key_error("role", names, f"{where}.{role}")
+        configs.append(from_dict(CameraConfig, {**values, "role": str(role)}, f"{where}.{role}"))
     return tuple(configs)
+
+
+def cameras_to_mapping(cameras: Iterable[CameraConfig]) -> dict[str, dict[str, Any]]:
+    """The YAML `cameras:` mapping of `cameras` (what `cameras_from_mapping` reads)."""
+    from vjepa_ac.data.config import to_dict
+
+    return {camera.role: {k: v for k, v in to_dict(camera).items() if k != "role"} for camera in cameras}
 
 
 def make_camera(config: CameraConfig, **collaborators: Any) -> CameraSource:

@@ -9,7 +9,8 @@ import pytest
 from vjepa_ac.data.droid import DroidClipDataset, open_episode
 from vjepa_ac.data.droid.poses import states_to_actions
 from vjepa_ac.robot.kinematics import ArmKinematics
-from vjepa_ac.sim.collect import MANIFEST_NAME, CollectConfig, collect
+from vjepa_ac.sim.collect import MANIFEST_NAME, CollectSummary, collect
+from vjepa_ac.sim.collect_config import CollectConfig
 
 SMALL = dict(task="grasp", image_size=(48, 64), steps_after_success=3, noisy_fraction=0.0, failed_fraction=0.0,
              randomize_appearance=False)
@@ -108,3 +109,34 @@ def test_collected_episodes_pass_droid_validate(collected, tmp_path):
         assert set(report.frames) >= {"left", "right", "wrist"}
     # Exit status 0: every episode under the root (expert and exploration) is usable.
     assert main(["droid", "validate", str(root), "--report", str(tmp_path / "report.jsonl"), "--no-progress"]) == 0
+
+
+def test_collect_settings_come_from_a_file_then_the_options_then_the_overrides(tmp_path, monkeypatch, capsys):
+    """`vjepa-ac sim collect`: the collection runs with the merged `CollectConfig`; --print-config shows it."""
+    import yaml
+
+    from vjepa_ac.cli import main
+    from vjepa_ac.sim import collect as collect_module
+
+    received = []
+    monkeypatch.setattr(collect_module, "collect",
+                        lambda out, config, progress: received.append((out, config)) or CollectSummary())
+    settings = tmp_path / "collect.yaml"
+    settings.write_text("task: grasp\nepisodes: 4\nexplore_fraction: 0.5\nnoisy_expert:\n  rotation_noise: 0.05\n"
+                        "randomization:\n  distractors: [0, 1]\n")
+    assert main(["sim", "collect", "--out", str(tmp_path / "out"), "--config", str(settings), "--episodes", "6",
+                 "--image-size", "48x64", "--no-randomize", "explore_fraction=0.25", "--no-progress"]) == 0
+    ((out, config),) = received
+    assert out == str(tmp_path / "out") and (config.task, config.episodes, config.image_size) == ("grasp", 6, (48, 64))
+    assert config.explore_fraction == 0.25 and config.randomize_appearance is False
+    assert config.noisy_expert.rotation_noise == 0.05
+    assert config.noisy_expert.translation_noise == CollectConfig().noisy_expert.translation_noise
+    assert config.randomization.distractors == (0, 1)
+    capsys.readouterr()
+    assert main(["sim", "collect", "--out", "x", "--print-config", "--task", "reach", "seed=7"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["task"], printed["seed"], printed["episodes"]) == ("reach", 7, CollectConfig().episodes)
+    assert main(["sim", "collect", "--out", "x", "--print-config", "expert.max_translaton=1"]) == 2
+    assert "unknown config key 'expert.max_translaton' (did you mean 'max_translation'?)" in capsys.readouterr().err
+    assert main(["sim", "collect", "--out", "x", "--print-config", "episodes=-2"]) == 2
+    assert "episodes must be >= 0, got -2" in capsys.readouterr().err

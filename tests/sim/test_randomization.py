@@ -135,7 +135,7 @@ def test_bad_ranges_are_clear_errors(settings, match):
 def test_settings_from_a_mapping_and_variation_json():
     config = DomainRandomization.from_dict({"distractors": [0, 1], "object_shapes": ["box"]})
     assert config.distractors == (0, 1) and config.object_shapes == ("box",)
-    with pytest.raises(ValueError, match="unknown domain randomisation settings"):
+    with pytest.raises(ValueError, match="unknown config key 'randomization.distractor' .did you mean 'distractors'"):
         DomainRandomization.from_dict({"distractor": [0, 1]})
     variation = DomainRandomization().sample(variation_rng(3))
     assert SceneVariation.from_json(variation.to_json()) == variation

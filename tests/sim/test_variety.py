@@ -225,7 +225,7 @@ def test_cli_contact_sheet_and_clear_errors(tmp_path, capsys):
     settings.write_text("distractor_count: [0, 2]\n")
     assert main(["sim", "collect", "--task", "reach", "--episodes", "1", "--out", str(tmp_path / "x"),
                  "--randomization", str(settings)]) == 2
-    assert "unknown domain randomisation settings" in capsys.readouterr().err
+    assert "unknown config key 'randomization.distractor_count' (did you mean 'distractors'?)" in capsys.readouterr().err
     settings.write_text("distractors: [0, 0]\nobject_shapes: [sphere]\n")
     assert main(["sim", "collect", "--task", "reach", "--episodes", "1", "--out", str(tmp_path / "y"),
                  "--randomization", str(settings), "--image-size", "32x48", "--explore-fraction", "1",

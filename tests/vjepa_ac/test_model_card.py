@@ -70,3 +70,62 @@ def test_workspace_bounds_from_the_card():
     assert options["action_limits"].max_translation == 0.075  # the rest of the default limits is kept
     with pytest.raises(ValueError, match="workspace_min"):
         sim_config_options({"workspace_min": [0.3, float("nan"), 0.0]})
+
+
+def _parsed(*words: str):
+    from vjepa_ac.cli import build_parser
+
+    return build_parser().parse_args(list(words))
+
+
+def test_planning_settings_come_from_a_file_then_the_options_then_the_overrides(tmp_path):
+    from vjepa_ac.control import resolved_config
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    (tmp_path / "model.json").write_text(json.dumps(CARD))
+    settings = tmp_path / "planning.yaml"
+    settings.write_text("samples: 9\nhorizon: 2\nreduce: sum\ngoal_schedule: [3, 4]\nswitch_energy: 0.3\n")
+    args = _parsed("run", "--robot", "sim", "--task", "pick_and_place", "--config", str(settings), "--samples", "5",
+                   "--planner-seed", "4", "horizon=3", "translation_constraint=box")
+    overrides = PlanningOverrides.from_args(args)
+    assert (overrides.samples, overrides.horizon, overrides.seed, overrides.reduce) == (5, 3, 4, "sum")
+    config = resolved_config(args, load_planning_defaults(checkpoint))  # what `vjepa-ac run` plans with
+    assert (config.planner.samples, config.planner.horizon, config.planner.seed) == (5, 3, 4)
+    assert config.planner.iterations == 2 and config.planner.space.max_translation == 0.03  # from the card
+    assert config.planner.space.translation_constraint == "box"
+    # The file beats the card's task entry (switch_energy 0.2); what no layer sets keeps the card's value.
+    assert (config.reduce, config.goal_schedule, config.switch_energy) == ("sum", (3, 4), 0.3)
+    assert config.stop_energy == 0.01
+
+
+@pytest.mark.parametrize("words, message", [
+    (["smaples=3"], "unknown config key 'smaples' (did you mean 'samples'?)"),
+    (["samples=0"], "samples must be >= 1, got 0"),
+    (["reduce=mean"], "reduce: expected one of 'last', 'sum', got 'mean' (or null)"),
+    (["goal_gripper=[2]"], "goal_gripper values must be in [-1, 1] or null"),
+    (["planner=ppo"], "planner: expected one of 'cem', 'mppi'"),
+])
+def test_bad_planning_settings_are_usage_errors(words, message, capsys):
+    from vjepa_ac.cli import main
+
+    assert main(["demo", "--print-config", *words]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_print_config_shows_each_task_s_resolved_settings(tmp_path, capsys):
+    import yaml
+
+    from vjepa_ac.cli import main
+
+    settings = tmp_path / "planning.yaml"
+    settings.write_text("iterations: 2\n")
+    assert main(["eval", "--task", "reach,pick_and_place", "--config", str(settings), "--print-config",
+                 "--samples", "40", "switch_energy=0.25"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    defaults = load_planning_defaults(resolve_checkpoint(None))
+    for task in ("reach", "pick_and_place"):
+        expected = mpc_config_for(defaults, task, PlanningOverrides(samples=40, iterations=2, switch_energy=0.25))
+        assert printed[task]["planner"]["samples"] == expected.planner.samples == 40
+        assert printed[task]["planner"]["iterations"] == 2 and printed[task]["switch_energy"] == 0.25
+        assert printed[task]["goal_schedule"] == (list(expected.goal_schedule) if expected.goal_schedule else None)

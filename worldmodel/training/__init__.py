@@ -16,6 +16,7 @@ __all__, __getattr__ = lazy_exports(__name__, {
     ".latent_cache": ("CacheSpec", "CachedEpisode", "CorruptCacheError", "LatentCache"),
     ".config": ("DataConfig", "LossConfig", "ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "load_config"),
     ".losses": ("LossTerms", "ac_loss", "rollout_predictions", "teacher_forcing_predictions"),
-    ".pretrain": ("PretrainConfig", "pretrain_encoder"),
+    ".pretrain": ("pretrain_encoder",),
+    ".pretrain_config": ("PretrainConfig",),
     ".trainer": ("Trainer",),
 })

@@ -7,6 +7,8 @@ import argparse
 import logging
 import sys
 
+from vjepa_ac.data.config import add_config_arguments, add_settings_help
+
 log = logging.getLogger(__name__)
 
 _ENCODE_EPILOG = """\
@@ -105,75 +107,110 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("config", help="YAML config (see worldmodel/training/configs/)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, override_words="overrides")
+    add_settings_help(train, _train_config_class)
 
     _register_pretrain(subparsers)
 
 
+def _train_config_class() -> type:
+    from .config import TrainConfig
+
+    return TrainConfig
+
+
+def _pretrain_config_class() -> type:
+    from .pretrain_config import PretrainConfig
+
+    return PretrainConfig
+
+
+_PRETRAIN_FLAGS: dict[str, str] = {
+    "out": "output_dir", "objective": "objective", "deep_supervision": "deep_supervision",
+    "context_lambda": "context_lambda", "context_lambda_ramp": "context_lambda_ramp",
+    "distance_weighting": "distance_weighting", "init": "init", "preset": "preset", "img_size": "img_size",
+    "seed": "seed", "camera": "camera", "crop": "crop", "frame_stride": "frame_stride", "steps": "optim.total_steps",
+    "batch_size": "batch_size", "clip_batch_size": "clip_batch_size", "clip_frames": "clip_frames",
+    "warmup_steps": "optim.warmup_steps", "anneal_steps": "optim.anneal_steps", "weight_decay": "optim.weight_decay",
+    "ema": "ema", "predictor_dim": "predictor.predictor_embed_dim", "predictor_depth": "predictor.depth",
+    "predictor_heads": "predictor.num_heads", "checkpoint_every": "checkpoint_every", "log_every": "log_every",
+    "device": "device",
+}
+"""Option (argparse dest) -> the `PretrainConfig` setting it sets; `--lr` sets three (see `_pretrain_settings`)."""
+
+
 def _register_pretrain(subparsers: argparse._SubParsersAction) -> None:
-    # Options left unset take `PretrainConfig`'s defaults (the one place they are written down); importing it here
-    # would load torch for every --help.
+    # Every option is a shortcut for one `PretrainConfig` setting (its name in parentheses) and defaults to None, i.e.
+    # "not given": the setting then keeps the --config file's value or the dataclass default, which --help lists.
     pre = subparsers.add_parser(
         "pretrain", help="V-JEPA self-supervised pretraining of an encoder on episode video",
         description="Pretrain a (small) V-JEPA encoder on the frames of DROID-layout episodes: multi-block masks, a "
         "context encoder plus mask-token predictor, L1 to the layer-normed features of an EMA target encoder, with "
         "the V-JEPA 2 or the V-JEPA 2.1 objective (--objective, see below). Frames are cropped and resized exactly "
-        "as at planning time. Resumable; DDP under torchrun. Options left out take the defaults of "
-        "worldmodel.training.PretrainConfig (a vit_tiny at 128 px, 3000 steps: about ten minutes on one CPU core "
-        "with vjepa2); the run prints the resolved settings.",
+        "as at planning time. Resumable; DDP under torchrun. The settings are those of "
+        "worldmodel.training.PretrainConfig (listed at the end with their defaults: a vit_tiny at 128 px, 3000 "
+        "steps, about ten minutes on one CPU core with vjepa2): a --config YAML file of them, then the options "
+        "below, then KEY=VALUE words among the episodes (e.g. optim.lr=3e-4 predictor.depth=4).",
         epilog=_PRETRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pre.add_argument("episodes", nargs="+", help="episode index file(s), folders to scan, or episode folders")
-    pre.add_argument("--out", required=True, help="output folder (latest.pt, train.jsonl, train.csv)")
+    pre.add_argument("episodes", nargs="*", metavar="EPISODES|KEY=VALUE",
+                     help="episode index file(s), folders to scan, or episode folders; words of the form "
+                     "section.key=value are setting overrides (write a path with '=' as ./name=...)")
+    add_config_arguments(pre, _pretrain_config_class, overrides=False)
+    pre.set_defaults(override_words="episodes")
+    pre.add_argument("--out", help="output folder: latest.pt, train.jsonl, train.csv (`output_dir`)")
     objective = pre.add_argument_group("objective")
     objective.add_argument("--objective", choices=("vjepa2", "vjepa2_1"),
                            help="V-JEPA 2 (frames, masked tokens) or V-JEPA 2.1 (images + clips, dense loss, levels; "
-                           "default vjepa2)")
+                           "`objective`)")
     objective.add_argument("--no-deep-supervision", dest="deep_supervision", action="store_false", default=None,
                            help="vjepa2_1: turn deep_supervision off and predict the last level only (the "
                            "ablation: dense loss without deep supervision)")
     objective.add_argument("--context-lambda", type=float, nargs=2,
                            metavar=("IMAGE", "VIDEO"), help="vjepa2_1: weight of the context (dense) loss per "
-                           "modality; 0 0 turns it off (default 0.5 0.5)")
+                           "modality; 0 0 turns it off (`context_lambda`)")
     objective.add_argument("--context-lambda-ramp", type=int, nargs=2,
                            metavar=("START", "END"), help="vjepa2_1: lambda is 0 before step START, linear to its "
-                           "value at END, then constant (default 150 300; Meta: 15000 30000 of 300000 steps)")
+                           "value at END, then constant (`context_lambda_ramp`; Meta: 15000 30000 of 300000 steps)")
     objective.add_argument("--no-distance-weighting", dest="distance_weighting", action="store_false", default=None,
                            help="vjepa2_1: turn distance_weighting off, weighing every context token equally "
                            "instead of by 1/sqrt(distance)")
     start = pre.add_argument_group("starting encoder (a checkpoint, or a preset built from a seed)")
-    start.add_argument("--init", help="encoder checkpoint to start from (e.g. runs/default_model/encoder.pt)")
-    start.add_argument("--preset", help="encoder architecture without --init (default: vit_tiny for vjepa2, "
+    start.add_argument("--init", help="encoder checkpoint to start from, e.g. runs/default_model/encoder.pt (`init`)")
+    start.add_argument("--preset", help="encoder architecture without --init (`preset`; null: vit_tiny for vjepa2, "
                        "vjepa2_1_vit_tiny for vjepa2_1)")
-    start.add_argument("--img-size", type=int, help="encoder resolution in pixels without --init (default 128)")
-    start.add_argument("--seed", type=int, help="seed of the initial weights, frame sampling and masks (default 0)")
+    start.add_argument("--img-size", type=int, help="encoder resolution in pixels without --init (`img_size`)")
+    start.add_argument("--seed", type=int, help="seed of the initial weights, frame sampling and masks (`seed`)")
     data = pre.add_argument_group("frames")
-    data.add_argument("--camera", help="camera role to train on (left, right, wrist, ...; default left)")
+    data.add_argument("--camera", help="camera role to train on: left, right, wrist, ... (`camera`; when set "
+                      "nowhere: left for raw episodes, ext1 for RLDS shards)")
     data.add_argument("--crop", choices=("droid", "square", "none"),
-                      help="crop before resizing; use the crop you will encode and plan with (default droid)")
-    data.add_argument("--frame-stride", type=int, help="keep every N-th video frame in the in-memory frame bank")
+                      help="crop before resizing; use the crop you will encode and plan with (`crop`)")
+    data.add_argument("--frame-stride", type=int,
+                      help="keep every N-th video frame in the in-memory frame bank (`frame_stride`)")
     opt = pre.add_argument_group("optimisation")
-    opt.add_argument("--steps", type=int, help="optimizer steps in the whole run (default 3000)")
+    opt.add_argument("--steps", type=int, help="optimizer steps in the whole run (`optim.total_steps`)")
     opt.add_argument("--batch-size", type=int,
-                     help="single frames per step (vjepa2_1: the image batch), over all processes (default 32)")
+                     help="single frames per step (vjepa2_1: the image batch), over all processes (`batch_size`)")
     opt.add_argument("--clip-batch-size", type=int,
-                     help="vjepa2_1: video clips per step, over all processes (default 16)")
+                     help="vjepa2_1: video clips per step, over all processes (`clip_batch_size`)")
     opt.add_argument("--clip-frames", type=int,
-                     help="vjepa2_1: consecutive kept frames per clip, a multiple of the tubelet, 2 (default 4)")
-    opt.add_argument("--lr", type=float, help="peak learning rate (AdamW); warmup starts at lr/5, decay ends at lr/50")
-    opt.add_argument("--warmup-steps", type=int, help="linear warmup from lr/5 to the peak")
+                     help="vjepa2_1: consecutive kept frames per clip, a multiple of the tubelet, 2 (`clip_frames`)")
+    opt.add_argument("--lr", type=float, help="peak learning rate (AdamW; `optim.lr`); also sets the warmup start "
+                     "`optim.start_lr` to lr/5 and the decay end `optim.final_lr` to lr/50")
+    opt.add_argument("--warmup-steps", type=int, help="linear warmup from start_lr to the peak (`optim.warmup_steps`)")
     opt.add_argument("--anneal-steps", type=int,
-                     help="final steps of linear decay to lr/50 (0 = constant after warmup)")
-    opt.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+                     help="final steps of linear decay to final_lr, 0 = constant after warmup (`optim.anneal_steps`)")
+    opt.add_argument("--weight-decay", type=float, help="AdamW weight decay (`optim.weight_decay`)")
     opt.add_argument("--ema", type=float, nargs=2, metavar=("START", "END"),
-                     help="target-encoder EMA momentum, ramped linearly over the run")
-    opt.add_argument("--predictor-dim", type=int, help="width of the mask predictor")
-    opt.add_argument("--predictor-depth", type=int, help="blocks of the mask predictor")
-    opt.add_argument("--predictor-heads", type=int, help="attention heads of the mask predictor")
+                     help="target-encoder EMA momentum, ramped linearly over the run (`ema`)")
+    opt.add_argument("--predictor-dim", type=int, help="width of the mask predictor (`predictor.predictor_embed_dim`)")
+    opt.add_argument("--predictor-depth", type=int, help="blocks of the mask predictor (`predictor.depth`)")
+    opt.add_argument("--predictor-heads", type=int, help="attention heads of the mask predictor (`predictor.num_heads`)")
     run = pre.add_argument_group("run")
-    run.add_argument("--checkpoint-every", type=int, help="write OUT/latest.pt every N steps")
-    run.add_argument("--log-every", type=int, help="log metrics every N steps")
-    run.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N (default auto)")
+    run.add_argument("--checkpoint-every", type=int, help="write OUT/latest.pt every N steps (`checkpoint_every`)")
+    run.add_argument("--log-every", type=int, help="log metrics every N steps (`log_every`)")
+    run.add_argument("--device", help="auto (CUDA if present), cpu, cuda, cuda:N (`device`)")
     pre.set_defaults(handler=_pretrain)
 
 
@@ -240,23 +277,17 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import json
-
-    import yaml
+    from vjepa_ac.data.config import ConfigError, dump_yaml
 
     from . import distributed
     from .config import load_config
 
     try:
         config = load_config(args.config, args.overrides)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(2, "no such training config (YAML file)", args.config) from exc
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-        # A configuration mistake is a usage error; say which file it is in.
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise argparse.ArgumentTypeError(f"{args.config}: {message}") from exc
+    except ConfigError as exc:  # a configuration mistake is a usage error; the message names the file and key
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     if args.print_config:
-        print(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
+        print(dump_yaml(config), end="")
         return 0
     from .trainer import Trainer
 
@@ -273,59 +304,51 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrain_config(args: argparse.Namespace, references: list[str]):
-    """PretrainConfig from the given options; the ones left out keep PretrainConfig's defaults."""
-    import dataclasses
-
-    from vjepa_ac.data.droid.index import default_camera
-
-    from .pretrain import PretrainConfig
-
-    defaults = PretrainConfig()
-    optim = defaults.optim
+def _pretrain_settings(args: argparse.Namespace) -> dict[str, object]:
+    """{setting: value} of the options given on the command line."""
+    settings = {key: getattr(args, dest) for dest, key in _PRETRAIN_FLAGS.items() if getattr(args, dest) is not None}
     if args.lr is not None:
-        optim = dataclasses.replace(optim, start_lr=args.lr / 5, lr=args.lr, final_lr=args.lr / 50)
-    given = {"total_steps": args.steps, "warmup_steps": args.warmup_steps, "anneal_steps": args.anneal_steps,
-             "weight_decay": args.weight_decay}
-    optim = dataclasses.replace(optim, **{k: v for k, v in given.items() if v is not None})
-    predictor = {"predictor_embed_dim": args.predictor_dim, "depth": args.predictor_depth,
-                 "num_heads": args.predictor_heads}
-    predictor = dataclasses.replace(defaults.predictor, **{k: v for k, v in predictor.items() if v is not None})
-    camera = args.camera
-    if camera is None:
-        camera, why = default_camera(references)
-        print(f"camera: {camera} ({why}; choose another with --camera)", file=sys.stderr)
-    given = {
-        "objective": args.objective, "deep_supervision": args.deep_supervision,
-        "distance_weighting": args.distance_weighting,
-        "context_lambda": tuple(args.context_lambda) if args.context_lambda else None,
-        "context_lambda_ramp": tuple(args.context_lambda_ramp) if args.context_lambda_ramp else None,
-        "clip_batch_size": args.clip_batch_size, "clip_frames": args.clip_frames,
-        "init": args.init, "preset": args.preset, "img_size": args.img_size, "seed": args.seed,
-        "frame_stride": args.frame_stride, "batch_size": args.batch_size,
-        "ema": tuple(args.ema) if args.ema else None, "checkpoint_every": args.checkpoint_every,
-        "log_every": args.log_every, "device": args.device,
-    }
-    settings = {k: v for k, v in given.items() if v is not None}
-    if args.crop is not None:
-        settings["crop"] = None if args.crop == "none" else args.crop
+        settings.update({"optim.start_lr": args.lr / 5, "optim.lr": args.lr, "optim.final_lr": args.lr / 50})
+    return settings
+
+
+def _pretrain_config(args: argparse.Namespace, overrides: list[str]):
+    """(the run's PretrainConfig: the --config file, then the options, then the KEY=VALUE overrides; whether the
+    camera is set anywhere)."""
+    from vjepa_ac.data.config import ConfigError, build, read_yaml
+
+    from .pretrain_config import PretrainConfig
+
+    values = read_yaml(args.config) if args.config is not None else {}
     try:
-        return dataclasses.replace(defaults, output_dir=args.out, camera=camera, optim=optim, predictor=predictor,
-                                   **settings)
-    except ValueError as exc:
+        config = build(PretrainConfig, values, overrides, _pretrain_settings(args), source=args.config)
+    except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+    return config, "camera" in values  # `build` fills `values` with every given setting
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from vjepa_ac.data.config import dump_yaml, split_overrides
+
+    episodes, overrides = split_overrides(args.episodes)
+    config, camera_given = _pretrain_config(args, overrides)
+    if args.print_config:
+        print(dump_yaml(config), end="")
+        return 0
+    if not episodes:
+        raise argparse.ArgumentTypeError("give the episodes to pretrain on (index file, folder or episode folders)")
     import torch.distributed as torch_dist
 
     from vjepa_ac.data.droid import resolve_episode_references
+    from vjepa_ac.data.droid.index import default_camera
 
     from . import distributed
     from .pretrain import pretrain_encoder
 
-    references = resolve_episode_references(args.episodes)
-    config = _pretrain_config(args, references)
+    references = resolve_episode_references(episodes)
+    if not camera_given:
+        config.camera, why = default_camera(references)
+        print(f"camera: {config.camera} ({why}; choose another with --camera)", file=sys.stderr)
     optim = config.optim
     print(f"pretraining ({config.objective}) {config.preset if config.init is None else config.init} on "
           f"{len(references)} episodes: {optim.total_steps} steps of {config.batch_size} frames, lr {optim.lr:g}, "

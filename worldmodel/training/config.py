@@ -1,4 +1,5 @@
-"""Training configuration: dataclasses with working defaults, loaded from YAML with dotted `key=value` overrides.
+"""Training configuration: dataclasses with working defaults, loaded from YAML with dotted `key=value` overrides
+(`data.config`, the one configuration style of every command).
 
 The field names follow the reference recipe (`configs/train/vitg16/droid-256px-8f.yaml`) where one exists, but the
 schedule is counted in optimizer steps rather than epochs x iterations-per-epoch, so that a config reads the same
@@ -7,15 +8,11 @@ whatever the dataset size.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from vjepa_ac.data.config import ConfigError, load, to_dict
 
 
 @dataclass
@@ -173,121 +170,14 @@ class TrainConfig:
             raise ValueError(f"run.val_rollout_steps must be in [1, frames_per_clip), got {r.val_rollout_steps}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check (and gently convert) one YAML value against a field's type annotation."""
-    origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except (TypeError, ValueError) as exc:
-                errors.append(str(exc))
-        raise TypeError(f"{where}: {value!r} does not fit {annotation} ({'; '.join(errors)})")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(annotation)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        item_type = args[0] if args else Any
-        items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise TypeError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it obviously is.
-            try:
-                return float(value)
-            except ValueError:
-                raise TypeError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
-
-
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    if not isinstance(values, dict):
-        raise TypeError(f"{where or 'config'}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{where}.{key}" if where else key
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
-            raise KeyError(f"unknown config key {path!r}{hint}")
-        annotation = hints[key]
-        if dataclasses.is_dataclass(annotation):
-            kwargs[key] = _build(annotation, value or {}, path)
-        else:
-            kwargs[key] = _coerce(value, annotation, path)
-    return cls(**kwargs)
-
-
-def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply `section.key=value` overrides (values parsed as YAML) to a nested dict, in place; returns it."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} is not of the form section.key=value")
-        parts = key.strip().split(".")
-        node = values
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ValueError(f"override {item!r}: {part!r} is a value, not a section")
-            node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return values
-
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    config = _build(TrainConfig, values, "")
-    config.validate()
-    return config
+        return to_dict(self)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config (or start from the defaults when `path` is None), apply overrides, validate."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping of sections, got {type(loaded).__name__}")
-        values = loaded or {}
-    return config_from_dict(apply_overrides(values, overrides))
+    config = load(TrainConfig, path, overrides)
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    return config

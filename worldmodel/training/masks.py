@@ -16,43 +16,13 @@ target token of its sample (§1 "Distance d").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .pretrain_config import BlockMaskSpec
+
 _MAX_TRIES = 50  # redraws of a sample whose blocks happen to cover the whole grid
-
-
-@dataclass(frozen=True)
-class BlockMaskSpec:
-    """One mask generator: `num_blocks` blocks, each `spatial_scale` of a frame's tokens."""
-
-    spatial_scale: float = 0.15
-    num_blocks: int = 8
-    aspect_ratio: tuple[float, float] = (0.75, 1.5)
-    temporal_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.spatial_scale <= 1.0:
-            raise ValueError(f"spatial_scale must be in (0, 1], got {self.spatial_scale}")
-        if self.num_blocks < 1:
-            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
-        low, high = self.aspect_ratio
-        if not 0.0 < low <= high:
-            raise ValueError(f"aspect_ratio must be (low, high) with 0 < low <= high, got {self.aspect_ratio}")
-        if not 0.0 < self.temporal_scale <= 1.0:
-            raise ValueError(f"temporal_scale must be in (0, 1], got {self.temporal_scale}")
-
-
-DEFAULT_MASK_SPECS: tuple[BlockMaskSpec, ...] = (
-    BlockMaskSpec(spatial_scale=0.15, num_blocks=8),
-    BlockMaskSpec(spatial_scale=0.7, num_blocks=2),
-)
-
-
-IMAGE_MASK_SPECS: tuple[BlockMaskSpec, ...] = (BlockMaskSpec(spatial_scale=0.15, num_blocks=10),)
-"""V-JEPA 2.1's `img_mask`: 10 blocks of 15% on single frames (aspect ratio 0.75-1.5)."""
 
 
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:

@@ -7,8 +7,8 @@ Section numbers refer to `vjepa2_1_pretraining.md` (the recipe as Meta's `app/vj
   1), then the plain average over the mask sets.
 * §1 L_ctx (2.1 dense loss): the same on the context tokens, from the predictor's context head; each token's error is
   multiplied by w = 1 / sqrt(d), d its distance to the nearest target token (`weight_distance_loss`). A plain mean,
-  not normalised by the sum of weights. L = L_pred + lambda(step) * L_ctx with `ContextLambda` (warm-up then hold)
-  and a lambda per modality.
+  not normalised by the sum of weights. L = L_pred + lambda(step) * L_ctx with `pretrain_config.ContextLambda`
+  (warm-up then hold) and a lambda per modality.
 * §2 deep self-supervision: targets are the target encoder's four levels, each layer-normed on its own (no affine,
   eps 1e-5); the channel mean is then the equal-weight average of the four per-level losses.
 * §4 joint image + video: each modality is its own batch (never mixed); their losses are averaged 1:1, which is what
@@ -28,30 +28,6 @@ from vjepa_ac.worldmodel.encoder import VisionTransformer
 from vjepa_ac.worldmodel.mask_predictor import MaskPredictor, Modality
 
 _RANK_SAMPLE_ROWS = 1024  # token rows used for the effective-rank monitor (an SVD of at most this many rows)
-
-
-@dataclass(frozen=True)
-class ContextLambda:
-    """Meta's `Lambda_LinearWarmupHold`: 0 before step `start`, linear to `value` at step `end`, then `value`.
-
-    Steps are 0-based optimizer steps (Meta's global iteration epoch * ipe + itr). `start == end` is a constant weight
-    (the cooldown's `lambda_progressive: false`).
-    """
-
-    value: float
-    start: int
-    end: int
-
-    def __post_init__(self) -> None:
-        if self.value < 0 or not 0 <= self.start <= self.end:
-            raise ValueError(f"need value >= 0 and 0 <= start <= end, got {self.value}, {self.start}, {self.end}")
-
-    def at(self, step: int) -> float:
-        if step >= self.end:
-            return self.value
-        if step < self.start:
-            return 0.0
-        return self.value * (step - self.start) / (self.end - self.start)
 
 
 def context_weights(distance: Tensor) -> Tensor:

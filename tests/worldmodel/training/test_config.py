@@ -51,3 +51,37 @@ def test_defaults_are_the_reference_recipe():
     assert config.optim.weight_decay == 0.04
     with pytest.raises(ValueError, match="data.cache"):
         config.validate()
+
+
+def test_train_command_runs_with_the_file_and_the_overrides(tmp_path, monkeypatch, capsys):
+    """`vjepa-ac train FILE KEY=VALUE...`: the Trainer gets the merged config, --print-config shows it (loadably)."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from vjepa_ac.cli import main
+    from vjepa_ac.worldmodel.training import trainer as trainer_module
+
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  cache: /x\noptim:\n  total_steps: 50\n  warmup_steps: 5\n  anneal_steps: 5\n  lr: 2e-4\n")
+    received = []
+
+    class RecordingTrainer:
+        def __init__(self, config):
+            received.append(config)
+            self.dist = SimpleNamespace(is_main=True, is_distributed=False)
+
+        def fit(self):
+            return {}
+
+    monkeypatch.setattr(trainer_module, "Trainer", RecordingTrainer)
+    assert main(["train", str(path), "optim.lr=1e-3", "-v", "run.seed=3"]) == 0  # an override may follow an option
+    (config,) = received
+    assert (config.optim.lr, config.optim.total_steps, config.run.seed, config.data.cache) == (1e-3, 50, 3, "/x")
+    assert main(["train", str(path), "--print-config", "optim.warmup_steps=7"]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert yaml.safe_load(printed.read_text())["optim"]["warmup_steps"] == 7
+    assert load_config(printed).to_dict() == load_config(path, ["optim.warmup_steps=7"]).to_dict()
+    assert main(["train", str(path), "optim.lrr=1"]) == 2
+    assert f"{path}: unknown config key 'optim.lrr' (did you mean 'lr'?)" in capsys.readouterr().err

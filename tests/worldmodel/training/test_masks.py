@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vjepa_ac.worldmodel.training.masks import (
-    DEFAULT_MASK_SPECS,
-    IMAGE_MASK_SPECS,
-    BlockMaskSpec,
-    block_size,
-    nearest_target_distance,
-    sample_block_masks,
-)
+from vjepa_ac.worldmodel.training.masks import block_size, nearest_target_distance, sample_block_masks
+from vjepa_ac.worldmodel.training.pretrain_config import DEFAULT_MASK_SPECS, IMAGE_MASK_SPECS, BlockMaskSpec
 
 GRID = (1, 8, 8)  # the default model: 128 px, patch 16
 

@@ -8,7 +8,6 @@ import torch
 from vjepa_ac.worldmodel import build_encoder, build_mask_predictor, normalize_reps
 from vjepa_ac.worldmodel.training.masks import nearest_target_distance
 from vjepa_ac.worldmodel.training.objective import (
-    ContextLambda,
     MaskSet,
     ModalityBatch,
     PretrainObjective,
@@ -17,6 +16,7 @@ from vjepa_ac.worldmodel.training.objective import (
     effective_rank,
     gather_tokens,
 )
+from vjepa_ac.worldmodel.training.pretrain_config import ContextLambda
 
 GRID = (1, 4, 4)
 
