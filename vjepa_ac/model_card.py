@@ -160,6 +160,12 @@ class PlanningOverrides:
     goal_schedule: tuple[int, ...] | None = None
     goal_gripper: tuple[float | None, ...] | None = None
     switch_energy: float | None = None
+    switch_plateau: int | None = None
+    plateau_drop: float | None = None
+    plateau_floor: float | None = None
+    regrasp: tuple[int, int] | None = None
+    max_regrasps: int | None = None
+    empty_gripper: float | None = None
     stop_energy: float | None = None
     context_frames: int | None = None
     camera: str | None = None

@@ -99,6 +99,19 @@ def test_planning_settings_come_from_a_file_then_the_options_then_the_overrides(
     assert config.stop_energy == 0.01
 
 
+def test_planning_levers_are_settings_like_any_other(tmp_path):
+    from vjepa_ac.control import resolved_config
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    (tmp_path / "model.json").write_text(json.dumps(CARD))
+    args = _parsed("run", "--robot", "sim", "--task", "pick_and_place", "--max-yaw", "0.05", "switch_plateau=3",
+                   "plateau_floor=0.13", "regrasp=[3, 1]", "max_regrasps=1")
+    config = resolved_config(args, load_planning_defaults(checkpoint))
+    assert config.planner.space.max_yaw == 0.05 and config.planner.space.dims == (0, 1, 2, 6, 5)
+    assert (config.switch_plateau, config.plateau_floor, config.regrasp, config.max_regrasps) == (3, 0.13, (3, 1), 1)
+
+
 @pytest.mark.parametrize("words, message", [
     (["smaples=3"], "unknown config key 'smaples' (did you mean 'samples'?)"),
     (["samples=0"], "samples must be >= 1, got 0"),
