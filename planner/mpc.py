@@ -55,6 +55,11 @@ class MPCConfig:
     """Δgripper pinned while each goal image is in force (None = searched), e.g. (-0.5, 0.5) to approach with the
     fingers open and then close them; goals beyond the tuple are searched. For a world model that plans the arm well
     but hardly sees its fingers."""
+    goal_max_translation: tuple[float | None, ...] | None = None
+    """Bound on Δxyz per step while each goal image is in force (None = the search space's `max_translation`), e.g.
+    (None, 0.03, 0.0, None) to approach freely, straddle an object in small steps and close the fingers in place;
+    goals beyond the tuple use the search space's bound. Near its goal a planner that cannot resolve the last
+    centimetres moves the hand at random by up to the bound each step, which pushes a small object aside."""
     switch_energy: float | None = None
     """Move to the next goal once the observed frame's energy to the current goal is at most this (reached)."""
     switch_plateau: int | None = None
@@ -111,6 +116,11 @@ class MPCConfig:
             self.goal_gripper = tuple(None if g is None else float(g) for g in self.goal_gripper)
             if any(g is not None and not -1.0 <= g <= 1.0 for g in self.goal_gripper):
                 raise ValueError(f"goal_gripper values must be in [-1, 1] or None, got {self.goal_gripper}")
+        if self.goal_max_translation is not None:
+            self.goal_max_translation = tuple(None if m is None else float(m) for m in self.goal_max_translation)
+            if any(m is not None and not (math.isfinite(m) and m >= 0) for m in self.goal_max_translation):
+                raise ValueError(f"goal_max_translation values must be finite and >= 0 or None, got "
+                                 f"{self.goal_max_translation}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.threads is not None and self.threads < 1:
@@ -249,14 +259,19 @@ class LatentPlanner:
 
     def planner_for(self, goal_index: int) -> CEMPlanner | MPPIPlanner:
         """The planner used toward goal `goal_index`: the configured one, with Δgripper pinned where `goal_gripper`
-        says so."""
-        pins = self.config.goal_gripper or ()
-        gripper = pins[goal_index] if goal_index < len(pins) else None
-        if gripper is None:
+        says so and Δxyz bounded where `goal_max_translation` does."""
+        gripper = _per_goal(self.config.goal_gripper, goal_index)
+        bound = _per_goal(self.config.goal_max_translation, goal_index)
+        if gripper is None and bound is None:
             return self.planner
         if goal_index not in self._goal_planners:
             config = self.planner.config
-            space = dataclasses.replace(config.space, fixed={**config.space.fixed, GRIPPER_DIM: gripper})
+            space = config.space
+            if gripper is not None:
+                space = dataclasses.replace(space, fixed={**space.fixed, GRIPPER_DIM: gripper})
+            if bound is not None:
+                space = dataclasses.replace(space, max_translation=bound, init_std_translation=(
+                    None if space.init_std_translation is None else min(space.init_std_translation, bound)))
             self._goal_planners[goal_index] = make_planner(dataclasses.replace(config, space=space))
         return self._goal_planners[goal_index]
 
@@ -361,6 +376,11 @@ class EpisodeLog:
     seconds: float = 0.0
     threads: str = ""
     """The CPU thread count plans ran on and how it was chosen."""
+
+
+def _per_goal(values: tuple[float | None, ...] | None, goal_index: int) -> float | None:
+    """The entry of a per-goal setting for `goal_index` (None where the tuple is unset or too short)."""
+    return values[goal_index] if values is not None and goal_index < len(values) else None
 
 
 class GoalSwitcher:

@@ -159,6 +159,7 @@ class PlanningOverrides:
     max_steps: int | None = None
     goal_schedule: tuple[int, ...] | None = None
     goal_gripper: tuple[float | None, ...] | None = None
+    goal_max_translation: tuple[float | None, ...] | None = None
     switch_energy: float | None = None
     switch_plateau: int | None = None
     plateau_drop: float | None = None

@@ -161,6 +161,25 @@ def test_goal_gripper_pins_the_gripper_per_sub_goal(tiny_world_model):
         MPCConfig(goal_gripper=(1.5,))
 
 
+def test_goal_max_translation_bounds_the_steps_per_sub_goal(tiny_world_model):
+    robot = PointRobot()
+    goals = [robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0]), robot.image_at([0.4, -0.1, 0.3, 3.1, 0, 0, 0])] * 2
+    config = _config(goal_schedule=(2, 2, 1, 1), goal_gripper=(-0.5,), goal_max_translation=(None, 0.02, 0.0))
+    episode = run_mpc(robot, tiny_world_model, goals, config)
+    steps = [np.abs(np.asarray(a[:3])).sum() for a in robot.sent]
+    assert max(steps[2:4]) <= 0.02 + 1e-6 and steps[4] == 0.0  # small steps on goal 1, in place on goal 2
+    assert max(steps[:2]) > 0.02  # goal 0 keeps the search space's bound
+    assert [r.goal_index for r in episode.steps] == [0, 0, 1, 1, 2, 3]
+    controller = LatentPlanner(tiny_world_model, goals, config)
+    both = controller.planner_for(0).config.space
+    assert both.fixed == {6: -0.5} and both.max_translation == config.planner.space.max_translation
+    assert controller.planner_for(1).config.space.max_translation == 0.02
+    assert controller.planner_for(3) is controller.planner
+    for bad in ((-0.01,), (float("nan"),)):
+        with pytest.raises(ValueError, match="goal_max_translation"):
+            MPCConfig(goal_max_translation=bad)
+
+
 def _on_cuda(world_model):
     """`world_model` claiming to live on a GPU (the compute stays on the CPU): for the CUDA branches without one."""
 
