@@ -293,13 +293,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Encode the observation and goal images, plan with CEM (or MPPI) in latent space and print the "
         "next 7-D DROID action (Δxyz, Δeuler, Δgripper) for integrating your own control loop.",
     )
-    plan.add_argument("--obs", type=Path, required=True, help="current camera image (PNG/JPEG)")
+    # --obs, --state and a goal are checked in _run_plan, so that --print-config works without them.
+    plan.add_argument("--obs", type=Path, help="current camera image (PNG/JPEG); required")
     plan.add_argument(
-        "--state", required=True,
-        help="current DROID state: 7 numbers x,y,z,roll,pitch,yaw,gripper (metres, radians, 0 open..1 closed)",
+        "--state",
+        help="current DROID state: 7 numbers x,y,z,roll,pitch,yaw,gripper (metres, radians, 0 open..1 closed); "
+        "required",
     )
-    plan_goal = plan.add_mutually_exclusive_group(required=True)
-    plan_goal.add_argument("--goal", type=Path, help="goal image from the same camera and resolution")
+    plan_goal = plan.add_mutually_exclusive_group()
+    plan_goal.add_argument("--goal", type=Path, help="goal image from the same camera and resolution (this or "
+                           "--goal-schedule is required)")
     plan_goal.add_argument("--goal-schedule", dest="goal_schedule_file", type=Path, metavar="FILE",
                            help="goal schedule (vjepa-ac goal capture); plans toward sub-goal --goal-index with its "
                            "gripper pin")
@@ -455,6 +458,11 @@ def with_goal_schedule(config, schedule, args: argparse.Namespace):
 def _run_plan(args: argparse.Namespace) -> int:
     if args.print_config:
         return print_planning_config(args)
+    missing = [flag for flag, value in (("--obs", args.obs), ("--state", args.state)) if value is None]
+    if args.goal is None and args.goal_schedule_file is None:
+        missing.append("--goal or --goal-schedule")
+    if missing:
+        raise argparse.ArgumentTypeError(f"the following arguments are required: {', '.join(missing)}")
     from vjepa_ac.planner.goals import load_goal_schedule
     from vjepa_ac.planner.mpc import LatentPlanner, check_goal_images
 

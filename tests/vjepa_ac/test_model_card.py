@@ -143,3 +143,13 @@ def test_print_config_shows_each_task_s_resolved_settings(tmp_path, capsys):
         assert printed[task]["planner"]["samples"] == expected.planner.samples == 40
         assert printed[task]["planner"]["iterations"] == 2 and printed[task]["switch_energy"] == 0.25
         assert printed[task]["goal_schedule"] == (list(expected.goal_schedule) if expected.goal_schedule else None)
+
+
+def test_plan_prints_its_config_without_an_observation(capsys):
+    import yaml
+
+    from vjepa_ac.cli import main
+
+    assert main(["plan", "--print-config", "--max-yaw", "0.05", "horizon=2"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["planner"]["horizon"] == 2 and printed["planner"]["space"]["max_yaw"] == 0.05
