@@ -3,8 +3,8 @@ the final plan is turned into safe 7-D DROID actions.
 
 Like the V-JEPA 2-AC reference planner, by default only Δxyz and Δgripper are searched (4 free dimensions per step)
 and the rotation delta is fixed to 0; with `max_yaw` > 0, Δyaw (the rotation about the base's vertical) is searched as
-a fifth free dimension, so the hand can turn to meet an object's faces. Every sample and every returned action lies inside the constraint set, so a planner
-built on this class can never emit an out-of-bounds action.
+a fifth free dimension, so the hand can turn to meet an object's faces. Every sample and every returned action lies
+inside the constraint set, so a planner built on this class can never emit an out-of-bounds action.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ GRIPPER_DIM = 6
 """Index of Δgripper in a 7-D action."""
 _GRIPPER_FREE = 3
 """Position of Δgripper among the free dimensions."""
-_YAW_FREE = 4
-"""Position of Δyaw among the free dimensions (when searched)."""
 
 
 def project_l1_ball(v: torch.Tensor, radius: float) -> torch.Tensor:
@@ -157,7 +155,8 @@ class SearchSpace:
         return actions[..., list(self.dims)]
 
     def finalize(self, mean: torch.Tensor) -> torch.Tensor:
-        """The planned actions [H, 7] from a sampling mean [H, num_free]: constrained, small gripper values rounded to 0.
+        """The planned actions [H, 7] from a sampling mean [H, num_free]: constrained, small gripper values rounded
+        to 0.
 
         Raises if the mean is not finite, so a corrupted distribution is never turned into a command.
         """

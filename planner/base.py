@@ -43,7 +43,8 @@ class PlanResult:
     elite_energies: torch.Tensor
     """Their energies [K], ascending."""
     means: torch.Tensor
-    """Sampling mean after each iteration [iterations, H, F] (the free dimensions: Δx, Δy, Δz, Δgripper, then Δyaw when searched)."""
+    """Sampling mean after each iteration [iterations, H, F] (the free dimensions: Δx, Δy, Δz, Δgripper, then Δyaw
+    when searched)."""
     stds: torch.Tensor
     """Sampling std after each iteration [iterations, H, F]."""
     seconds: float = 0.0

@@ -57,8 +57,8 @@ class CEMConfig:
 
 
 def shift_plan(previous: PlanResult, horizon: int) -> torch.Tensor:
-    """Initial sampling mean [horizon, free dimensions] for the next control step: the previous plan's final mean without the step
-    just executed, its last step repeated to fill the horizon (a horizon-1 plan is reused as it is)."""
+    """Initial sampling mean [horizon, free dimensions] for the next control step: the previous plan's final mean
+    without the step just executed, its last step repeated to fill the horizon (a horizon-1 plan is reused as it is)."""
     mean = previous.means[-1]
     rest = mean[1:] if len(mean) > 1 else mean
     return torch.cat([rest, rest[-1:].expand(horizon - len(rest), -1)])[:horizon].clone()
@@ -73,7 +73,8 @@ class CEMPlanner:
     def plan(
         self, rollout: RolloutFn, objective: Objective, *, seed: int | None = None, initial_mean: torch.Tensor | None = None
     ) -> PlanResult:
-        """Plan; `initial_mean` [horizon, free dimensions] replaces the zero initial mean (warm start, see `shift_plan`)."""
+        """Plan; `initial_mean` [horizon, free dimensions] replaces the zero initial mean (warm start, see
+        `shift_plan`)."""
         cfg, space = self.config, self.config.space
         trace = PlanTrace()
         generator = torch.Generator().manual_seed(cfg.seed if seed is None else seed)

@@ -389,8 +389,8 @@ class GoalSwitcher:
     * Steps only (`goal_schedule` without an energy rule): goal i holds for its scheduled steps, whatever happens.
     * Energy rules (`switch_energy`, `switch_plateau`): the next goal takes over once the observed energy to the
       current one is at most `switch_energy`, or has not beaten its earlier best by `plateau_drop` (relative) for
-      `switch_plateau` steps while at most `plateau_floor`; `goal_schedule`, when given, caps the steps on each goal. The last goal keeps the rest
-      of the budget.
+      `switch_plateau` steps while at most `plateau_floor`; `goal_schedule`, when given, caps the steps on each
+      goal. The last goal keeps the rest of the budget.
     * `regrasp`: an empty hand while the check goal is in force sends the loop back to an earlier goal; the steps
       on each goal then count from its latest start.
     """
