@@ -11,6 +11,9 @@ imports NumPy alone, so that the robot-side bridge process can use it without to
   with NumPy: the robot-side bridge) or torch tensors (computed with torch, on their device; torch is never imported
   here). `data.droid.poses` computes the same formulas in torch for NumPy input too, so that the data, the simulator
   and the planner agree to the last bit with the batched tensor code; the two differ by rounding only.
+- **Camera views**: a camera name may join several roles with "+" ("left+wrist"); such a frame is the roles' frames
+  (all the same size) side by side, left to right, and the world model encodes each panel on its own and lays the
+  token grids side by side (`camera_views`, `join_views`).
 - **Headless rendering**: `use_headless_rendering` picks EGL for MuJoCo's offscreen rendering on a Linux machine
   without a display, before MuJoCo is first imported.
 """
@@ -84,3 +87,23 @@ def use_headless_rendering() -> None:
     Must run before MuJoCo is first imported; `sim` and `robot.kinematics` call it on import."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def camera_views(camera: str) -> tuple[str, ...]:
+    """The camera roles a camera name joins with "+" ("left+wrist" -> ("left", "wrist")), checked non-empty and
+    distinct."""
+    views = tuple(part.strip() for part in str(camera).split("+"))
+    if not all(views) or len(set(views)) != len(views):
+        raise ValueError(f"camera {camera!r}: join distinct camera roles with '+', e.g. 'left+wrist'")
+    return views
+
+
+def join_views(frames: list[np.ndarray], camera: str = "") -> np.ndarray:
+    """Frames of several views ([..., H, W, 3] each, same shape) side by side along the width: one multi-view frame."""
+    if len(frames) == 1:
+        return frames[0]
+    shapes = {tuple(np.shape(frame)) for frame in frames}
+    if len(shapes) != 1:
+        raise ValueError(f"camera {camera!r}: its views must have frames of one size to be joined, got "
+                         f"{sorted(shapes)}")
+    return np.concatenate(frames, axis=-2)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vjepa_ac.data.conventions import camera_views, join_views
 from vjepa_ac.data.droid.poses import states_to_actions
 from vjepa_ac.planner.action_frame import ActionFrame
 from vjepa_ac.planner.action_space import GRIPPER_DIM
@@ -580,17 +581,20 @@ class StaleFrameError(ValueError):
 
 def camera_frame(observation, camera: str, max_age_s: float | None = None) -> np.ndarray:
     """The observation's frame of `camera`, or ValueError: the camera is missing, or (with `max_age_s`) its frame
-    was captured more than `max_age_s` before the observation's state (`StaleFrameError`)."""
-    if camera not in observation.images:
-        raise ValueError(f"camera {camera!r} not in the observation; available: {sorted(observation.images)}")
-    if max_age_s is not None and camera in observation.image_timestamps:
-        age = observation.timestamp - observation.image_timestamps[camera]
-        if not age <= max_age_s:
-            raise StaleFrameError(
-                f"camera {camera!r}: the newest frame is {age:.2f} s old, more than the {max_age_s:.2f} s the "
-                "planner accepts (max_frame_age_s / --max-frame-age); is the camera still streaming?"
-            )
-    return observation.images[camera]
+    was captured more than `max_age_s` before the observation's state (`StaleFrameError`). A multi-view camera
+    ("left+wrist") gives its views' frames side by side (`data.conventions.join_views`), each checked so."""
+    views = camera_views(camera)
+    for view in views:
+        if view not in observation.images:
+            raise ValueError(f"camera {view!r} not in the observation; available: {sorted(observation.images)}")
+        if max_age_s is not None and view in observation.image_timestamps:
+            age = observation.timestamp - observation.image_timestamps[view]
+            if not age <= max_age_s:
+                raise StaleFrameError(
+                    f"camera {view!r}: the newest frame is {age:.2f} s old, more than the {max_age_s:.2f} s the "
+                    "planner accepts (max_frame_age_s / --max-frame-age); is the camera still streaming?"
+                )
+    return join_views([observation.images[view] for view in views], camera)
 
 
 def observe(robot: Robot, camera: str, max_age_s: float | None, *, sleep=time.sleep):

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vjepa_ac.data.conventions import camera_views, join_views
 from vjepa_ac.data.droid.poses import euler_xyz_to_matrix, matrix_to_euler_xyz
 from vjepa_ac.sim import TASK_NAMES  # noqa: F401  (re-exported beside TASKS)
 from vjepa_ac.robot.kinematics import DROID_HOME_Q
@@ -126,12 +127,14 @@ class Task(abc.ABC):
         ]
 
     def goal_images(self) -> list[np.ndarray]:
-        """One image [H, W, 3] uint8 per (sub-)goal, from the goal camera at the observation size."""
+        """One image [H, W, 3] uint8 per (sub-)goal, from the goal camera at the observation size (a multi-view
+        camera such as "left+wrist": its views side by side, as the planner sees them)."""
+        views = camera_views(self.goal_camera)
         images = []
         for goal in self.goals:
             q = self.solve_ik(goal.flange_pos, goal.flange_yaw)
-            rendered = self.robot.render_configuration(q, goal.gripper, goal.objects, roles=(self.goal_camera,))
-            images.append(rendered[self.goal_camera])
+            rendered = self.robot.render_configuration(q, goal.gripper, goal.objects, roles=views)
+            images.append(join_views([rendered[view] for view in views], self.goal_camera))
         return images
 
     def solve_ik(self, flange_pos: np.ndarray, yaw: float) -> np.ndarray:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vjepa_ac.data.conventions import camera_views
 from vjepa_ac.data.config import add_config_arguments
 from vjepa_ac.sim import TASK_NAMES
 
@@ -509,7 +510,8 @@ def make_robot(args: argparse.Namespace, defaults, camera: str):
         # The scene the model was trained on (image size, cameras, workspace), as its model card records it.
         setup = sim_episode(args.task, args.seed, camera=camera, sim_options=sim_settings(defaults, args))
     else:
-        roles = () if local is not None and camera in local.roles else (camera,)
+        # The bridge streams the views no local camera delivers.
+        roles = tuple(view for view in camera_views(camera) if local is None or view not in local.roles)
         setup = EpisodeSetup(robot=_bridge_client(args, roles))
     if local is not None:
         from vjepa_ac.robot.cameras import WithCameras

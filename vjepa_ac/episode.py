@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vjepa_ac.data.conventions import camera_views
 from vjepa_ac.robot.action_repeat import ActionRepeatRobot, control_periods_per_step
 from vjepa_ac.robot.interface import Robot
 
@@ -58,7 +59,10 @@ def sim_episode(task_name: str, seed: int, *, camera: str, sim_options: dict[str
     from vjepa_ac.model_card import sim_config_options
 
     if robot is None:
-        robot, task = make_env(task_name, seed=seed, **sim_config_options(sim_options or {}), goal_camera=camera)
+        options = sim_config_options(sim_options or {})
+        if "cameras" in options:  # the scene renders every view the planner's camera joins
+            options["cameras"] = tuple(dict.fromkeys([*options["cameras"], *camera_views(camera)]))
+        robot, task = make_env(task_name, seed=seed, **options, goal_camera=camera)
     else:
         robot, task = make_env(task_name, seed=seed, robot=robot, goal_camera=camera)
     return EpisodeSetup(robot=robot, goals=task.goal_images(), success=task.success, budget_periods=task.max_steps,

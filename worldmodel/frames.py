@@ -92,13 +92,20 @@ def encode_frames(
     chunk_size: int = 16,
     hierarchical: bool = False,
     progress: bool = False,
+    views: int = 1,
 ) -> Tensor:
     """Encode every frame of `frames` [B, T, H, W, 3] on its own -> normalised features [B, T, N, D] (float32).
 
     Frames are preprocessed and encoded `chunk_size` at a time, so memory stays bounded for long videos.
     `hierarchical` returns V-JEPA 2.1's four levels concatenated ([..., 4 D], each level normalised on its own).
+    With `views` > 1 each frame is that many equal panels side by side (a multi-view camera, `data.conventions`):
+    every panel is cropped, resized and encoded on its own, and the token grids are laid side by side in the same
+    order, so N = views x the encoder's tokens per frame, row-major over a grid `views` times as wide.
     """
     frames = check_frames(frames)
+    if views != 1:
+        return _encode_views(encoder, frames, views, crop=crop, chunk_size=chunk_size, hierarchical=hierarchical,
+                             progress=progress)
     config = encoder.config
     param = next(encoder.parameters())
     device = param.device
@@ -122,3 +129,13 @@ def encode_frames(
             outputs.append(normalize_reps(features.float(), num_levels))
     features = torch.cat(outputs)
     return features.reshape(batch, steps, *features.shape[1:])
+
+
+def _encode_views(encoder: nn.Module, frames: Tensor, views: int, **options) -> Tensor:
+    if views < 1 or frames.shape[3] % views:
+        raise ValueError(f"a {views}-view frame must be {views} equal panels side by side; width {frames.shape[3]} "
+                         f"does not split into {views}")
+    rows, cols = (size // encoder.config.patch_size for size in encoder.config.img_size)
+    panels = frames.chunk(views, dim=3)
+    grids = [encode_frames(encoder, panel, **options).unflatten(2, (rows, cols)) for panel in panels]
+    return torch.cat(grids, dim=3).flatten(2, 3)

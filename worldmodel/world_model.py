@@ -41,6 +41,12 @@ class WorldModel:
         return self.predictor.tokens_per_frame
 
     @property
+    def views(self) -> int:
+        """Camera views per frame: 1, or k when the predictor reads k panels' token grids side by side
+        (a "left+wrist" model; `data.conventions.camera_views`)."""
+        return view_count(self.encoder, self.predictor)
+
+    @property
     def embed_dim(self) -> int:
         """Width of the features the predictor reads and predicts."""
         return self.predictor.config.embed_dim
@@ -58,8 +64,22 @@ class WorldModel:
         """Frames [B, T, H, W, 3] uint8 -> normalised features [B, T, tokens_per_frame, embed_dim]."""
         return encode_frames(
             self.encoder, frames, crop=self.crop, chunk_size=chunk_size, hierarchical=self.num_levels > 1,
-            progress=progress,
+            progress=progress, views=self.views,
         )
+
+
+def view_count(encoder: VisionTransformer, predictor: ACPredictor) -> int:
+    """How many of the encoder's token grids, side by side, make one frame of the predictor (CheckpointError when the
+    predictor's grid is not a whole number of the encoder's, one high)."""
+    rows, cols = (size // encoder.config.patch_size for size in encoder.config.img_size)
+    pred_rows, pred_cols = predictor.config.grid
+    if pred_rows != rows or pred_cols % cols:
+        raise CheckpointError(
+            f"predictor expects {predictor.tokens_per_frame} tokens per frame but the encoder gives {rows * cols} "
+            f"({pred_rows}x{pred_cols} against {rows}x{cols} at {encoder.config.img_size}); pass matching img_size "
+            "(a multi-view predictor's grid is the encoder's, repeated side by side)"
+        )
+    return pred_cols // cols
 
 
 def check_pair(encoder: VisionTransformer, predictor: ACPredictor) -> None:
@@ -70,11 +90,7 @@ def check_pair(encoder: VisionTransformer, predictor: ACPredictor) -> None:
             f"predictor reads {predictor.config.embed_dim}-d features but the encoder gives "
             f"{' or '.join(map(str, sorted(widths)))}"
         )
-    if predictor.tokens_per_frame != encoder.config.tokens_per_frame:
-        raise CheckpointError(
-            f"predictor expects {predictor.tokens_per_frame} tokens per frame but the encoder gives "
-            f"{encoder.config.tokens_per_frame} at {encoder.config.img_size}; pass matching img_size"
-        )
+    view_count(encoder, predictor)
 
 
 def load_world_model(

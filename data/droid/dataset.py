@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from vjepa_ac.data.droid.episode import DroidEpisode, EpisodeError
 from vjepa_ac.data.droid.index import open_episode, resolve_episode_references
+from vjepa_ac.data.conventions import camera_views
 from vjepa_ac.data.droid.poses import states_to_actions, states_to_camera_frame
 from vjepa_ac.data.droid.sampling import ClipTooShortError, reference_clip_indices, timestamp_clip_indices
 
@@ -55,8 +56,9 @@ def sample_clip(episode: DroidEpisode, config: ClipConfig, rng: np.random.Genera
     cameras = config.cameras
     role = cameras[int(rng.integers(len(cameras)))] if len(cameras) > 1 else cameras[0]
     usable = episode.usable_steps(role)
+    first_view = camera_views(role)[0]  # a multi-view camera's clock and pose are its first view's
     if config.sampling == "timestamp":
-        stamps = episode.frame_timestamps_ms(role)
+        stamps = episode.frame_timestamps_ms(first_view)
         if stamps is None:
             raise EpisodeError(
                 f"{episode.episode_id}: no frame timestamps for camera {role!r}; use sampling='reference'"
@@ -65,13 +67,13 @@ def sample_clip(episode: DroidEpisode, config: ClipConfig, rng: np.random.Genera
             stamps[:usable], frames_per_clip=config.frames_per_clip, fps=config.fps, rng=rng
         )
     else:
-        video_fps = episode.video_fps(role) or episode.fps
+        video_fps = episode.video_fps(first_view) or episode.fps
         indices = reference_clip_indices(
             usable, video_fps, frames_per_clip=config.frames_per_clip, fps=config.fps, rng=rng
         )
     states = episode.states()[indices][:: config.frameskip]
     try:
-        extrinsics = episode.extrinsics(role)[indices][:: config.frameskip]
+        extrinsics = episode.extrinsics(first_view)[indices][:: config.frameskip]
     except EpisodeError:
         if config.camera_frame:
             raise
@@ -80,7 +82,7 @@ def sample_clip(episode: DroidEpisode, config: ClipConfig, rng: np.random.Genera
         states = states_to_camera_frame(states, extrinsics)
     if not np.all(np.isfinite(states)):
         raise EpisodeError(f"{episode.episode_id}: non-finite states in clip steps {indices.tolist()}")
-    frames = episode.read_frames(role, indices)
+    frames = episode.read_camera(role, indices)
     return {
         "frames": torch.from_numpy(np.ascontiguousarray(frames)),
         "actions": torch.from_numpy(states_to_actions(states).astype(np.float32)),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vjepa_ac.data.conventions import camera_views, join_views
 from vjepa_ac.data.droid.poses import states_to_actions
 
 
@@ -91,8 +92,14 @@ class DroidEpisode(ABC):
         return None
 
     def usable_steps(self, role: str) -> int:
-        """Steps that have both a state and a frame of `role` (DROID MP4s can be one frame short)."""
-        return min(self.num_steps, self.num_frames(role))
+        """Steps that have both a state and a frame of `role` (DROID MP4s can be one frame short); for a multi-view
+        camera ("left+wrist"), a frame of every view."""
+        return min(self.num_steps, *(self.num_frames(view) for view in camera_views(role)))
+
+    def read_camera(self, camera: str, indices: Sequence[int]) -> np.ndarray:
+        """Frames [k, H, W, 3] of a camera role, or of a multi-view camera ("left+wrist": the views' frames side by
+        side, [k, H, views x W, 3]; `data.conventions.join_views`)."""
+        return join_views([self.read_frames(view, indices) for view in camera_views(camera)], camera)
 
     def close(self) -> None:
         """Release open files; the episode reopens them if used again."""

@@ -320,3 +320,24 @@ def test_on_a_gpu_threads_are_not_probed_and_bf16_autocast_is_the_default(tiny_w
     planner.plan(latent, np.array([0.6, 0.1, 0.3, 3.1, 0, 0, 0.0]))
     assert probed == [] and planner.thread_choice.threads == torch.get_num_threads()
     assert contexts and all(isinstance(c, torch.autocast) and c.fast_dtype == torch.bfloat16 for c in contexts)
+
+
+def test_a_multi_view_camera_gives_its_views_side_by_side_each_checked():
+    from types import SimpleNamespace
+
+    from vjepa_ac.planner.mpc import camera_frame
+
+    left, wrist = np.zeros((4, 6, 3), np.uint8), np.full((4, 6, 3), 9, np.uint8)
+    observation = SimpleNamespace(images={"left": left, "wrist": wrist}, timestamp=10.0,
+                                  image_timestamps={"left": 10.0, "wrist": 8.0})
+    joined = camera_frame(observation, "left+wrist")
+    assert joined.shape == (4, 12, 3)
+    np.testing.assert_array_equal(joined[:, :6], left)
+    np.testing.assert_array_equal(joined[:, 6:], wrist)
+    with pytest.raises(StaleFrameError, match="camera 'wrist': the newest frame is 2.00 s old"):
+        camera_frame(observation, "left+wrist", max_age_s=0.5)
+    with pytest.raises(ValueError, match="camera 'right' not in the observation"):
+        camera_frame(observation, "left+right")
+    observation.images["wrist"] = np.zeros((4, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match="frames of one size"):
+        camera_frame(observation, "left+wrist")

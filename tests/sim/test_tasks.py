@@ -89,3 +89,14 @@ def test_unknown_task_and_conflicting_options_are_clear_errors(robot):
         make_env("stack", seed=0)
     with pytest.raises(ValueError, match="cannot change"):
         make_env("reach", seed=0, robot=robot, image_size=(32, 32))
+
+
+def test_goal_images_of_a_multi_view_camera_are_its_views_side_by_side(robot):
+    _, task = make_env("grasp", seed=0, robot=robot, goal_camera="left+wrist")
+    joined = task.goal_images()
+    _, task = make_env("grasp", seed=0, robot=robot, goal_camera="wrist")
+    wrist = task.goal_images()
+    _, task = make_env("grasp", seed=0, robot=robot)
+    left = task.goal_images()
+    for both, one, other in zip(joined, left, wrist):
+        np.testing.assert_array_equal(both, np.concatenate([one, other], axis=1))

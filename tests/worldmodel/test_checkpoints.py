@@ -205,6 +205,14 @@ def test_mismatched_pair_is_rejected(tmp_path):
     path = save_ac_checkpoint(tmp_path / "pair.pt", encoder=encoder, predictor=predictor)
     with pytest.raises(CheckpointError, match="36 tokens per frame but the encoder gives 16"):
         load_world_model(path)
+    # A grid as high as the encoder's and a whole number of its widths is a multi-view pair; 1.5 widths is not.
+    wide = save_ac_checkpoint(tmp_path / "wide.pt", encoder=encoder,
+                              predictor=build_predictor("vit_ac_tiny", img_size=(64, 192)))
+    assert load_world_model(wide).views == 3
+    odd = save_ac_checkpoint(tmp_path / "odd.pt", encoder=encoder,
+                             predictor=build_predictor("vit_ac_tiny", img_size=(64, 96)))
+    with pytest.raises(CheckpointError, match="24 tokens per frame but the encoder gives 16"):
+        load_world_model(odd)
 
 
 def test_safetensors_file(tmp_path):

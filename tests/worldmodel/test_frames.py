@@ -109,3 +109,17 @@ def test_normalize_reps_is_non_affine_layer_norm():
     out = normalize_reps(z)
     torch.testing.assert_close(out, F.layer_norm(z, (8,), eps=1e-5))
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 3), atol=1e-5, rtol=0)
+
+
+def test_multi_view_frames_encode_each_panel_alone_and_lay_the_grids_side_by_side():
+    torch.manual_seed(0)
+    encoder = build_encoder("vit_tiny", img_size=32).eval()  # 2x2 tokens per view
+    left = torch.randint(0, 256, (1, 2, 36, 48, 3), dtype=torch.uint8)
+    wrist = torch.randint(0, 256, (1, 2, 36, 48, 3), dtype=torch.uint8)
+    joined = encode_frames(encoder, torch.cat([left, wrist], dim=3), views=2)
+    assert joined.shape == (1, 2, 8, 64)
+    grid = joined.unflatten(2, (2, 4))
+    torch.testing.assert_close(grid[:, :, :, :2].flatten(2, 3), encode_frames(encoder, left))
+    torch.testing.assert_close(grid[:, :, :, 2:].flatten(2, 3), encode_frames(encoder, wrist))
+    with pytest.raises(ValueError, match="width 95 does not split into 2"):
+        encode_frames(encoder, torch.zeros(1, 1, 36, 95, 3, dtype=torch.uint8), views=2)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from vjepa_ac.data.conventions import camera_views
 from vjepa_ac.data.droid import EpisodeError, open_episode
 from vjepa_ac.data.droid.sampling import reference_stride
 from vjepa_ac.worldmodel import encode_frames
@@ -37,11 +38,12 @@ def cache_spec_for(encoder: nn.Module, *, checkpoint: str, preset: str | None = 
                    checkpoint_key: str | None = None, camera: str = "left", fps: float | None = 4.0,
                    crop: str | None = "droid", dtype: str = "float16", hierarchical: bool = False) -> CacheSpec:
     """The CacheSpec describing latents of `encoder`: its geometry plus how to reload it (checkpoint, preset, key)
-    for training checkpoints, which carry the encoder."""
+    for training checkpoints, which carry the encoder. A multi-view camera ("left+wrist") has the views' token grids
+    side by side: tokens_per_frame counts all of them."""
     config = encoder.config
     levels = config.num_levels if hierarchical else 1
     return CacheSpec(
-        tokens_per_frame=config.tokens_per_frame,
+        tokens_per_frame=config.tokens_per_frame * len(camera_views(camera)),
         embed_dim=encoder.output_dim(hierarchical),
         dtype=dtype,
         camera=camera,
@@ -56,10 +58,11 @@ def cache_spec_for(encoder: nn.Module, *, checkpoint: str, preset: str | None = 
 
 def _latent_chunks(encoder: nn.Module, episode, camera: str, indices: np.ndarray, *, crop: str | None,
                    chunk_frames: int, hierarchical: bool) -> Iterator[Tensor]:
+    views = len(camera_views(camera))
     for start in range(0, len(indices), chunk_frames):
-        frames = episode.read_frames(camera, indices[start : start + chunk_frames].tolist())
+        frames = episode.read_camera(camera, indices[start : start + chunk_frames].tolist())
         latents = encode_frames(encoder, torch.from_numpy(np.ascontiguousarray(frames))[None], crop=crop,
-                                chunk_size=chunk_frames, hierarchical=hierarchical)
+                                chunk_size=chunk_frames, hierarchical=hierarchical, views=views)
         yield latents[0].cpu()
 
 
@@ -68,9 +71,11 @@ def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, ch
     """Encode one episode into the cache (overwriting a partial one); returns its manifest."""
     spec = cache.spec
     crop = None if spec.crop == "none" else spec.crop
+    # A multi-view camera's clock and pose are its first view's (the exterior camera of "left+wrist").
+    first_view = camera_views(spec.camera)[0]
     with open_episode(reference) as episode:
         usable = episode.usable_steps(spec.camera)
-        video_fps = episode.video_fps(spec.camera) or episode.fps
+        video_fps = episode.video_fps(first_view) or episode.fps
         stride = reference_stride(video_fps, spec.fps) if spec.fps else 1
         indices = np.arange(0, usable, stride)
         if len(indices) == 0:
@@ -78,7 +83,7 @@ def encode_episode(cache: LatentCache, encoder: nn.Module, reference: str, *, ch
         all_states = episode.states()
         states = all_states[indices]
         try:
-            extrinsics = episode.extrinsics(spec.camera)[indices]
+            extrinsics = episode.extrinsics(first_view)[indices]
         except EpisodeError:
             extrinsics = None  # RLDS records none; the released predictor does not use them
         return cache.write_episode(

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from vjepa_ac.data.conventions import camera_views
 from vjepa_ac.worldmodel import (
     ACPredictor,
     CheckpointError,
@@ -51,6 +52,16 @@ log = logging.getLogger(__name__)
 
 TRAINER_STATE_KEY = "trainer_state"
 LATEST = "latest.pt"
+
+
+def _views_side_by_side(geometry: dict[str, Any], camera: str) -> dict[str, Any]:
+    """The predictor's geometry for frames of `camera`: a multi-view camera's token grids lie side by side, so its
+    image is as many encoder images wide as it has views."""
+    views = len(camera_views(camera))
+    if views == 1 or "img_size" not in geometry:
+        return geometry
+    height, width = geometry["img_size"]
+    return {**geometry, "img_size": [height, width * views]}
 
 
 @dataclasses.dataclass
@@ -118,6 +129,8 @@ class Trainer:
 
         self.encoder: nn.Module | None = None
         self._encoder_source: dict[str, Any] = {}
+        self._views = 1
+        """Camera views per raw frame (a "left+wrist" camera: 2), for encoding raw clips."""
         self.train_set, self.val_set, latent_info = self._build_data()
         self.num_levels = latent_info["num_levels"]
         self.predictor = self._build_predictor(latent_info)
@@ -191,7 +204,7 @@ class Trainer:
             self.encoder = self._frozen_encoder(self._encoder_source)
         geometry = {k: spec.encoder[k] for k in ("img_size", "patch_size", "tubelet_size") if k in spec.encoder}
         info = {"embed_dim": spec.embed_dim, "tokens_per_frame": spec.tokens_per_frame,
-                "num_levels": spec.num_levels, **geometry}
+                "num_levels": spec.num_levels, **_views_side_by_side(geometry, spec.camera)}
         return clips(train_ids), (clips(val_ids) if val_ids else None), info
 
     def _raw_data(self) -> tuple[SeededClips, SeededClips | None, dict[str, Any]]:
@@ -214,9 +227,12 @@ class Trainer:
                                 "checkpoint_key": m.encoder_checkpoint_key}
         self.encoder = self._frozen_encoder(self._encoder_source)
         ec = self.encoder.config
-        info = {"embed_dim": self.encoder.output_dim(m.hierarchical), "tokens_per_frame": ec.tokens_per_frame,
+        self._views = len(camera_views(camera))
+        info = {"embed_dim": self.encoder.output_dim(m.hierarchical),
+                "tokens_per_frame": ec.tokens_per_frame * self._views,
                 "num_levels": ec.num_levels if m.hierarchical else 1,
-                "img_size": ec.img_size, "patch_size": ec.patch_size, "tubelet_size": ec.tubelet_size}
+                **_views_side_by_side({"img_size": ec.img_size, "patch_size": ec.patch_size,
+                                       "tubelet_size": ec.tubelet_size}, camera)}
         return clips(train_refs), (clips(val_refs) if val_refs else None), info
 
     def _predictor_config(self, info: dict[str, Any]) -> PredictorConfig:
@@ -379,7 +395,7 @@ class Trainer:
             crop = None if self.config.data.crop == "none" else self.config.data.crop
             with torch.no_grad(), autocast(self.device, self.precision):
                 latents = encode_frames(self.encoder, move(batch["frames"]), crop=crop,
-                                        hierarchical=self.config.model.hierarchical).float()
+                                        hierarchical=self.config.model.hierarchical, views=self._views).float()
         return latents, actions, states, extrinsics
 
     def train_step(self, batches: Iterator[dict]) -> dict[str, float]:
