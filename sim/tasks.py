@@ -129,13 +129,15 @@ class Task(abc.ABC):
     def goal_images(self) -> list[np.ndarray]:
         """One image [H, W, 3] uint8 per (sub-)goal, from the goal camera at the observation size (a multi-view
         camera such as "left+wrist": its views side by side, as the planner sees them)."""
+        return [self.render_goal_camera(self.solve_ik(goal.flange_pos, goal.flange_yaw), goal.gripper, goal.objects)
+                for goal in self.goals]
+
+    def render_goal_camera(self, q: np.ndarray, gripper: float, objects: dict) -> np.ndarray:
+        """The goal camera's image [H, W, 3] of the arm at joint angles `q` with the gripper and objects given,
+        leaving the simulation untouched (a multi-view camera's views side by side)."""
         views = camera_views(self.goal_camera)
-        images = []
-        for goal in self.goals:
-            q = self.solve_ik(goal.flange_pos, goal.flange_yaw)
-            rendered = self.robot.render_configuration(q, goal.gripper, goal.objects, roles=views)
-            images.append(join_views([rendered[view] for view in views], self.goal_camera))
-        return images
+        rendered = self.robot.render_configuration(q, gripper, objects, roles=views)
+        return join_views([rendered[view] for view in views], self.goal_camera)
 
     def solve_ik(self, flange_pos: np.ndarray, yaw: float) -> np.ndarray:
         result = self.robot.kinematics.ik(flange_pos, gripper_rotation(yaw), DROID_HOME_Q,

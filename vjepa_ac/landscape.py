@@ -94,8 +94,7 @@ def goal_landscape(world_model, task, seed: int, rng: np.random.Generator) -> Go
             if i < PATH_POINTS:
                 raise  # the path is between two reachable poses; failing here is a bug, not a sampling miss
             continue
-        frames.append(task.robot.render_configuration(q, goal.gripper, goal.objects, roles=(task.goal_camera,))
-                      [task.goal_camera])
+        frames.append(task.render_goal_camera(q, goal.gripper, goal.objects))
         kept.append(position)
     with torch.no_grad():
         latents = world_model.encode(np.stack(frames)[None])[0].float().cpu()
@@ -137,8 +136,7 @@ def cube_landscape(world_model, task, seed: int, rng: np.random.Generator) -> Cu
             if i < 3 * len(AXIS_PROBES):
                 raise  # a few centimetres from a pose the task itself reaches: a bug, not a sampling miss
             continue
-        frames.append(task.robot.render_configuration(q, goal.gripper, goal.objects, roles=(task.goal_camera,))
-                      [task.goal_camera])
+        frames.append(task.render_goal_camera(q, goal.gripper, goal.objects))
         kept.append(offset)
     with torch.no_grad():
         latents = world_model.encode(np.stack(frames)[None])[0].float().cpu()
