@@ -84,6 +84,9 @@ def describe_checkpoint(
     generation = "V-JEPA 2.1" if encoder_config and encoder_config["hierarchical_layers"] else "V-JEPA 2"
     if loads["encoder"] and loads["predictor"]:
         kind = f"{generation} action-conditioned world model (encoder + AC predictor)"
+        views = report["predictor"]["config"]["img_size"][1] // encoder_config["img_size"][1]
+        if views > 1:
+            kind += f", {views} camera views side by side"
     elif loads["encoder"]:
         kind = f"{generation} encoder" + (" (Hugging Face snapshot)" if Path(path).is_dir() else "")
     elif loads["predictor"]:

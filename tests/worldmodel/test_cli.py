@@ -49,3 +49,13 @@ def test_info_with_architecture_hints(capsys, tmp_path):
     assert main(["info", "--num-heads", "2", "--img-size", "96", str(checkpoint)]) == 0
     out = capsys.readouterr().out
     assert "kind:       V-JEPA 2.1 encoder" in out and "hierarchical_layers=(2, 5, 8, 11)" in out
+
+
+def test_info_names_the_views_of_a_multi_view_world_model(tmp_path, capsys):
+    from vjepa_ac.worldmodel import build_predictor, save_ac_checkpoint
+
+    path = save_ac_checkpoint(tmp_path / "two.pt", encoder=build_encoder("vit_tiny"),
+                              predictor=build_predictor("vit_ac_tiny", img_size=(64, 128)))
+    assert main(["info", "--json", str(path)]) == 0
+    kind = json.loads(capsys.readouterr().out)["kind"]
+    assert kind == "V-JEPA 2 action-conditioned world model (encoder + AC predictor), 2 camera views side by side"
