@@ -10,7 +10,8 @@
 # pretraining of the encoder on the collected sim video first, see EVALUATION.md), OBJECTIVE (the pretraining
 # objective with ENCODER=pretrained: vjepa2, the default, on a vit_tiny encoder; vjepa2_1, V-JEPA 2.1's dense loss with
 # deep supervision on images and clips, on a vjepa2_1_vit_tiny encoder; vjepa2_1_dense, the same without deep
-# supervision; see `vjepa-ac pretrain --help`), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
+# supervision; see `vjepa-ac pretrain --help`), CAMERA (the view(s) the world model reads: left, the paper's single
+# exterior view, or left+wrist, the exterior and wrist views side by side; see EVALUATION.md), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
 # default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
 # core count on an idle machine).
 # Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
@@ -23,6 +24,7 @@ EVAL_EPISODES=${EVAL_EPISODES:-20}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 ENCODER=${ENCODER:-random}
 OBJECTIVE=${OBJECTIVE:-vjepa2}
+CAMERA=${CAMERA:-left}
 # shellcheck source=recipes/common.sh
 source recipes/common.sh
 
@@ -37,6 +39,9 @@ case $OBJECTIVE in
 esac
 PRETRAIN_DIR=$WORK/pretrain
 if [ "$OBJECTIVE" != vjepa2 ]; then PRETRAIN_DIR=$WORK/pretrain_$OBJECTIVE; fi
+# Latents and predictor per camera; the single-view run keeps the plain names.
+CACHE_DIR=$WORK/cache TRAIN_DIR=$WORK/train
+if [ "$CAMERA" != left ]; then CACHE_DIR=$WORK/cache_$CAMERA TRAIN_DIR=$WORK/train_$CAMERA; fi
 
 step_encoder() {
     # A random-initialised V-JEPA encoder at 128 px = 64 tokens/frame: vit_tiny (64-d, depth 2, 4 heads), or for the
@@ -87,13 +92,14 @@ frozen_encoder() {
 }
 
 step_encode() {
-    # Every 15 Hz frame of the left exterior camera, with the reference's DROID crop.
-    "$VJEPA" encode "$WORK/episodes" --out "$WORK/cache" --encoder-checkpoint "$(frozen_encoder)" \
-        --all-frames --crop droid --camera left
+    # Every 15 Hz frame of the left exterior camera (and with CAMERA=left+wrist the wrist camera beside it), with the
+    # reference's DROID crop.
+    "$VJEPA" encode "$WORK/episodes" --out "$CACHE_DIR" --encoder-checkpoint "$(frozen_encoder)" \
+        --all-frames --crop droid --camera "$CAMERA"
 }
 
 step_train() {
-    "$VJEPA" train recipes/default_model.yaml data.cache="$WORK/cache" run.output_dir="$WORK/train"
+    "$VJEPA" train recipes/default_model.yaml data.cache="$CACHE_DIR" run.output_dir="$TRAIN_DIR"
 }
 
 step_export() {
@@ -102,8 +108,9 @@ step_export() {
     while IFS=$'\t' read -r name seconds; do
         sets+=(--set "timings_seconds.$name=$seconds")
     done < "$WORK/timings.tsv"
-    "$PY" -m vjepa_ac.recipe export "$WORK/train/latest.pt" "$OUT" --card recipes/default_model_card.yaml \
-        --set "recipe_threads=$OMP_NUM_THREADS" --set "encoder_weights=$ENCODER" "${sets[@]}" "${objective[@]}"
+    "$PY" -m vjepa_ac.recipe export "$TRAIN_DIR/latest.pt" "$OUT" --card recipes/default_model_card.yaml \
+        --set "recipe_threads=$OMP_NUM_THREADS" --set "encoder_weights=$ENCODER" "${sets[@]}" "${objective[@]}" \
+        --set "camera=$CAMERA" --set "sim.cameras=[${CAMERA//+/,}]"
 }
 
 step_eval() {
