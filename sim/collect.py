@@ -11,13 +11,17 @@ variation, JSON; empty for the fixed scene) and `sim_config`, plus the pose of e
 
 Collection is seeded per episode (episode i of a run with seed s always plays out the same) and resumable: every
 finished episode is appended to `<out>/sim_collect.jsonl`, and a rerun skips the (task, seed, index) triples listed
-there.
+there. An episode's recording time, and with it its folder, DROID uuid and episode id, comes from (task, seed,
+index) as well (`recording_time`), not from the clock: a collection run again is the same dataset under the same
+names, so training's held-out split (a hash of the episode ids) is the same too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +61,19 @@ def _episode_rng(config: CollectConfig, index: int) -> tuple[int, np.random.Gene
     seq = np.random.SeedSequence([config.seed, index])
     task_seed = int(seq.generate_state(1)[0])
     return task_seed, np.random.default_rng(seq.spawn(1)[0])
+
+
+SIM_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+"""Recording times of collected episodes lie in the year from this date."""
+EPISODE_SPACING = timedelta(seconds=20)
+"""Recording times of consecutive episodes of one run lie this far apart (longer than any episode)."""
+
+
+def recording_time(task: str, seed: int, index: int) -> datetime:
+    """The recording time written for episode `index` of a (task, seed) run: a day of the year after `SIM_EPOCH`
+    drawn from a hash of (task, seed), plus `index` x `EPISODE_SPACING`."""
+    day = int(hashlib.sha1(f"{task}/{seed}".encode()).hexdigest()[:8], 16) % 365
+    return SIM_EPOCH + timedelta(days=day) + index * EPISODE_SPACING
 
 
 def _read_manifest(path: Path) -> set[tuple[str, int, int]]:
@@ -99,7 +116,7 @@ def collect(out: str | Path, config: CollectConfig, *, progress: bool = True) ->
                 robot, task = make_env(config.task, seed=task_seed, robot=robot)
             mode = config.motion_mode(float(rng.random()))
             recording = record_episode(task, rng, config, mode=mode)
-            path = write_episode(out, recording)
+            path = write_episode(out, recording, when=recording_time(config.task, config.seed, index))
             # Recorded right after the episode folder appears, so a rerun redoes at most the interrupted episode.
             entry = {"task": config.task, "seed": config.seed, "index": index, "task_seed": task_seed,
                      "mode": mode, "success": recording.success, "steps": recording.num_steps,

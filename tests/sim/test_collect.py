@@ -9,7 +9,7 @@ import pytest
 from vjepa_ac.data.droid import DroidClipDataset, open_episode
 from vjepa_ac.data.droid.poses import states_to_actions
 from vjepa_ac.robot.kinematics import ArmKinematics
-from vjepa_ac.sim.collect import MANIFEST_NAME, CollectSummary, collect
+from vjepa_ac.sim.collect import MANIFEST_NAME, CollectSummary, collect, recording_time
 from vjepa_ac.sim.collect_config import CollectConfig
 
 SMALL = dict(task="grasp", image_size=(48, 64), steps_after_success=3, noisy_fraction=0.0, failed_fraction=0.0,
@@ -86,6 +86,19 @@ def test_collection_resumes_without_redoing_episodes(collected):
     assert again.written == 0 and again.skipped == 1
     lines = (root / MANIFEST_NAME).read_text().splitlines()
     assert [json.loads(line)["seed"] for line in lines] == [0, 1]
+
+
+def test_a_collection_run_again_writes_the_same_episodes_under_the_same_names(collected, tmp_path):
+    root, path, _ = collected
+    again = collect(tmp_path, CollectConfig(episodes=1, seed=0, explore_fraction=0.0, perturb_probability=0.0,
+                                            **SMALL), progress=False)
+    assert again.paths[0].relative_to(tmp_path) == path.relative_to(root)
+    with open_episode(path) as first, open_episode(again.paths[0]) as second:
+        assert first.episode_id == second.episode_id
+        np.testing.assert_array_equal(first.states(), second.states())
+    # Other runs and other episodes get other times.
+    assert len({recording_time(task, seed, index) for task in ("grasp", "reach") for seed in (0, 1)
+                for index in range(3)}) == 12
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
