@@ -229,9 +229,10 @@ def test_calibrate_on_the_sim_writes_a_file_run_accepts(tmp_path, capsys):
 
 def test_calibrate_bad_input_writes_nothing(tmp_path, capsys):
     out = tmp_path / "frame.json"
-    assert main(["calibrate", "--robot", "sim", "--camera", "wrist", "--probes", "4", "--device", "cpu",
+    # The sim renders every view the planner's camera names; a camera it does not have is refused up front.
+    assert main(["calibrate", "--robot", "sim", "--camera", "top", "--probes", "4", "--device", "cpu",
                  "--out", str(out)]) == 2
-    assert "camera 'wrist' not in the observation" in capsys.readouterr().err and not out.exists()
+    assert "unknown camera roles ['top']" in capsys.readouterr().err and not out.exists()
     assert main(["calibrate", "--robot", "sim", "--probe-step", "0.005", "--device", "cpu", "--out", str(out)]) == 2
     assert "min_motion" in capsys.readouterr().err and not out.exists()
     bad = tmp_path / "bad.json"
