@@ -11,7 +11,8 @@
 # objective with ENCODER=pretrained: vjepa2, the default, on a vit_tiny encoder; vjepa2_1, V-JEPA 2.1's dense loss with
 # deep supervision on images and clips, on a vjepa2_1_vit_tiny encoder; vjepa2_1_dense, the same without deep
 # supervision; see `vjepa-ac pretrain --help`), CAMERA (the view(s) the world model reads: left, the paper's single
-# exterior view, or left+wrist, the exterior and wrist views side by side; see EVALUATION.md), EVAL_EPISODES (per task, default 20), THREADS (torch/OpenMP threads,
+# exterior view, or left+wrist, the exterior and wrist views side by side; see EVALUATION.md), EVAL_EPISODES (per
+# task, default 20), THREADS (torch/OpenMP threads,
 # default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
 # core count on an idle machine).
 # Every step is resumable or idempotent; the wall time of each is appended to $WORK/timings.tsv.
