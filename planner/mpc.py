@@ -26,7 +26,7 @@ from vjepa_ac.data.conventions import camera_views, join_views
 from vjepa_ac.data.droid.poses import states_to_actions
 from vjepa_ac.planner.action_frame import ActionFrame
 from vjepa_ac.planner.action_space import GRIPPER_DIM
-from vjepa_ac.planner.base import PlanResult
+from vjepa_ac.planner.base import PlanResult, RolloutFn
 from vjepa_ac.planner.cem import CEMConfig, CEMPlanner, shift_plan
 from vjepa_ac.planner.mppi import MPPIConfig, MPPIPlanner
 from vjepa_ac.planner.objectives import GoalObjective, Metric, Reduction, latent_distance
@@ -41,6 +41,11 @@ PlannerConfig = CEMConfig | MPPIConfig
 
 _THREAD_CHOICES: dict[tuple[int, int, int], ThreadChoice] = {}
 """Measured thread choices per (predictor, samples, horizon) in this process."""
+
+RolloutFactory = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], RolloutFn]
+"""(context latents [K, N, D], context states [K, 7], the K-1 actions between them or None; both in the model's action
+frame) -> the rollout a plan scores its candidates with. The default is the world model's predictor
+(`planner.rollout.WorldModelRollout`); a study may imagine candidates another way (e.g. by rendering a simulator)."""
 
 
 @dataclass
@@ -202,12 +207,15 @@ def check_state(state: np.ndarray | Sequence[float]) -> np.ndarray:
 class LatentPlanner:
     """A world model, a planner and encoded goals: plans one action from one or more observed frames.
 
-    `world_model` is a `worldmodel.WorldModel` (encoder + predictor + crop).
+    `world_model` is a `worldmodel.WorldModel` (encoder + predictor + crop); `rollout_factory` replaces its predictor
+    as the imagination of candidates (see `RolloutFactory`), the encoder and goals staying the world model's.
     """
 
-    def __init__(self, world_model, goal_images: Sequence[np.ndarray], config: MPCConfig | None = None) -> None:
+    def __init__(self, world_model, goal_images: Sequence[np.ndarray], config: MPCConfig | None = None, *,
+                 rollout_factory: RolloutFactory | None = None) -> None:
         self.world_model = world_model
         self.config = config or MPCConfig()
+        self.rollout_factory = rollout_factory
         self.action_frame = ActionFrame(self.config.action_frame_yaw)
         self.planner = make_planner(self._fit_batch(self.config.planner))
         self._goal_planners: dict[int, CEMPlanner | MPPIPlanner] = {}
@@ -219,7 +227,7 @@ class LatentPlanner:
         self.thread_choice: ThreadChoice | None = None
         """How many CPU threads plans run on and why; set at the first plan."""
 
-    def _choose_threads(self, rollout: WorldModelRollout, objective: GoalObjective) -> None:
+    def _choose_threads(self, rollout: RolloutFn, objective: GoalObjective) -> None:
         """Set the thread count once: the configured one, or the fastest on a probe of this model (a rollout of up to
         64 candidates over the planning horizon)."""
         if self.config.threads is not None:
@@ -304,16 +312,15 @@ class LatentPlanner:
         states = np.stack([check_state(s) for s in np.asarray(states).reshape(-1, 7)])
         cfg = self.config
         frame = self.action_frame
-        rollout = WorldModelRollout(
-            self.world_model.predictor,
-            latents,
-            torch.from_numpy(frame.to_model_states(states)),
-            None if actions is None else torch.as_tensor(frame.to_model_actions(np.asarray(actions, dtype=np.float64)),
-                                                         dtype=torch.float32),
-            num_levels=self.world_model.num_levels,
-            precision=cfg.precision,
-            compile=cfg.compile,
-        )
+        model_states = torch.from_numpy(frame.to_model_states(states))
+        model_actions = None if actions is None else torch.as_tensor(
+            frame.to_model_actions(np.asarray(actions, dtype=np.float64)), dtype=torch.float32)
+        if self.rollout_factory is not None:
+            rollout = self.rollout_factory(latents, model_states, model_actions)
+        else:
+            rollout = WorldModelRollout(self.world_model.predictor, latents, model_states, model_actions,
+                                        num_levels=self.world_model.num_levels, precision=cfg.precision,
+                                        compile=cfg.compile)
         objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
         if self.thread_choice is None:
             self._choose_threads(rollout, objective)
@@ -450,6 +457,7 @@ def run_mpc(
     log_path: str | Path | None = None,
     done: Callable[[], bool] | None = None,
     progress: bool = True,
+    rollout_factory: RolloutFactory | None = None,
 ) -> EpisodeLog:
     """Drive `robot` towards the goal images; returns the `EpisodeLog`.
 
@@ -459,11 +467,12 @@ def run_mpc(
         goal_images: one RGB image per sub-goal, same camera and size as the robot's `config.camera` frames.
         log_path: append one JSON line per control step here (written as it happens, so a crash keeps the log).
         done: optional external success check (e.g. a simulator task), polled after every action.
+        rollout_factory: imagine candidates with this instead of the world model's predictor (`RolloutFactory`).
     """
     config = config or MPCConfig()
     start = time.perf_counter()
     goals = check_goal_images(goal_images)
-    controller = LatentPlanner(world_model, goals, config)
+    controller = LatentPlanner(world_model, goals, config, rollout_factory=rollout_factory)
     episode = EpisodeLog(goal_images=goals)
     writer = JsonlWriter(log_path) if log_path is not None else None
     history: collections.deque = collections.deque(maxlen=config.context_frames)

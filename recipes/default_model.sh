@@ -11,7 +11,9 @@
 # objective with ENCODER=pretrained: vjepa2, the default, on a vit_tiny encoder; vjepa2_1, V-JEPA 2.1's dense loss with
 # deep supervision on images and clips, on a vjepa2_1_vit_tiny encoder; vjepa2_1_dense, the same without deep
 # supervision; see `vjepa-ac pretrain --help`), CAMERA (the view(s) the world model reads: left, the paper's single
-# exterior view, or left+wrist, the exterior and wrist views side by side; see EVALUATION.md), EVAL_EPISODES (per
+# exterior view, or left+wrist, the exterior and wrist views side by side; see EVALUATION.md), PRETRAIN_SCENE (the
+# pretraining video with ENCODER=pretrained: varied, every episode its own randomised scene, or fixed, the same motion
+# in the evaluation's fixed scene: the data-variety ablation), EVAL_EPISODES (per
 # task, default 20), THREADS (torch/OpenMP threads,
 # default 1: on a CPU shared with other jobs one thread per process is much faster than oversubscribed cores; use the
 # core count on an idle machine).
@@ -26,6 +28,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
 ENCODER=${ENCODER:-random}
 OBJECTIVE=${OBJECTIVE:-vjepa2}
 CAMERA=${CAMERA:-left}
+PRETRAIN_SCENE=${PRETRAIN_SCENE:-varied}
 # shellcheck source=recipes/common.sh
 source recipes/common.sh
 
@@ -40,6 +43,12 @@ case $OBJECTIVE in
 esac
 PRETRAIN_DIR=$WORK/pretrain
 if [ "$OBJECTIVE" != vjepa2 ]; then PRETRAIN_DIR=$WORK/pretrain_$OBJECTIVE; fi
+# Pretraining video and the scene option of its collection; the fixed-scene ablation keeps its own folders.
+case $PRETRAIN_SCENE in
+    varied) PRETRAIN_EPISODES=$WORK/episodes_varied SCENE_OPTION=--randomize ;;
+    fixed) PRETRAIN_EPISODES=$WORK/episodes_fixed_scene SCENE_OPTION=--no-randomize PRETRAIN_DIR=${PRETRAIN_DIR}_fixed_scene ;;
+    *) echo "PRETRAIN_SCENE must be varied or fixed, got $PRETRAIN_SCENE" >&2; exit 2 ;;
+esac
 # Latents and predictor per camera; the single-view run keeps the plain names.
 CACHE_DIR=$WORK/cache TRAIN_DIR=$WORK/train
 if [ "$CAMERA" != left ]; then CACHE_DIR=$WORK/cache_$CAMERA TRAIN_DIR=$WORK/train_$CAMERA; fi
@@ -70,17 +79,18 @@ step_collect_varied() {
     # Pretraining video with variety (only with ENCODER=pretrained): every episode its own randomised scene (object
     # shape, size and colour, distractors, textures, lighting, camera jitter; sim/randomization.py) and the default
     # mix of scripted, noisy, failed and random-exploration motion. The evaluation scene is not among them.
+    # PRETRAIN_SCENE=fixed records the same motion mix in the evaluation's fixed scene instead.
     local task episodes
     for spec in reach:30 grasp:25 reach_with_object:20 pick_and_place:25; do
         task=${spec%%:*}
         episodes=${spec##*:}
-        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 100 --randomize --out "$WORK/episodes_varied"
+        "$VJEPA" sim collect --task "$task" --episodes "$episodes" --seed 100 "$SCENE_OPTION" --out "$PRETRAIN_EPISODES"
     done
 }
 
 step_pretrain() {
-    # V-JEPA masked-latent prediction on the left camera of the varied episodes, starting from the random encoder.
-    "$VJEPA" pretrain "$WORK/episodes_varied" --out "$PRETRAIN_DIR" --init "$INIT_ENCODER" --steps "$PRETRAIN_STEPS" \
+    # V-JEPA masked-latent prediction on the left camera of the pretraining video, starting from the random encoder.
+    "$VJEPA" pretrain "$PRETRAIN_EPISODES" --out "$PRETRAIN_DIR" --init "$INIT_ENCODER" --steps "$PRETRAIN_STEPS" \
         "${PRETRAIN_OPTIONS[@]}"
 }
 
@@ -105,7 +115,9 @@ step_train() {
 
 step_export() {
     local sets=() objective=() name seconds
-    if [ "$ENCODER" = pretrained ]; then objective=(--set "pretrain_objective=$OBJECTIVE"); fi
+    if [ "$ENCODER" = pretrained ]; then
+        objective=(--set "pretrain_objective=$OBJECTIVE" --set "pretrain_scene=$PRETRAIN_SCENE")
+    fi
     while IFS=$'\t' read -r name seconds; do
         sets+=(--set "timings_seconds.$name=$seconds")
     done < "$WORK/timings.tsv"

@@ -12,7 +12,7 @@ import dataclasses
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +74,21 @@ def subgoal_distances(task, episode_log) -> tuple[float | None, ...]:
 
 
 def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | None = None,
-                sim_options: dict[str, Any] | None = None, robot=None, progress: bool = False):
+                sim_options: dict[str, Any] | None = None, robot=None, progress: bool = False,
+                imagine_with: Callable[[Any], Any] | None = None):
     """One closed-loop sim episode; returns (EpisodeOutcome, EpisodeLog, robot) so the scene can be reused.
 
     With `fps` (the predictor's training frame rate), each planned action is executed over control_hz / fps control
     periods (`ActionRepeatRobot`), the interval the predictor imagines; the task's step budget, counted in control
-    periods, is divided accordingly (`vjepa_ac.episode`).
+    periods, is divided accordingly (`vjepa_ac.episode`). `imagine_with(task)` may return a
+    `planner.mpc.RolloutFactory` that imagines candidates instead of the world model's predictor (a study's oracle).
     """
     from vjepa_ac.planner.mpc import run_mpc
 
     setup = sim_episode(task_name, seed, camera=config.camera, sim_options=sim_options, robot=robot)
     controlled, config, _ = setup.controlled(config, fps)
-    episode_log = run_mpc(controlled, world_model, setup.goals, config, done=setup.success, progress=progress)
+    episode_log = run_mpc(controlled, world_model, setup.goals, config, done=setup.success, progress=progress,
+                          rollout_factory=None if imagine_with is None else imagine_with(setup.task))
     info = setup.task.info()
     outcome = EpisodeOutcome(
         task=task_name,

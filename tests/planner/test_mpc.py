@@ -341,3 +341,29 @@ def test_a_multi_view_camera_gives_its_views_side_by_side_each_checked():
     observation.images["wrist"] = np.zeros((4, 8, 3), np.uint8)
     with pytest.raises(ValueError, match="frames of one size"):
         camera_frame(observation, "left+wrist")
+
+
+def test_an_injected_rollout_factory_imagines_the_candidates(tiny_world_model):
+    """With `rollout_factory` the plan scores candidates on what the factory's rollout imagines (here: the goal's own
+    latent, displaced by how far the candidate's Δx is from +5 cm), built from the context the loop observed."""
+    robot = PointRobot()
+    goal_image = robot.image_at([0.4, -0.1, 0.3, 3.1, 0, 0, 0])
+    goal_latent = tiny_world_model.encode(goal_image[None, None])[0, 0]
+    seen = []
+
+    def factory(latents, states, actions):
+        seen.append((latents.shape, states.clone(), actions))
+
+        def rollout(candidates):
+            miss = (candidates[:, :, 0].sum(dim=1) - 0.05).abs()
+            return goal_latent.expand(len(candidates), candidates.shape[1], *goal_latent.shape) + miss[:, None, None,
+                                                                                                          None]
+        return rollout
+
+    config = MPCConfig(planner=CEMConfig(samples=64, iterations=3, topk=8, horizon=1), max_steps=2)
+    episode = run_mpc(robot, tiny_world_model, [goal_image], config, rollout_factory=factory)
+    assert len(seen) == 2 and seen[0][0] == (1, *goal_latent.shape) and seen[0][2] is None
+    np.testing.assert_allclose(seen[0][1][0].numpy(), [0.5, 0.0, 0.3, 3.1, 0, 0, 0])
+    for action in robot.sent:  # the model's own imagination would aim at the goal image's (0.4, -0.1) instead
+        assert abs(action[0] - 0.05) < 0.015
+    assert [r.step for r in episode.steps] == [0, 1]
