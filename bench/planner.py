@@ -292,6 +292,11 @@ def main() -> None:
         flops = counted_flops(fp32, objective, config.samples, horizon) * iterations
         print(f"\n[{label}] {baseline}: wall {base_wall:.2f} s, CPU {base_cpu:.2f} s; FLOPs per plan "
               f"{flops / 1e9:.1f} G (analytic {plan_flops(ours_predictor.config, config, naive=False) / 1e9:.1f} G)")
+        # The floor: these FLOPs at the full fp32 matmul rate. A target ratio r to the baseline needs a sustained
+        # share floor / (r * baseline) of that rate over the whole plan, attention included.
+        floor = flops / 1e9 / fp32_cpu_rate
+        print(f"  floor at 100% of the fp32 matmul rate: {floor:.2f} CPU-s = {floor / base_cpu:.3f}x the {baseline}'s "
+              f"CPU time; 0.2x would need {100 * floor / (0.2 * base_cpu):.0f}% of that rate")
         for name, (wall, cpu, result) in results.items():
             if name == baseline:
                 continue

@@ -44,7 +44,8 @@ def _yaw(rotation: np.ndarray) -> float:
 class RenderedRollout:
     """A `planner.base.RolloutFn` that imagines each candidate by rendering the sim, not by predicting.
 
-    For actions [S, H, 7] from the current state, the flange pose after all H actions is solved by IK (from the arm's
+    For actions [S, H, 7] from the current state, the flange pose after all H actions (kept in the workspace box, as
+    the sim keeps it) is solved by IK (from the arm's
     current joints) and rendered from the task's goal camera with the gripper at its commanded opening; the world
     model's encoder turns the frames into latents. Only the last step is rendered: every step of the result holds the
     last step's latent, so the objective must score the last step (`MPCConfig.reduce == "last"`, the model card's).
@@ -63,10 +64,14 @@ class RenderedRollout:
         self.carrying = task.cube_in_hand()
 
     def final_states(self, actions: torch.Tensor) -> torch.Tensor:
-        """States [S, 7] after applying every action of [S, H, 7] in turn (float64)."""
+        """States [S, 7] after applying every action of [S, H, 7] in turn (float64), each step's position clipped to
+        the robot's workspace box as the sim clips its targets."""
+        limits = self.task.robot.config.action_limits
+        low, high = (torch.as_tensor(v, dtype=torch.float64) for v in (limits.workspace_min, limits.workspace_max))
         state = self.state.expand(actions.shape[0], -1)
         for h in range(actions.shape[1]):
             state = apply_actions(state, actions[:, h].double())
+            state = torch.cat([torch.maximum(torch.minimum(state[:, :3], high), low), state[:, 3:]], dim=1)
         return state
 
     def render(self, state: np.ndarray) -> np.ndarray | None:
@@ -110,7 +115,7 @@ def run_study(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
     from vjepa_ac.closed_loop import run_episode
-    from vjepa_ac.model_card import load_for_planning, mpc_config_for
+    from vjepa_ac.model_card import load_for_planning, mpc_config_for, sim_settings
 
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +137,8 @@ def run_study(args: argparse.Namespace) -> None:
                         continue
                     imagine = rendered_imagination(world_model) if condition == "rendered" else None
                     outcome, episode, robot = run_episode(world_model, args.task, seed, config, fps=defaults.fps,
-                                                          robot=robot, imagine_with=imagine)
+                                                          sim_options=sim_settings(defaults), robot=robot,
+                                                          imagine_with=imagine)
                     record = {
                         "condition": condition, "task": args.task, "seed": seed, "success": outcome.success,
                         "final_distance": outcome.final_distance, "steps": outcome.steps,

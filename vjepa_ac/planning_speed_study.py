@@ -43,7 +43,7 @@ def condition_config(base, condition: str, *, surprise_gate: float, early_stop_s
 def run_study(args: argparse.Namespace) -> None:
     import torch
 
-    from vjepa_ac.model_card import load_for_planning, mpc_config_for
+    from vjepa_ac.model_card import load_for_planning, mpc_config_for, sim_settings
     from vjepa_ac.closed_loop import run_episode
 
     torch.set_num_threads(1)
@@ -64,7 +64,7 @@ def run_study(args: argparse.Namespace) -> None:
                     config = condition_config(base, condition, surprise_gate=args.surprise_gate,
                                               early_stop_std=args.early_stop_std)
                     outcome, episode, robot = run_episode(world_model, "reach", seed, config, fps=defaults.fps,
-                                                          robot=robot)
+                                                          sim_options=sim_settings(defaults), robot=robot)
                     record = {
                         "condition": condition, "seed": seed, "success": outcome.success,
                         "final_distance": outcome.final_distance, "steps": outcome.steps,

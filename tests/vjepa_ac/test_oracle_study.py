@@ -77,3 +77,23 @@ def test_table_from_a_results_file_with_a_torn_last_line(tmp_path, capsys):
     assert lines[8] == "| predictor | grasp | 0/0 | 0/0 | 0/0 | 0/0 | 0/1 |"
     assert main(["--out", str(tmp_path), "--table"]) == 0
     assert "| rendered | grasp | 2/4" in capsys.readouterr().out
+
+
+def test_imagined_poses_stay_in_the_workspace_box_as_the_robots_do(world_model):
+    from vjepa_ac.model_card import sim_config_options
+    from vjepa_ac.sim.tasks import make_env
+
+    options = sim_config_options({"image_size": [64, 64], "cameras": ["left"], "workspace_min": [0.3, -0.3, 0.05],
+                                  "workspace_max": [0.75, 0.3, 0.55]})
+    robot, task = make_env("grasp", seed=2, **options)
+    try:
+        rollout = RenderedRollout(task, world_model, torch.from_numpy(robot.droid_state()))
+        up = torch.zeros(1, 3, 7)
+        up[0, :, 2] = 0.5  # 1.5 m up in three steps
+        up[0, 1, 0] = -0.1
+        final = rollout.final_states(up)[0]
+        start = robot.droid_state()
+    finally:
+        robot.close()
+    assert final[2].item() == pytest.approx(0.55)
+    assert final[0].item() == pytest.approx(max(start[0] - 0.1, 0.3))
