@@ -66,6 +66,11 @@ class MPCConfig:
     (None, 0.03, 0.0, None) to approach freely, straddle an object in small steps and close the fingers in place;
     goals beyond the tuple use the search space's bound. Near its goal a planner that cannot resolve the last
     centimetres moves the hand at random by up to the bound each step, which pushes a small object aside."""
+    goal_reduce: tuple[Reduction | None, ...] | None = None
+    """The energy's reduction over the imagined steps while each goal image is in force (None = `reduce`), e.g.
+    ("last", "sum", "sum", "sum"): "last" lets a far goal be reached by any route (the search looks past ridges);
+    "sum" also scores the steps on the way, so near a goal the plan moves there at once and stays, instead of sending
+    an arbitrary first step that later steps of the plan would have undone."""
     switch_energy: float | None = None
     """Move to the next goal once the observed frame's energy to the current goal is at most this (reached)."""
     switch_plateau: int | None = None
@@ -127,6 +132,10 @@ class MPCConfig:
             if any(m is not None and not (math.isfinite(m) and m >= 0) for m in self.goal_max_translation):
                 raise ValueError(f"goal_max_translation values must be finite and >= 0 or None, got "
                                  f"{self.goal_max_translation}")
+        if self.goal_reduce is not None:
+            self.goal_reduce = tuple(self.goal_reduce)
+            if any(r not in (None, "last", "sum") for r in self.goal_reduce):
+                raise ValueError(f"goal_reduce values must be 'last', 'sum' or None, got {self.goal_reduce}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.threads is not None and self.threads < 1:
@@ -321,7 +330,8 @@ class LatentPlanner:
             rollout = WorldModelRollout(self.world_model.predictor, latents, model_states, model_actions,
                                         num_levels=self.world_model.num_levels, precision=cfg.precision,
                                         compile=cfg.compile)
-        objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric, reduce=cfg.reduce)
+        objective = GoalObjective(self.goal_latents[goal_index], metric=cfg.metric,
+                                  reduce=_per_goal(cfg.goal_reduce, goal_index) or cfg.reduce)
         if self.thread_choice is None:
             self._choose_threads(rollout, objective)
         planner = self.planner_for(goal_index)
@@ -386,7 +396,7 @@ class EpisodeLog:
     """The CPU thread count plans ran on and how it was chosen."""
 
 
-def _per_goal(values: tuple[float | None, ...] | None, goal_index: int) -> float | None:
+def _per_goal(values: tuple | None, goal_index: int):
     """The entry of a per-goal setting for `goal_index` (None where the tuple is unset or too short)."""
     return values[goal_index] if values is not None and goal_index < len(values) else None
 

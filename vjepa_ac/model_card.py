@@ -160,6 +160,7 @@ class PlanningOverrides:
     goal_schedule: tuple[int, ...] | None = None
     goal_gripper: tuple[float | None, ...] | None = None
     goal_max_translation: tuple[float | None, ...] | None = None
+    goal_reduce: tuple[Literal["last", "sum"] | None, ...] | None = None
     switch_energy: float | None = None
     switch_plateau: int | None = None
     plateau_drop: float | None = None

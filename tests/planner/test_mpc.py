@@ -367,3 +367,23 @@ def test_an_injected_rollout_factory_imagines_the_candidates(tiny_world_model):
     for action in robot.sent:  # the model's own imagination would aim at the goal image's (0.4, -0.1) instead
         assert abs(action[0] - 0.05) < 0.015
     assert [r.step for r in episode.steps] == [0, 1]
+
+
+def test_goal_reduce_sets_the_energy_reduction_per_sub_goal(tiny_world_model):
+    """A rollout that imagines every step one unit off the goal scores 1 where the last step counts and 3 (horizon 3)
+    where every step does; goals beyond the tuple, or None, use `reduce`."""
+    robot = PointRobot()
+    goals = [robot.image_at([0.6, 0.1, 0.3, 3.1, 0, 0, 0])] * 4
+    goal_latent = tiny_world_model.encode(goals[0][None, None])[0, 0]
+
+    def factory(latents, states, actions):
+        return lambda candidates: (goal_latent + 1.0).expand(len(candidates), candidates.shape[1], *goal_latent.shape)
+
+    config = MPCConfig(planner=CEMConfig(samples=8, iterations=1, topk=2, horizon=3), goal_reduce=("last", "sum", None))
+    controller = LatentPlanner(tiny_world_model, goals, config, rollout_factory=factory)
+    latent = goal_latent[None]
+    state = np.array([[0.5, 0.0, 0.3, 3.1, 0, 0, 0]])
+    energies = [controller.plan(latent, state, goal_index=k, seed=0).energy for k in range(4)]
+    assert energies == pytest.approx([1.0, 3.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="goal_reduce"):
+        MPCConfig(goal_reduce=("last", "mean"))

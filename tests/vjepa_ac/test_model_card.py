@@ -106,11 +106,13 @@ def test_planning_levers_are_settings_like_any_other(tmp_path):
     checkpoint.write_bytes(b"")
     (tmp_path / "model.json").write_text(json.dumps(CARD))
     args = _parsed("run", "--robot", "sim", "--task", "pick_and_place", "--max-yaw", "0.05", "switch_plateau=3",
-                   "plateau_floor=0.13", "regrasp=[3, 1]", "max_regrasps=1", "goal_max_translation=[null, 0.03, 0]")
+                   "plateau_floor=0.13", "regrasp=[3, 1]", "max_regrasps=1", "goal_max_translation=[null, 0.03, 0]",
+                   "goal_reduce=[last, sum]")
     config = resolved_config(args, load_planning_defaults(checkpoint))
     assert config.planner.space.max_yaw == 0.05 and config.planner.space.dims == (0, 1, 2, 6, 5)
     assert (config.switch_plateau, config.plateau_floor, config.regrasp, config.max_regrasps) == (3, 0.13, (3, 1), 1)
     assert config.goal_max_translation == (None, 0.03, 0.0)
+    assert config.goal_reduce == ("last", "sum")
 
 
 @pytest.mark.parametrize("words, message", [
