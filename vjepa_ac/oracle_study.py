@@ -115,14 +115,20 @@ def run_study(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
     from vjepa_ac.closed_loop import run_episode
-    from vjepa_ac.model_card import load_for_planning, mpc_config_for, sim_settings
+    from vjepa_ac.data.config import ConfigError, load
+    from vjepa_ac.model_card import PlanningOverrides, load_for_planning, mpc_config_for, sim_settings
 
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.jsonl"
-    done = {(r["condition"], r["task"], r["seed"]) for r in read_results(path)}
+    settings = " ".join(args.overrides)
+    done = {(r["condition"], r["task"], r.get("settings", ""), r["seed"]) for r in read_results(path)}
     world_model, defaults, _ = load_for_planning(args.checkpoint, "cpu")
-    config = dataclasses.replace(mpc_config_for(defaults, args.task), threads=1)
+    try:
+        overrides = load(PlanningOverrides, None, args.overrides, {})
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    config = dataclasses.replace(mpc_config_for(defaults, args.task, overrides), threads=1)
     if config.reduce != "last":
         raise SystemExit(f"the rendering oracle scores the last imagined step only; the model card reduces with "
                          f"{config.reduce!r}")
@@ -133,14 +139,15 @@ def run_study(args: argparse.Namespace) -> None:
             for seed in range(args.seed, args.seed + args.episodes):
                 for condition in args.conditions:
                     bar.update(1)
-                    if (condition, args.task, seed) in done:
+                    if (condition, args.task, settings, seed) in done:
                         continue
                     imagine = rendered_imagination(world_model) if condition == "rendered" else None
                     outcome, episode, robot = run_episode(world_model, args.task, seed, config, fps=defaults.fps,
                                                           sim_options=sim_settings(defaults), robot=robot,
                                                           imagine_with=imagine)
                     record = {
-                        "condition": condition, "task": args.task, "seed": seed, "success": outcome.success,
+                        "condition": condition, "task": args.task, "settings": settings, "seed": seed,
+                        "success": outcome.success,
                         "final_distance": outcome.final_distance, "steps": outcome.steps,
                         "subgoal_distances": outcome.subgoal_distances,
                         "seconds_per_action": statistics.mean(outcome.planning_seconds),
@@ -168,29 +175,33 @@ def format_table(records: list[dict]) -> str:
     successes per straddle-miss bin."""
     from vjepa_ac.report import wilson_interval
 
-    lines = ["| condition | task | success (95% CI) | n | straddle miss, median cm | s per action |",
-             "|---|---|---|---|---|---|"]
-    groups = sorted({(r["condition"], r["task"]) for r in records}, key=lambda g: (CONDITIONS.index(g[0]), g[1]))
-    for condition, task in groups:
-        rows = [r for r in records if (r["condition"], r["task"]) == (condition, task)]
+    def group(record: dict) -> tuple[str, str, str]:
+        return record["condition"], record["task"], record.get("settings", "")
+
+    lines = ["| condition | task | settings | success (95% CI) | n | straddle miss, median cm | s per action |",
+             "|---|---|---|---|---|---|---|"]
+    groups = sorted({group(r) for r in records}, key=lambda g: (CONDITIONS.index(g[0]), g[1], g[2]))
+    for condition, task, settings in groups:
+        rows = [r for r in records if group(r) == (condition, task, settings)]
         wins = sum(bool(r["success"]) for r in rows)
         low, high = wilson_interval(wins, len(rows))
         misses = [r["subgoal_distances"][STRADDLE_GOAL] for r in rows
                   if len(r["subgoal_distances"]) > STRADDLE_GOAL and r["subgoal_distances"][STRADDLE_GOAL] is not None]
         miss = f"{100 * statistics.median(misses):.1f}" if misses else "-"
-        lines.append(f"| {condition} | {task} | {wins}/{len(rows)} ({wins / len(rows):.0%}, {low:.0%}-{high:.0%}) | "
+        lines.append(f"| {condition} | {task} | {settings or 'model card'} | {wins}/{len(rows)} ({wins / len(rows):.0%}, "
+                     f"{low:.0%}-{high:.0%}) | "
                      f"{len(rows)} | {miss} | {statistics.mean(r['seconds_per_action'] for r in rows):.2f} |")
-    lines += ["", "| condition | task | " + " | ".join(label for *_, label in STRADDLE_BINS) + " |",
-              "|---|---|" + "---|" * len(STRADDLE_BINS)]
-    for condition, task in groups:
+    lines += ["", "| condition | task | settings | " + " | ".join(label for *_, label in STRADDLE_BINS) + " |",
+              "|---|---|---|" + "---|" * len(STRADDLE_BINS)]
+    for condition, task, settings in groups:
         cells = []
         for low, high, _ in STRADDLE_BINS:
-            rows = [r for r in records if (r["condition"], r["task"]) == (condition, task)
+            rows = [r for r in records if group(r) == (condition, task, settings)
                     and len(r["subgoal_distances"]) > STRADDLE_GOAL
                     and r["subgoal_distances"][STRADDLE_GOAL] is not None
                     and low <= r["subgoal_distances"][STRADDLE_GOAL] < high]
             cells.append(f"{sum(bool(r['success']) for r in rows)}/{len(rows)}")
-        lines.append(f"| {condition} | {task} | " + " | ".join(cells) + " |")
+        lines.append(f"| {condition} | {task} | {settings or 'model card'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -204,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=["rendered"],
                         help="what imagines the candidates (default: the rendering oracle only)")
     parser.add_argument("--table", action="store_true", help="print the table from --out and exit")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="planner settings over the model card's, as for `vjepa-ac eval` (e.g. "
+                             "'goal_reduce=[last,sum,sum,sum]'); recorded with each episode")
     args = parser.parse_args(argv)
     if not args.table:
         run_study(args)

@@ -67,16 +67,23 @@ def test_table_from_a_results_file_with_a_torn_last_line(tmp_path, capsys):
                for i, d in enumerate([0.01, 0.025, 0.05, None])]
     records.append({"condition": "predictor", "task": "grasp", "seed": 5000, "success": False, "final_distance": 0.1,
                     "steps": 30, "subgoal_distances": [0.03, 0.07, 0.06, 0.1], "seconds_per_action": 0.7})
+    records.append({"condition": "rendered", "task": "grasp", "settings": "reduce=sum", "seed": 5000, "success": True,
+                    "final_distance": 0.01, "steps": 20, "subgoal_distances": [0.01, 0.005, 0.01, 0.02],
+                    "seconds_per_action": 4.0})
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"condition": "ren')
-    assert len(read_results(path)) == 5
+    assert len(read_results(path)) == 6
     lines = format_table(read_results(path)).splitlines()
-    assert lines[2] == "| rendered | grasp | 2/4 (50%, 15%-85%) | 4 | 2.5 | 5.00 |"
-    assert lines[3] == "| predictor | grasp | 0/1 (0%, 0%-79%) | 1 | 7.0 | 0.70 |"
-    assert lines[7] == "| rendered | grasp | 1/1 | 1/1 | 0/0 | 0/1 | 0/0 |"
-    assert lines[8] == "| predictor | grasp | 0/0 | 0/0 | 0/0 | 0/0 | 0/1 |"
+    assert lines[2] == "| rendered | grasp | model card | 2/4 (50%, 15%-85%) | 4 | 2.5 | 5.00 |"
+    assert lines[3] == "| rendered | grasp | reduce=sum | 1/1 (100%, 21%-100%) | 1 | 0.5 | 4.00 |"
+    assert lines[4] == "| predictor | grasp | model card | 0/1 (0%, 0%-79%) | 1 | 7.0 | 0.70 |"
+    assert lines[8] == "| rendered | grasp | model card | 1/1 | 1/1 | 0/0 | 0/1 | 0/0 |"
+    assert lines[9] == "| rendered | grasp | reduce=sum | 1/1 | 0/0 | 0/0 | 0/0 | 0/0 |"
+    assert lines[10] == "| predictor | grasp | model card | 0/0 | 0/0 | 0/0 | 0/0 | 0/1 |"
     assert main(["--out", str(tmp_path), "--table"]) == 0
-    assert "| rendered | grasp | 2/4" in capsys.readouterr().out
+    assert "| rendered | grasp | model card | 2/4" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="goal_reduce"):
+        main(["--out", str(tmp_path), "--episodes", "0", "goal_reduce=[middle]"])
 
 
 def test_imagined_poses_stay_in_the_workspace_box_as_the_robots_do(world_model):
