@@ -20,6 +20,7 @@ from vjepa_ac.robot.client import BridgeClient
 from vjepa_ac.robot.config import BridgeConfig
 from vjepa_ac.robot.interface import ActionStatus
 from vjepa_ac.robot.keys import generate_keypair, make_curve_client
+from vjepa_ac.robot.kinematics import ArmKinematics
 from vjepa_ac.robot.limits import PANDA
 from vjepa_ac.robot.protocol import (
     MAX_STATE_BYTES,
@@ -266,7 +267,8 @@ def test_home_needs_the_session_and_stays_in_the_workspace(running_bridge, clien
     with pytest.raises(Exception, match="session"):
         client.call("home")  # no session
     outside = np.array([1.57, 0.2, 0.0, -1.5, 0.0, 1.885, 0.0])  # turned left and reaching out: y = 0.64 m
-    pos, _ = bridge.kinematics.fk(outside)
+    # Its own kinematics data: the running bridge's thread computes with the bridge's at the same time.
+    pos, _ = ArmKinematics(bridge.kinematics.model).fk(outside)
     assert PANDA.within(outside, 0.02) and pos[1] > 0.4
     with pytest.raises(Exception, match="workspace"):
         client.home(outside)
