@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from vjepa_ac.model_card import (
     sim_settings,
 )
 from vjepa_ac.planner.threads import last_choice
+
+if TYPE_CHECKING:
+    from vjepa_ac.planner.mpc import RolloutFactory
 from vjepa_ac.report import (
     EpisodeOutcome,
     EvaluationReport,
@@ -75,7 +78,7 @@ def subgoal_distances(task, episode_log) -> tuple[float | None, ...]:
 
 def run_episode(world_model, task_name: str, seed: int, config, *, fps: float | None = None,
                 sim_options: dict[str, Any] | None = None, robot=None, progress: bool = False,
-                imagine_with: Callable[[Any], Any] | None = None):
+                imagine_with: Callable[[Any], RolloutFactory] | None = None):
     """One closed-loop sim episode; returns (EpisodeOutcome, EpisodeLog, robot) so the scene can be reused.
 
     With `fps` (the predictor's training frame rate), each planned action is executed over control_hz / fps control

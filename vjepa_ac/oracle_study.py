@@ -36,11 +36,6 @@ CONDITIONS = ("rendered", "predictor")
 """The rendering oracle, and the world model's own predictor on the same seeds (the baseline)."""
 
 
-def _yaw(rotation: np.ndarray) -> float:
-    """Rotation about the vertical of an upright body's rotation matrix."""
-    return float(math.atan2(rotation[1, 0], rotation[0, 0]))
-
-
 class RenderedRollout:
     """A `planner.base.RolloutFn` that imagines each candidate by rendering the sim, not by predicting.
 
@@ -59,15 +54,16 @@ class RenderedRollout:
         robot = task.robot
         self.q_now = robot.joint_positions.copy()
         self.flange_now = robot.droid_state()[:3]
-        cube = robot.data.body("cube")
-        self.cube = (cube.xpos.copy(), _yaw(cube.xmat.reshape(3, 3)))
+        cube = robot.object_poses()["cube"]  # xyz + Euler "xyz": an upright cube's yaw is the last angle
+        self.cube = (cube[:3], float(cube[5]))
         self.carrying = task.cube_in_hand()
 
     def final_states(self, actions: torch.Tensor) -> torch.Tensor:
         """States [S, 7] after applying every action of [S, H, 7] in turn (float64), each step's position clipped to
         the robot's workspace box as the sim clips its targets."""
         limits = self.task.robot.config.action_limits
-        low, high = (torch.as_tensor(v, dtype=torch.float64) for v in (limits.workspace_min, limits.workspace_max))
+        low, high = (torch.tensor(np.array(v), dtype=torch.float64) for v in (limits.workspace_min,
+                                                                               limits.workspace_max))
         state = self.state.expand(actions.shape[0], -1)
         for h in range(actions.shape[1]):
             state = apply_actions(state, actions[:, h].double())

@@ -59,6 +59,7 @@ def test_a_held_cube_moves_with_the_hand(world_model):
     finally:
         robot.close()
     np.testing.assert_allclose(seen["cube"][0], rollout.cube[0] + [0, 0, 0.05], atol=1e-3)
+    assert seen["cube"][1] == pytest.approx(task.cube_yaw, abs=1e-3)
 
 
 def test_table_from_a_results_file_with_a_torn_last_line(tmp_path, capsys):
