@@ -102,6 +102,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "near the cube (offsets from the straddle pose); plot in energy_landscape.png; 0 = skip "
         "(default: %(default)s)",
     )
+    landscape.add_argument(
+        "--landscape-encoder", type=Path, default=None, metavar="ENCODER",
+        help="score the landscape with this encoder checkpoint instead of the model's (e.g. the latest.pt of "
+        "`vjepa-ac pretrain`), to check an encoder in seconds before encoding data and training a predictor on it; "
+        "only with --episodes 0 --open-loop-episodes 0, since the model's predictor was not trained on its features",
+    )
     _add_model_and_planner_options(ev)
     ev.set_defaults(handler=_run_eval)
 

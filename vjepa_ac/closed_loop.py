@@ -196,6 +196,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_evaluation(args: argparse.Namespace) -> int:
     """`vjepa-ac eval`: the success table plus the open-loop prediction error."""
+    if args.landscape_encoder is not None and (args.episodes or args.open_loop_episodes or not args.landscape_goals):
+        raise argparse.ArgumentError(None, "--landscape-encoder scores only the energy landscape: use it with "
+                                     "--episodes 0 --open-loop-episodes 0 and --landscape-goals of at least 1 (the "
+                                     "model's predictor was not trained on that encoder's features)")
     world_model, defaults, path = load_for_planning(args.checkpoint, args.device)
     start = time.perf_counter()
     outcomes, planners, videos = run_tasks(world_model, defaults, args.tasks, args.episodes, args.seed, args,
@@ -216,7 +220,15 @@ def run_evaluation(args: argparse.Namespace) -> int:
     if args.landscape_goals:
         from vjepa_ac.landscape import energy_landscape
 
-        report.landscape = energy_landscape(world_model, defaults, goals=args.landscape_goals, seed=args.seed,
+        scored = world_model
+        if args.landscape_encoder is not None:
+            from vjepa_ac.worldmodel import load_encoder
+
+            encoder = load_encoder(args.landscape_encoder, device=world_model.device,
+                                   dtype=next(world_model.encoder.parameters()).dtype)
+            scored = world_model.with_encoder(encoder)
+            report.meta["landscape encoder"] = str(args.landscape_encoder)
+        report.landscape = energy_landscape(scored, defaults, goals=args.landscape_goals, seed=args.seed,
                                             plot=Path(args.out) / "energy_landscape.png")
     report.meta["wall seconds"] = round(time.perf_counter() - start, 1)
     md_path, json_path = write_report(report, args.out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,14 @@ class WorldModel:
     @property
     def device(self) -> torch.device:
         return next(self.predictor.parameters()).device
+
+    def with_encoder(self, encoder: VisionTransformer) -> WorldModel:
+        """The same predictor and crop with another frozen encoder, e.g. a freshly pretrained one whose goal energy is
+        to be scored before a predictor is trained on its features (CheckpointError when the predictor's token grid
+        or width does not fit it). Planning with the result is meaningless unless the predictor was trained on this
+        encoder."""
+        check_pair(encoder, self.predictor)
+        return replace(self, encoder=encoder)
 
     def encode(self, frames: np.ndarray | Tensor, *, chunk_size: int = 16, progress: bool = False) -> Tensor:
         """Frames [B, T, H, W, 3] uint8 -> normalised features [B, T, tokens_per_frame, embed_dim]."""

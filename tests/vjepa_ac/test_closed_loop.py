@@ -154,6 +154,27 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model, monkeypat
     assert -1.0 <= landscape_only["landscape"]["near_cube_rank_correlation"] <= 1.0
     assert len(landscape_only["landscape"]["near_cube_axis_share"]) == 3
     assert "No closed-loop episodes" in (only / "report.md").read_text()
+    # --landscape-encoder: the same landscape scored with another encoder file. The model's own encoder saved as
+    # a file scores exactly what the model does; another random encoder scores differently.
+    from vjepa_ac.recipe import init_encoder
+
+    landscapes = {}
+    for seed in (0, 1):
+        encoder_file = init_encoder(tmp_path / f"encoder_{seed}.pt", preset="vit_tiny", img_size=64,
+                                    patch_size=None, seed=seed)
+        swapped = tmp_path / f"landscape_encoder_{seed}"
+        assert main(["eval", "--episodes", "0", "--out", str(swapped), "--open-loop-episodes", "0",
+                     "--landscape-goals", "1", "--landscape-encoder", str(encoder_file), *common]) == 0
+        report = json.loads((swapped / "report.json").read_text())
+        assert report["meta"]["landscape encoder"] == str(encoder_file)
+        landscapes[seed] = report["landscape"]
+    assert landscapes[0] == landscape_only["landscape"]
+    assert landscapes[1]["rank_correlation"] != landscapes[0]["rank_correlation"]
+    # It scores only the landscape: with closed-loop episodes it is a usage error (exit 2), and nothing is written.
+    refused = tmp_path / "refused"
+    assert main(["eval", "--episodes", "1", "--out", str(refused), "--open-loop-episodes", "0",
+                 "--landscape-encoder", str(encoder_file), *common]) == 2
+    assert not refused.exists()
     demo = tmp_path / "demo"
     assert main(["demo", "--task", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0

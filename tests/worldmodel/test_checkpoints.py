@@ -215,6 +215,21 @@ def test_mismatched_pair_is_rejected(tmp_path):
         load_world_model(odd)
 
 
+def test_world_model_takes_another_encoder_only_when_its_predictor_fits(tmp_path):
+    from vjepa_ac.worldmodel import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(encoder=build_encoder("vit_tiny"), predictor=build_predictor("vit_ac_tiny"), crop="square")
+    other = build_encoder("vit_tiny")
+    swapped = model.with_encoder(other)
+    assert swapped.encoder is other and swapped.predictor is model.predictor and swapped.crop == "square"
+    assert model.encoder is not other  # the original pair is left as it was
+    with pytest.raises(CheckpointError, match="tokens per frame"):
+        model.with_encoder(build_encoder("vit_tiny", img_size=(96, 96)))
+    with pytest.raises(CheckpointError, match="-d features"):
+        model.with_encoder(build_encoder("vit_tiny", embed_dim=96, num_heads=4))
+
+
 def test_safetensors_file(tmp_path):
     from safetensors.torch import save_file
 
