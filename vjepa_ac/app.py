@@ -106,7 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--landscape-encoder", type=Path, default=None, metavar="ENCODER",
         help="score the landscape with this encoder checkpoint instead of the model's (e.g. the latest.pt of "
         "`vjepa-ac pretrain`), to check an encoder in seconds before encoding data and training a predictor on it; "
-        "only with --episodes 0 --open-loop-episodes 0, since the model's predictor was not trained on its features",
+        "only with --episodes 0 --open-loop-episodes 0, since the model's predictor was not trained on its features. "
+        "Its features are taken as the model reads them: a 4-level V-JEPA 2.1 encoder beside a single-level model "
+        "is scored on its last level (pass a 2.1 model's --checkpoint for all four)",
     )
     _add_model_and_planner_options(ev)
     ev.set_defaults(handler=_run_eval)
