@@ -2,7 +2,6 @@
 randomised episodes (mode, proportions, scene, object poses) that validate and replay, resumption after a kill, and
 the fixed scene's expert/exploration data unchanged from before."""
 
-import hashlib
 import json
 import os
 import signal
@@ -25,12 +24,10 @@ from vjepa_ac.sim.replay import replay_episode
 from vjepa_ac.sim.robot import SimConfig, SimRobot
 from vjepa_ac.sim.tasks import make_env
 
+from .conftest import digest
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(image_size=(32, 48), steps_after_success=3)
-
-
-def _hash(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
 def test_motion_modes_follow_the_configured_proportions():
@@ -141,7 +138,8 @@ def test_replay_rebuilds_the_recorded_scene_and_objects(varied, tmp_path):
 
 def test_fixed_scene_collection_is_unchanged():
     """With randomisation off and no noisy or failed episodes, `sim collect` plays out exactly as before these modes
-    existed (states and joints of the code at commit da2b7ba)."""
+    existed (states and joints of the code at commit da2b7ba, to 1e-6: their last bits differ from one CPU to
+    another, while the two codes agree bit for bit on each machine)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as root:
@@ -149,8 +147,8 @@ def test_fixed_scene_collection_is_unchanged():
                                               randomize_appearance=False, explore_fraction=0.5, noisy_fraction=0.0,
                                               failed_fraction=0.0), progress=False)
         episodes = [open_episode(p) for p in summary.paths]
-        assert [(_hash(e.states()), _hash(e.joint_positions()), e.num_steps) for e in episodes] == [
-            ("98c7ced541619cc9", "2bd238319a24040c", 50), ("97f4cd7347d35278", "ed738f631b9c1b3e", 50)]
+        assert [(digest(e.states(), 6), digest(e.joint_positions(), 6), e.num_steps) for e in episodes] == [
+            ("9054dbbeafeecfb7", "05ace85260485517", 50), ("9d8ed7753d32234c", "4fdb28cb6984e364", 50)]
         assert all(e.attrs["sim_scene"] == "" and e.task == "pick up the red cube" for e in episodes)
 
 
@@ -197,7 +195,7 @@ def test_collection_resumes_after_a_kill(tmp_path):
             episode = open_episode(root / entry["path"])
             assert validate_episode(root / entry["path"]).ok
             frames = episode.read_frames("left", list(range(episode.num_frames("left"))))
-            out[entry["index"]] = (entry["mode"], entry["task_seed"], _hash(episode.states()), _hash(frames),
+            out[entry["index"]] = (entry["mode"], entry["task_seed"], digest(episode.states()), digest(frames),
                                    episode.attrs["sim_scene"])
         return out
 
