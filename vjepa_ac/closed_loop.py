@@ -201,6 +201,13 @@ def run_evaluation(args: argparse.Namespace) -> int:
                                      "--episodes 0 --open-loop-episodes 0 and --landscape-goals of at least 1 (the "
                                      "model's predictor was not trained on that encoder's features)")
     world_model, defaults, path = load_for_planning(args.checkpoint, args.device)
+    # The encoder whose landscape is scored, loaded before any work so that a bad file fails at once.
+    scored = world_model
+    if args.landscape_encoder is not None:
+        from vjepa_ac.worldmodel import load_encoder
+
+        scored = world_model.with_encoder(load_encoder(args.landscape_encoder, device=world_model.device,
+                                                       dtype=next(world_model.encoder.parameters()).dtype))
     start = time.perf_counter()
     outcomes, planners, videos = run_tasks(world_model, defaults, args.tasks, args.episodes, args.seed, args,
                                            keep_videos=args.video, journal=Path(args.out) / "episodes.jsonl",
@@ -220,13 +227,7 @@ def run_evaluation(args: argparse.Namespace) -> int:
     if args.landscape_goals:
         from vjepa_ac.landscape import energy_landscape
 
-        scored = world_model
         if args.landscape_encoder is not None:
-            from vjepa_ac.worldmodel import load_encoder
-
-            encoder = load_encoder(args.landscape_encoder, device=world_model.device,
-                                   dtype=next(world_model.encoder.parameters()).dtype)
-            scored = world_model.with_encoder(encoder)
             report.meta["landscape encoder"] = str(args.landscape_encoder)
         report.landscape = energy_landscape(scored, defaults, goals=args.landscape_goals, seed=args.seed,
                                             plot=Path(args.out) / "energy_landscape.png")

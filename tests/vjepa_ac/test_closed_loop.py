@@ -175,6 +175,12 @@ def test_eval_and_demo_commands_end_to_end(tmp_path, tiny_world_model, monkeypat
     assert main(["eval", "--episodes", "1", "--out", str(refused), "--open-loop-episodes", "0",
                  "--landscape-encoder", str(encoder_file), *common]) == 2
     assert not refused.exists()
+    # A corrupt encoder file fails before any work: an error (exit 1), no report.
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(["eval", "--episodes", "0", "--out", str(refused), "--open-loop-episodes", "0",
+                 "--landscape-encoder", str(corrupt), *common]) == 1
+    assert not refused.exists()
     demo = tmp_path / "demo"
     assert main(["demo", "--task", "reach", "--episodes", "1", "--out", str(demo), *common]) == 0
     assert (demo / "summary.json").is_file() and (demo / "demo.mp4").stat().st_size > 0
